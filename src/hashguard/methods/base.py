@@ -1,0 +1,57 @@
+"""The interface every hashing objective implements, and helpers shared by the pairwise losses."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+def label_similarity(labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
+    """s_ij = 1[<y_i, y_j> > 0]: items are similar when they share at least one label (SPEC §3.2)."""
+    return (labels_a.float() @ labels_b.float().t() > 0).float()
+
+
+class HashingMethod(nn.Module):
+    """A deep hashing objective: ``loss = method(u, labels, index)``.
+
+    ``u`` holds relaxed codes f(x; alpha) in (-1, 1) of shape (B, K), ``labels`` the float multi-hot labels
+    (B, C) and ``index`` the positions of the batch items in the training split (B,), used by memory banks.
+
+    Hooks the trainer calls:
+
+    * :meth:`alpha` gives the relaxation scale to use at a training step (HashNet-style continuation; an
+      explicit step count, never a counter of forward calls);
+    * :meth:`preinstall` fills memory banks from the codes of a trained model (adversarial training);
+    * :meth:`model_overrides` lets a method ask for a model feature (OrthoHash's BatchNorm on the codes).
+    """
+
+    name: ClassVar[str] = ""
+    uses_memory_bank: ClassVar[bool] = False
+
+    def __init__(self, bits: int, num_classes: int, num_train: int, seed: int = 0) -> None:
+        super().__init__()
+        self.bits = bits
+        self.num_classes = num_classes
+        self.num_train = num_train
+        self.seed = seed
+
+    def alpha(self, step: int) -> float:
+        """Relaxation scale for training step ``step`` (0-based). 1 unless the method uses continuation."""
+        return 1.0
+
+    def preinstall(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
+        """Fill the memory bank (if any) with codes and labels of the whole training split."""
+
+    @classmethod
+    def model_overrides(cls) -> dict[str, Any]:
+        """Model spec fields the method needs (for example ``{"hash_norm": "batchnorm"}``)."""
+        return {}
+
+    def params(self) -> dict[str, Any]:
+        """The method's hyper-parameters, as stored in checkpoints and results."""
+        return {}
+
+    def forward(self, u: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError

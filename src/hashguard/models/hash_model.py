@@ -1,0 +1,125 @@
+"""The hash model: normalisation buffers, a backbone and the relaxed sign head tanh(alpha * z).
+
+``HashModel.forward(x, alpha=1.0)`` takes images in [0, 1] (normalisation happens inside, SPEC §2.3) and
+returns relaxed codes in (-1, 1). ``encode(x)`` returns +-1 int8 codes with sign(0) resolved to +1, so a code
+never holds a zero. The model has no hidden state: a continuation scale (HashNet) is passed as ``alpha``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from hashguard.errors import ConfigError
+from hashguard.models.backbones import BACKBONES, TORCHVISION_BACKBONES, build_backbone
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HASH_NORMS = ("none", "batchnorm")
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a :class:`HashModel` (stored as JSON beside the weights)."""
+
+    backbone: str = "small_cnn"
+    bits: int = 32
+    in_channels: int = 3
+    image_size: int = 224
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    hash_norm: str = "none"
+    pretrained: str | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first field that cannot work."""
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
+        if self.bits < 1:
+            raise ConfigError(f"code length must be positive, got {self.bits}")
+        if self.in_channels not in (1, 3):
+            raise ConfigError(f"images must have 1 or 3 channels, got {self.in_channels}")
+        if self.hash_norm not in HASH_NORMS:
+            raise ConfigError(f"hash_norm must be one of {HASH_NORMS}, got {self.hash_norm!r}")
+        channels = self.network_channels
+        if len(self.mean) != channels or len(self.std) != channels:
+            raise ConfigError(f"mean/std need {channels} values for {self.backbone} on {self.in_channels}-channel input")
+        if any(s <= 0 for s in self.std):
+            raise ConfigError("normalisation std values must be positive")
+
+    @property
+    def network_channels(self) -> int:
+        """Channels the network sees: grey images are repeated to RGB for torchvision backbones."""
+        if self.backbone in TORCHVISION_BACKBONES:
+            return 3
+        return self.in_channels
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> ModelSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(payload) - known
+        if unknown:
+            raise ConfigError(f"unknown model fields: {', '.join(sorted(unknown))}")
+        spec = cls(**payload)
+        spec.validate()
+        return spec
+
+
+class HashModel(nn.Module):
+    """A deep hashing network f(x; alpha) = tanh(alpha * z(x)) on images in [0, 1] (SPEC §3.1)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        spec.validate()
+        self.spec = spec
+        self.backbone = build_backbone(
+            spec.backbone, spec.bits, spec.network_channels, spec.image_size, spec.pretrained
+        )
+        self.hash_norm = nn.BatchNorm1d(spec.bits) if spec.hash_norm == "batchnorm" else nn.Identity()
+        self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    @property
+    def bits(self) -> int:
+        return self.spec.bits
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-activations z(x) of the hash layer for images ``x`` in [0, 1], shape (B, K)."""
+        if x.dim() != 4 or x.shape[1] != self.spec.in_channels:
+            raise ValueError(
+                f"expected images of shape (B, {self.spec.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        if self.spec.network_channels != x.shape[1]:
+            x = x.expand(-1, self.spec.network_channels, -1, -1)
+        x = (x - self.mean) / self.std
+        return self.hash_norm(self.backbone(x))
+
+    def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """Relaxed codes tanh(alpha * z(x)) in (-1, 1)."""
+        return torch.tanh(alpha * self.logits(x))
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Binary codes in {-1, +1} as int8 (eval mode for the call; the caller's mode is restored)."""
+        was_training = self.training
+        self.eval()
+        try:
+            z = self.logits(x.to(self.device))
+        finally:
+            self.train(was_training)
+        return sign_codes(z)
+
+
+def sign_codes(values: torch.Tensor) -> torch.Tensor:
+    """sign(values) as int8 codes with sign(0) = +1, so every component is +-1."""
+    return torch.where(values >= 0, 1, -1).to(torch.int8)
