@@ -103,3 +103,32 @@ class DatasetSplits:
         for part in (self.train, self.query, self.database):
             digest.update(part.fingerprint().encode())
         return digest.hexdigest()[:16]
+
+
+class SubsetDataset(HashingDataset):
+    """A view of some items of another split, re-indexed from 0 (for validation carving)."""
+
+    def __init__(self, parent: HashingDataset, indices: np.ndarray) -> None:
+        self.parent = parent
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = parent.labels[self.indices]
+        self.image_shape = parent.image_shape
+
+    def load_image(self, index: int) -> torch.Tensor:
+        return self.parent.load_image(int(self.indices[index]))
+
+    def fingerprint_parts(self) -> list[bytes]:
+        return [self.parent.fingerprint().encode(), self.indices.tobytes()]
+
+
+def carve_validation(
+    train: HashingDataset, fraction: float, seed: int
+) -> tuple[HashingDataset, HashingDataset | None]:
+    """Split ``train`` into (fit, validation) with a seeded permutation; never touches the query split."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    count = int(round(len(train) * fraction))
+    if count == 0:
+        return train, None
+    order = np.random.default_rng(seed).permutation(len(train))
+    return SubsetDataset(train, np.sort(order[count:])), SubsetDataset(train, np.sort(order[:count]))

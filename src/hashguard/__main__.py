@@ -1,0 +1,5 @@
+import sys
+
+from hashguard.cli import main
+
+sys.exit(main())

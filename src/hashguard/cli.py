@@ -1,0 +1,56 @@
+"""The ``hashguard`` command line: a thin layer over the library, one module per subcommand.
+
+Every user-fixable problem (a :class:`~hashguard.errors.HashguardError`) becomes a single line on stderr
+and exit status 2; an interrupt exits with 130. Nothing already written is removed on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from hashguard import __version__
+from hashguard.errors import HashguardError
+
+#: subcommand modules under ``hashguard.commands``; each defines ``register(subparsers)``.
+COMMAND_MODULES = ("datasets", "train", "encode", "evaluate", "search", "attack", "defend", "study")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hashguard",
+        description="Train, index, attack, harden and benchmark deep hashing retrieval models.",
+    )
+    parser.add_argument("--version", action="version", version=f"hashguard {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"hashguard.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"hashguard.commands.{name}":
+                continue  # not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except HashguardError as exc:
+        print(f"hashguard: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hashguard: interrupted; finished checkpoints are kept, rerun with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

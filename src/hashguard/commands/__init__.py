@@ -1,0 +1,1 @@
+"""One module per ``hashguard`` subcommand; each defines ``register(subparsers)``."""
