@@ -14,3 +14,7 @@ __all__ = [
     "IMAGENET_STD",
     "sign_codes",
 ]
+
+from hashguard.models.checkpoint import load_model, read_model_config, save_model  # noqa: E402
+
+__all__ += ["load_model", "read_model_config", "save_model"]

@@ -1,0 +1,126 @@
+"""Checkpoints: ``model.safetensors`` (weights) plus ``model.json`` (how to rebuild the model, provenance).
+
+Loading never executes code: weights come from safetensors, configuration from JSON. A checkpoint whose
+weights do not fit the model described by its JSON (another backbone, another code length) is refused with
+one line naming the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from hashguard.errors import CheckpointError, ConfigError
+from hashguard.io_utils import atomic_write, atomic_write_json
+from hashguard.models.hash_model import HashModel, ModelSpec
+from hashguard.versions import environment_versions
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "model.json"
+FORMAT = "hashguard-model/1"
+
+
+def _plain_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU copies (safetensors refuses shared or strided storage)."""
+    return {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
+
+
+def save_state_file(path: str | os.PathLike[str], state: dict[str, torch.Tensor]) -> None:
+    """Write a dict of tensors as safetensors, atomically."""
+    plain = _plain_state(state)
+    atomic_write(path, lambda tmp: save_file(plain, tmp))
+
+
+def load_state_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; a missing or corrupt file raises :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weight file not found")
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"{path}: corrupt safetensors file ({type(exc).__name__}: {exc})") from None
+
+
+def save_model(
+    directory: str | os.PathLike[str],
+    model: HashModel,
+    *,
+    method: dict[str, Any] | None = None,
+    num_classes: int | None = None,
+    dataset: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    state: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``model`` (or the given ``state`` for it) and its description into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_state_file(directory / WEIGHTS_FILE, state if state is not None else model.state_dict())
+    payload = {
+        "format": FORMAT,
+        "model": model.spec.to_dict(),
+        "method": method or {},
+        "num_classes": num_classes,
+        "dataset": dataset or {},
+        "versions": environment_versions(),
+        **(extra or {}),
+    }
+    atomic_write_json(directory / CONFIG_FILE, payload)
+    return directory
+
+
+def read_model_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed ``model.json`` of a checkpoint directory."""
+    directory = Path(directory)
+    path = directory / CONFIG_FILE
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: checkpoint directory not found")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; not a hashguard checkpoint directory")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable JSON ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a {FORMAT} checkpoint description")
+    return payload
+
+
+def load_model(
+    directory: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[HashModel, dict[str, Any]]:
+    """Rebuild the model of a checkpoint directory; returns ``(model in eval mode, model.json payload)``."""
+    directory = Path(directory)
+    payload = read_model_config(directory)
+    try:
+        spec_dict = dict(payload["model"])
+        spec_dict["pretrained"] = None  # the weights below replace any pretrained initialisation
+        spec = ModelSpec.from_dict(spec_dict)
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: invalid model description ({exc})") from None
+    model = HashModel(spec)
+    state = load_state_file(directory / WEIGHTS_FILE)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        example = (missing or unexpected)[0]
+        raise CheckpointError(
+            f"{directory / WEIGHTS_FILE}: weights belong to another model than {spec.backbone} with "
+            f"{spec.bits} bits ({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {example!r})"
+        )
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"{directory / WEIGHTS_FILE}: tensor {key!r} has shape {tuple(tensor.shape)}, "
+                f"the {spec.backbone} model with {spec.bits} bits expects {tuple(expected[key].shape)}"
+            )
+    model.load_state_dict(state)
+    model.to(device)
+    model.eval()
+    return model, payload

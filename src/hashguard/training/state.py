@@ -1,0 +1,88 @@
+"""Resumable training state: model, method buffers and optimizer in safetensors, counters in JSON.
+
+Each checkpoint is a directory ``checkpoints/epoch-NNNN`` written under a temporary name and renamed into
+place, so a crash never leaves a half-written checkpoint; resuming picks the newest complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hashguard.errors import CheckpointError
+from hashguard.models.checkpoint import load_state_file, save_state_file
+
+STATE_WEIGHTS = "state.safetensors"
+STATE_META = "state.json"
+OPTIM_PREFIX = "optimizer."
+
+
+def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state_dict into tensors (for safetensors) and plain JSON values."""
+    state_dict = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, entries in state_dict["state"].items():
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{OPTIM_PREFIX}{param_id}.{name}"] = value
+            else:
+                scalars.setdefault(str(param_id), {})[name] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_flat(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    """Inverse of :func:`optimizer_to_flat`."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if not key.startswith(OPTIM_PREFIX):
+            continue
+        param_id, name = key[len(OPTIM_PREFIX):].split(".", 1)
+        state.setdefault(int(param_id), {})[name] = value
+    for param_id, entries in meta["scalars"].items():
+        state.setdefault(int(param_id), {}).update(entries)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def write_checkpoint(root: Path, epoch: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any], keep: int = 2) -> Path:
+    """Write ``checkpoints/epoch-NNNN`` atomically and keep only the newest ``keep`` of them."""
+    parent = root / "checkpoints"
+    parent.mkdir(parents=True, exist_ok=True)
+    final = parent / f"epoch-{epoch:04d}"
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
+    try:
+        save_state_file(staging / STATE_WEIGHTS, tensors)
+        (staging / STATE_META).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for old in sorted(parent.glob("epoch-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete checkpoint directory under ``root/checkpoints``, if any."""
+    parent = root / "checkpoints"
+    candidates = sorted(p for p in parent.glob("epoch-*") if (p / STATE_META).is_file()) if parent.is_dir() else []
+    return candidates[-1] if candidates else None
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and metadata of one checkpoint directory."""
+    try:
+        meta = json.loads((path / STATE_META).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path / STATE_META}: unreadable training state ({exc})") from None
+    return load_state_file(path / STATE_WEIGHTS), meta
