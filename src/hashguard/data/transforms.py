@@ -1,0 +1,75 @@
+"""Image pre-processing without torchvision (SPEC §2.3), implemented with PIL and NumPy.
+
+``preprocess_image`` reproduces ``Resize(256) -> CenterCrop(224) -> ToTensor()`` on a PIL image: the
+shorter side is resized (bilinear) to ``resize``, the centre ``image_size`` x ``image_size`` window is cut
+out (zero padding if the image is smaller, as torchvision does), and the result becomes a float CHW tensor
+in [0, 1]. No normalisation: the mean/std live inside the model.
+
+``resize_tensor`` scales an in-memory image (demo digits, IDX, CIFAR arrays) to a square size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+#: SPEC §2.3 sizes: resize the shorter side to 256, then crop the centre 224 x 224.
+DEFAULT_IMAGE_SIZE = 224
+DEFAULT_RESIZE = 256
+
+
+def default_resize(image_size: int) -> int:
+    """The resize length that keeps SPEC's 256/224 ratio for a crop of ``image_size``."""
+    return int(round(image_size * DEFAULT_RESIZE / DEFAULT_IMAGE_SIZE))
+
+
+def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
+    """Resize so that the shorter side is ``size`` pixels, keeping the aspect ratio (bilinear)."""
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    if short == size:
+        return image
+    new_short, new_long = size, int(size * long / short)
+    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    return image.resize((new_w, new_h), Image.BILINEAR)
+
+
+def center_crop(array: np.ndarray, size: int) -> np.ndarray:
+    """The centre ``size`` x ``size`` window of an HWC array, zero-padded when the array is smaller."""
+    height, width = array.shape[:2]
+    if height < size or width < size:
+        pad_h, pad_w = max(size - height, 0), max(size - width, 0)
+        array = np.pad(
+            array, ((pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2), (0, 0)), mode="constant"
+        )
+        height, width = array.shape[:2]
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return array[top : top + size, left : left + size]
+
+
+def preprocess_image(
+    image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE, resize: int | None = None
+) -> torch.Tensor:
+    """SPEC §2.3 pre-processing: RGB, shorter side to ``resize``, centre crop ``image_size``, [0, 1] CHW."""
+    if image_size <= 0:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    resize = default_resize(image_size) if resize is None else int(resize)
+    if resize <= 0:
+        raise ValueError(f"resize must be positive, got {resize}")
+    image = resize_shorter_side(image.convert("RGB"), resize)
+    array = center_crop(np.asarray(image, dtype=np.uint8), image_size)
+    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return tensor.float().div_(255.0)
+
+
+def resize_tensor(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a CHW float image to ``size`` x ``size`` (bilinear, antialiased), clamped to [0, 1]."""
+    if image.shape[-2:] == (size, size):
+        return image
+    out = F.interpolate(
+        image.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+    )
+    return out.squeeze(0).clamp_(0.0, 1.0)
