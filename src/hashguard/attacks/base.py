@@ -1,0 +1,256 @@
+"""An attack = a perturbation optimizer x a code-space objective (DESIGN.md principle 5).
+
+* :class:`AttackContext` holds what objectives need besides the query batch: the attacked model's sign codes
+  of the training split (mainstay, SDHA, THA) and of the database (DHTA/P2P anchors, target labels of THA).
+* :class:`Objective` turns a batch (images, labels, target labels) into a :class:`PreparedObjective`: the loss
+  to minimise ``loss(u, x_adv)`` and the "theory" code, the ideal query code the attack aims for (SPEC §8).
+* :class:`HashAttack` runs an optimizer on a prepared objective, torchattacks style:
+  ``attack(images, labels, target_labels=None) -> adversarial images``; :meth:`HashAttack.run` also returns
+  the codes of the returned images, sign(f(x'; 1)) in eval mode (SPEC §10 item 15), and the theory codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from hashguard.attacks.optimizers import LossFn, PerturbationOptimizer, check_eps, check_images, frozen_eval
+from hashguard.errors import ConfigError
+from hashguard.models.hash_model import sign_codes
+
+
+@dataclass
+class AttackContext:
+    """Codes and labels of the attacked model's training split and database (sign codes, +-1)."""
+
+    train_codes: torch.Tensor | None = None
+    train_labels: torch.Tensor | None = None
+    database_codes: torch.Tensor | None = None
+    database_labels: torch.Tensor | None = None
+
+    def require(self, what: str, attack: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codes, labels) of ``what`` ("train" or "database"); a clear error when they are missing."""
+        codes = getattr(self, f"{what}_codes")
+        labels = getattr(self, f"{what}_labels")
+        if codes is None or labels is None:
+            raise ConfigError(
+                f"attack {attack} needs the {what} codes and labels of the attacked model "
+                f"(pass an AttackContext, e.g. from hashguard.attacks.build_context)"
+            )
+        return codes, labels
+
+    def to(self, device: torch.device | str) -> AttackContext:
+        """A copy with every tensor on ``device``."""
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return AttackContext(
+            move(self.train_codes),
+            move(self.train_labels),
+            move(self.database_codes),
+            move(self.database_labels),
+        )
+
+
+@torch.no_grad()
+def encode_dataset(
+    model: nn.Module, dataset: Dataset, batch_size: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sign codes (int8, +-1, eval mode) and float labels of every item of ``dataset``, in index order."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    codes, labels = [], []
+    for images, item_labels, _ in loader:
+        codes.append(model.encode(images).cpu())
+        labels.append(item_labels.float())
+    if not codes:
+        raise ConfigError("cannot encode an empty split")
+    return torch.cat(codes), torch.cat(labels)
+
+
+def build_context(
+    model: nn.Module, train: Dataset | None = None, database: Dataset | None = None, batch_size: int = 256
+) -> AttackContext:
+    """Encode the training split and/or the database with the attacked model (eval mode, sign codes)."""
+    context = AttackContext()
+    device = next(model.parameters()).device
+    if train is not None:
+        codes, labels = encode_dataset(model, train, batch_size)
+        context.train_codes, context.train_labels = codes.to(device), labels.to(device)
+    if database is not None:
+        codes, labels = encode_dataset(model, database, batch_size)
+        context.database_codes, context.database_labels = codes.to(device), labels.to(device)
+    return context
+
+
+@dataclass
+class PreparedObjective:
+    """The loss for one batch and the ideal ("theory") query codes (float, +-1 or 0 for ties)."""
+
+    loss: LossFn
+    theory_codes: torch.Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Objective:
+    """A code-space attack objective. Subclasses set ``name``, ``targeted`` and ``needs``."""
+
+    name: ClassVar[str] = ""
+    targeted: ClassVar[bool] = False
+    #: which parts of the context it needs: "train" and/or "database"
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def setup(self, model: nn.Module, context: AttackContext, generator: torch.Generator) -> None:
+        """One-off preparation before the first batch (e.g. training a PrototypeNet). Default: nothing."""
+
+    def prepare(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        target_labels: torch.Tensor | None,
+        context: AttackContext,
+        generator: torch.Generator,
+    ) -> PreparedObjective:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass
+class AttackOutput:
+    """What an attack returns for a batch."""
+
+    adv_images: torch.Tensor
+    #: sign(f(x'; 1)) of the returned images, int8 +-1 (SPEC §10 item 15)
+    adv_codes: torch.Tensor
+    #: the ideal query codes (int8 +-1, ties resolved to +1)
+    theory_codes: torch.Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class HashAttack:
+    """A white-box L-infinity attack on a deep hashing model: ``optimizer`` minimising ``objective``.
+
+    ``attack(images, labels, target_labels=None)`` returns adversarial images within ``eps`` of ``images``
+    (L-infinity) and inside [0, 1]. The model is in eval mode with frozen parameters during the attack and is
+    restored afterwards. Randomness comes from a ``torch.Generator`` seeded with ``seed`` at construction
+    (:meth:`reset` re-seeds it): a fresh attack with the same seed on the same batches gives the same result.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        optimizer: PerturbationOptimizer,
+        *,
+        eps: float,
+        iterations: int,
+        seed: int = 0,
+        context: AttackContext | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.model = model
+        self.objective = objective
+        self.optimizer = optimizer
+        self.eps = check_eps(eps)
+        if int(iterations) < 0:
+            raise ConfigError(f"iterations must be non-negative, got {iterations}")
+        self.iterations = int(iterations)
+        self.seed = int(seed)
+        self.name = name or objective.name
+        self.context = context if context is not None else AttackContext()
+        self._ready = False
+        self.reset()
+
+    @property
+    def targeted(self) -> bool:
+        return self.objective.targeted
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def reset(self, seed: int | None = None) -> None:
+        """Re-seed the attack's generator (and forget one-off preparation if the seed changes)."""
+        if seed is not None and int(seed) != self.seed:
+            self.seed = int(seed)
+            self._ready = False
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(self.seed)
+
+    def set_context(self, context: AttackContext) -> HashAttack:
+        self.context = context
+        self._ready = False
+        return self
+
+    def params(self) -> dict[str, Any]:
+        """Every hyper-parameter of the attack, for result files."""
+        return {
+            "attack": self.name,
+            "targeted": self.targeted,
+            "eps": self.eps,
+            "iterations": self.iterations,
+            "seed": self.seed,
+            **self.optimizer.params(),
+            **self.objective.params(),
+        }
+
+    def _check_context(self) -> None:
+        for part in self.objective.needs:
+            self.context.require(part, self.name)
+
+    def setup(self) -> None:
+        """Run the objective's one-off preparation (idempotent)."""
+        if not self._ready:
+            self._check_context()
+            self.context = self.context.to(self.device)
+            with frozen_eval(self.model):
+                self.objective.setup(self.model, self.context, self.generator)
+            self._ready = True
+
+    def run(
+        self, images: torch.Tensor, labels: torch.Tensor, target_labels: torch.Tensor | None = None
+    ) -> AttackOutput:
+        """Attack a batch; returns the adversarial images, their codes and the theory codes."""
+        check_images(images)
+        if self.targeted and target_labels is None:
+            raise ConfigError(f"attack {self.name} is targeted: pass target_labels")
+        if labels.shape[0] != images.shape[0] or (
+            target_labels is not None and target_labels.shape[0] != images.shape[0]
+        ):
+            raise ConfigError("images, labels and target labels must have the same batch size")
+        self.setup()
+        device = self.device
+        images = images.detach().to(device)
+        labels = labels.detach().to(device).float()
+        targets = None if target_labels is None else target_labels.detach().to(device).float()
+        with frozen_eval(self.model):
+            prepared = self.objective.prepare(
+                self.model, images, labels, targets, self.context, self.generator
+            )
+            adv = self.optimizer.run(
+                self.model,
+                images,
+                prepared.loss,
+                eps=self.eps,
+                iterations=self.iterations,
+                generator=self.generator,
+            )
+        codes = self.model.encode(adv)
+        theory = sign_codes(prepared.theory_codes)
+        return AttackOutput(adv_images=adv, adv_codes=codes, theory_codes=theory, info=prepared.info)
+
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor, target_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.run(images, labels, target_labels).adv_images
+
+    def __repr__(self) -> str:
+        name, opt = self.name, self.optimizer.name
+        return f"HashAttack({name}, eps={self.eps:.4g}, iterations={self.iterations}, {opt})"
