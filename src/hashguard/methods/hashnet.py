@@ -1,0 +1,114 @@
+"""HashNet: balanced pairwise likelihood with a continuation on the tanh scale (SPEC §3.3).
+
+Reference: Z. Cao, M. Long, J. Wang, P. S. Yu, "HashNet: Deep learning to hash by continuation",
+ICCV 2017; constants as in the SAAT code base (TIFS 2023).
+
+    theta_ij = a <u_i, U_j>,  l_ij = log(1 + exp(theta_ij)) - s_ij theta_ij,  a = 10 / K
+    L = mean_{(i,j): s_ij = 1} l_ij + mean_{(i,j): s_ij = 0} l_ij          (over the B x N pair matrix)
+
+The reference weights positives by S/S1 and negatives by S/S0 and divides by S = S0 + S1, which is the
+sum of the two means above. An empty positive (or negative) set contributes 0 instead of 0/0.
+
+Continuation (SPEC §10 item 19 fixed): the relaxation scale is a pure function of the explicit 0-based
+training step, never of a count of forward calls:
+
+    alpha(step) = (1 + gamma * s) ** power,  s = step_size * floor(step / step_size)
+
+with gamma = 0.005, power = 0.5, step_size = 200 (steps 0-199 use 1, steps 200-399 use sqrt(2), ...). The
+trainer passes it to the model as ``model(x, alpha=method.alpha(step))``; nothing is stored, so an attack's
+alpha cannot leak into training and a resumed run continues the schedule from its step count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from hashguard.errors import ConfigError
+from hashguard.methods.base import HashingMethod, label_similarity
+from hashguard.methods.memory_bank import MemoryBank
+from hashguard.methods.pairwise import check_pair_source, pair_partners
+from hashguard.methods.registry import register_method
+
+
+def continuation_scale(step: int, step_size: int, gamma: float, power: float) -> float:
+    """(1 + gamma * s) ** power with s = ``step`` rounded down to a multiple of ``step_size``."""
+    if step < 0:
+        raise ValueError(f"training step must be >= 0, got {step}")
+    held = (int(step) // step_size) * step_size
+    return float((1.0 + gamma * held) ** power)
+
+
+def balanced_pair_loss(theta: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
+    """mean of l_ij over similar pairs + mean over dissimilar pairs, l = softplus(theta) - s theta.
+
+    An empty group adds 0 (its sum is divided by max(count, 1)), so the loss is never NaN.
+    """
+    pair_loss = F.softplus(theta) - similarity * theta
+    positive = similarity
+    negative = 1.0 - similarity
+    positive_mean = (pair_loss * positive).sum() / positive.sum().clamp_min(1.0)
+    negative_mean = (pair_loss * negative).sum() / negative.sum().clamp_min(1.0)
+    return positive_mean + negative_mean
+
+
+@register_method
+class HashNet(HashingMethod):
+    """HashNet: positive/negative-balanced pairwise likelihood against the memory bank, with continuation."""
+
+    name = "hashnet"
+    uses_memory_bank = True
+
+    def __init__(
+        self,
+        bits: int,
+        num_classes: int,
+        num_train: int,
+        seed: int = 0,
+        a: float | None = None,
+        step_size: int = 200,
+        gamma: float = 0.005,
+        power: float = 0.5,
+        pairs: str = "bank",
+    ) -> None:
+        super().__init__(bits, num_classes, num_train, seed)
+        self.a = 10.0 / bits if a is None else float(a)
+        if self.a <= 0:
+            raise ConfigError(f"HashNet's inner-product scale 'a' must be positive, got {self.a}")
+        if int(step_size) < 1:
+            raise ConfigError(f"HashNet's 'step_size' must be a positive number of steps, got {step_size}")
+        if gamma < 0:
+            raise ConfigError(f"HashNet's 'gamma' must be >= 0, got {gamma}")
+        self.step_size = int(step_size)
+        self.gamma = float(gamma)
+        self.power = float(power)
+        self.pairs = check_pair_source(pairs)
+        self.bank = MemoryBank(num_train, bits, num_classes)
+
+    def alpha(self, step: int) -> float:
+        """(1 + gamma * s) ** power, s = ``step`` rounded down to a multiple of ``step_size``."""
+        return continuation_scale(step, self.step_size, self.gamma, self.power)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "step_size": self.step_size,
+            "gamma": self.gamma,
+            "power": self.power,
+            "pairs": self.pairs,
+        }
+
+    def preinstall(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
+        self.bank.preinstall(codes, labels)
+
+    def pair_loss(self, u: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The balanced pairwise term (shared with HSWD)."""
+        partners, partner_labels = pair_partners(self.bank, self.pairs, u, labels, index)
+        similarity = label_similarity(labels, partner_labels)
+        theta = self.a * (u @ partners.t())
+        return balanced_pair_loss(theta, similarity)
+
+    def forward(self, u: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return self.pair_loss(u, labels, index)
