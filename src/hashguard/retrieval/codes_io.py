@@ -28,7 +28,9 @@ class CodeSet:
         return int(self.codes.shape[1])
 
 
-def save_codes(path: str | os.PathLike[str], codes: np.ndarray, labels: np.ndarray, meta: dict | None = None) -> None:
+def save_codes(
+    path: str | os.PathLike[str], codes: np.ndarray, labels: np.ndarray, meta: dict | None = None
+) -> None:
     """Write a code file atomically."""
     codes = np.asarray(codes)
     labels = np.asarray(labels, dtype=np.float32)
