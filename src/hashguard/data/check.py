@@ -17,7 +17,10 @@ import numpy as np
 from PIL import Image
 
 from hashguard.data.base import HashingDataset
+from hashguard.data.cifar import find_cifar_dir, load_cifar10_arrays
+from hashguard.data.idx import find_idx_dir, load_idx_arrays
 from hashguard.data.listfile import SPLITS, ParsedSplit, detect_format, parse_lists
+from hashguard.data.memory import one_hot
 from hashguard.data.sources import open_dataset, sources
 from hashguard.errors import DataError
 
@@ -196,6 +199,28 @@ def _summarise_splits(name: str, kind: str, datasets: dict[str, HashingDataset])
     return report
 
 
+def _summarise_classes(name: str, kind: str, parts: dict[str, np.ndarray]) -> CheckReport:
+    report = CheckReport(name, kind)
+    width = max(int(classes.max(initial=0)) + 1 for classes in parts.values())
+    for split, classes in parts.items():
+        report.splits.append(_label_stats(split, one_hot(classes, width)))
+    return report
+
+
+def _detect_any(root: Path) -> str:
+    """List-file format if present, else ``idx`` or ``cifar10`` when their files are there."""
+    try:
+        return detect_format(root)
+    except DataError as list_error:
+        for fmt, finder in (("idx", find_idx_dir), ("cifar10", find_cifar_dir)):
+            try:
+                finder(root)
+                return fmt
+            except DataError:
+                continue
+        raise list_error from None
+
+
 def check_dataset(
     path: str | Path, format: str = "auto", images: bool = True, image_root: str | Path | None = None
 ) -> CheckReport:
@@ -218,10 +243,18 @@ def check_dataset(
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"{root}: dataset directory not found")
-    if format in ("idx", "cifar10"):
-        splits = open_dataset(format, root=root)
-        kind = f"{format}, image {'x'.join(map(str, splits.image_shape))}"
-        return _summarise_splits(
-            str(root), kind, {"train": splits.train, "query": splits.query, "database": splits.database}
-        )
+    if format == "auto":
+        format = _detect_any(root)
+    if format == "idx":
+        arrays = load_idx_arrays(root)
+        datasets = {
+            "train files (database)": arrays["train_labels"],
+            "t10k files (query)": arrays["test_labels"],
+        }
+        shape = "x".join(map(str, arrays["train_images"].shape[1:]))
+        return _summarise_classes(str(root), f"idx, image {shape}", datasets)
+    if format == "cifar10":
+        folder, kind = find_cifar_dir(root)
+        _, classes = load_cifar10_arrays(root)
+        return _summarise_classes(str(folder), f"cifar10 ({kind} batches), image 3x32x32", {"all": classes})
     return check_listfiles(root, format, images=images, image_root=image_root)
