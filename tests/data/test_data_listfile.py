@@ -200,3 +200,10 @@ def test_collecting_mode_reports_every_problem(tmp_path: Path) -> None:
         "train_label.txt:2: label 'x' in label column 3 is not 0 or 1"
     )
     assert parsed["train"].bad_rows == [1, 2] and len(parsed["database"].paths) == 4
+
+
+def test_crlf_and_byte_order_mark_are_tolerated(tmp_path: Path) -> None:
+    write_saat(tmp_path)
+    (tmp_path / "test_img.txt").write_bytes(b"\xef\xbb\xbfimg/im0.jpg\r\nimg/im1.png\r\n\r\n")
+    splits = open_dataset("listfile", root=tmp_path, image_size=8)
+    assert splits.query.paths == ["img/im0.jpg", "img/im1.png"] and splits.query[0][0].shape == (3, 8, 8)

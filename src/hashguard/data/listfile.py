@@ -103,7 +103,7 @@ def _read_lines(path: Path, log: ProblemLog) -> list[str] | None:
         log.add(path, None, "list file not found")
         return None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         log.add(path, line, "not UTF-8 text")
