@@ -1,0 +1,121 @@
+"""``hashguard search``: build a Hamming index from a code file and answer top-k or radius queries.
+
+    hashguard search build --codes db.npz --out db.hgidx [--backend exact|flat|ivf|hnsw]
+    hashguard search query --index db.hgidx --codes q.npz -k 10 [--out results.json]
+    hashguard search query --index db.hgidx --codes q.npz --radius 2 [--out results.json]
+
+Results are JSON: ``{"index": ..., "backend": ..., "bits": ..., "k" or "radius": ..., "results": [{"query": i,
+"ids": [...], "distances": [...]}, ...]}``; ids are database row positions in the indexed code file, each
+list sorted by ascending (distance, id). Without ``--out`` the JSON goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+from hashguard.errors import ConfigError
+from hashguard.io_utils import atomic_write_json
+from hashguard.retrieval.codes_io import load_codes
+from hashguard.retrieval.index import BACKENDS, HammingIndex
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``search`` subcommand (with ``build`` and ``query``) to the CLI."""
+    parser = subparsers.add_parser(
+        "search",
+        help="build a Hamming index from codes and answer top-k / radius queries",
+        description="Build a Hamming index from a code file (.npz) and answer top-k or radius queries.",
+    )
+    sub = parser.add_subparsers(dest="search_command", metavar="ACTION")
+
+    build = sub.add_parser("build", help="index the codes of a code file")
+    build.add_argument("--codes", required=True, help="database code file (.npz from `hashguard encode`)")
+    build.add_argument("--out", required=True, help="index file to write (e.g. db.hgidx)")
+    build.add_argument("--backend", choices=BACKENDS, default="exact", help="search backend (default: exact)")
+    build.add_argument("--nlist", type=int, default=None, help="ivf: number of lists (default ~4 sqrt(N))")
+    build.add_argument("--nprobe", type=int, default=16, help="ivf: lists probed per query (default 16)")
+    build.add_argument("--hnsw-m", type=int, default=32, help="hnsw: links per node (default 32)")
+    build.add_argument("--ef-search", type=int, default=128, help="hnsw: search breadth (default 128)")
+    build.add_argument("--seed", type=int, default=0, help="ivf: k-means seed (default 0)")
+    build.set_defaults(handler=_build)
+
+    query = sub.add_parser("query", help="answer queries from a saved index")
+    query.add_argument("--index", required=True, help="index file written by `hashguard search build`")
+    query.add_argument("--codes", required=True, help="query code file (.npz)")
+    group = query.add_mutually_exclusive_group()
+    group.add_argument("-k", "--k", type=int, default=None, help="number of neighbours (default 10)")
+    group.add_argument(
+        "--radius", type=int, default=None, help="return every item within this Hamming radius"
+    )
+    query.add_argument("--out", default=None, help="JSON file for the results (default: stdout)")
+    query.add_argument("--limit", type=int, default=None, help="answer only the first N queries")
+    query.set_defaults(handler=_query)
+
+    parser.set_defaults(handler=lambda args: _missing_action(parser))
+
+
+def _missing_action(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _build(args: argparse.Namespace) -> int:
+    codeset = load_codes(args.codes)
+    for name in ("nlist", "nprobe", "hnsw_m", "ef_search"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, not {value}")
+    index = HammingIndex(
+        codeset.bits,
+        args.backend,
+        nlist=args.nlist,
+        nprobe=args.nprobe,
+        hnsw_m=args.hnsw_m,
+        ef_search=args.ef_search,
+        seed=args.seed,
+    )
+    index.add(codeset.codes)
+    index.save(args.out)
+    print(f"indexed {index.ntotal} codes of {index.bits} bits ({args.backend}) -> {args.out}")
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    index = HammingIndex.load(args.index)
+    codeset = load_codes(args.codes)
+    codes = codeset.codes
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ConfigError(f"--limit must be positive, not {args.limit}")
+        codes = codes[: args.limit]
+    payload: dict[str, Any] = {"index": str(args.index), "backend": index.backend, "bits": index.bits}
+    results = []
+    if args.radius is not None:
+        lims, dist, ids = index.range_search(codes, args.radius)
+        payload["radius"] = int(args.radius)
+        for i in range(codes.shape[0]):
+            a, b = int(lims[i]), int(lims[i + 1])
+            results.append({"query": i, "ids": ids[a:b].tolist(), "distances": dist[a:b].tolist()})
+    else:
+        k = 10 if args.k is None else args.k
+        if k < 1:
+            raise ConfigError(f"-k must be positive, not {k}")
+        dist, ids = index.search(codes, k)
+        payload["k"] = int(k)
+        for i in range(codes.shape[0]):
+            keep = ids[i] >= 0
+            results.append({"query": i, "ids": ids[i][keep].tolist(), "distances": dist[i][keep].tolist()})
+    payload["results"] = results
+    if args.out:
+        atomic_write_json(args.out, payload)
+        n = int(np.sum([len(r["ids"]) for r in results]))
+        print(f"answered {len(results)} queries ({n} results) -> {args.out}")
+    else:
+        json.dump(payload, sys.stdout)
+        sys.stdout.write("\n")
+    return 0

@@ -1,0 +1,241 @@
+"""Hamming search indexes behind one interface: exact (numba counting sort) and FAISS binary indexes.
+
+>>> index = HammingIndex(bits=64, backend="exact")      # or "flat", "ivf", "hnsw"
+>>> index.add(db_codes)                                   # +-1 codes, N x 64
+>>> distances, ids = index.search(query_codes, k=10)      # int32 / int64, Q x k
+>>> lims, distances, ids = index.range_search(query_codes, radius=2)
+>>> index.save("db.hgidx"); index = HammingIndex.load("db.hgidx")
+
+Ids are insertion positions (0-based, in the order codes were added). Backends:
+
+* ``exact``: popcount + counting sort; results ordered by ascending (distance, id) -- the same tie rule as
+  the metrics. Columns past the database size hold distance -1 and id -1.
+* ``flat``: FAISS ``IndexBinaryFlat``; exact distances, but which members of a tie group straddling the k-th
+  position are returned is FAISS's choice. Rows are re-sorted by (distance, id).
+* ``ivf``: FAISS ``IndexBinaryIVF`` (approximate; trained on the first ``add``; ``nlist`` lists, ``nprobe``
+  probed). Missing results are -1.
+* ``hnsw``: FAISS ``IndexBinaryHNSW`` (approximate; ``hnsw_m`` links, ``ef_search``). FAISS has no range
+  search for it, so ``range_search`` is answered exactly from the stored codes.
+
+FAISS backends need ``bits`` to be a multiple of 8. Range search returns every item with distance
+``<= radius`` in the FAISS CSR layout: query i's results are ``ids[lims[i]:lims[i+1]]``, sorted by
+(distance, id).
+
+Index file (``.hgidx``): an ``.npz`` archive with ``meta`` (JSON: format version, backend, bits, parameters,
+ntotal), ``codes`` (packed ``uint64`` codes) and, for FAISS backends, ``faiss`` (the serialised index).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashguard.errors import ConfigError, DataError
+from hashguard.io_utils import atomic_write
+from hashguard.retrieval import _kernels
+from hashguard.retrieval.codes import as_codes, pack_codes
+
+__all__ = ["BACKENDS", "HammingIndex", "load_index"]
+
+BACKENDS = ("exact", "flat", "ivf", "hnsw")
+_FORMAT = "hashguard-index/1"
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover - optional dependency
+        raise ConfigError("this backend needs faiss-cpu (pip install 'hashguard[faiss]')") from None
+    return faiss
+
+
+class HammingIndex:
+    """A Hamming-space index over +-1 codes; see the module docstring for the backends and tie rule."""
+
+    def __init__(
+        self,
+        bits: int,
+        backend: str = "exact",
+        nlist: int | None = None,
+        nprobe: int = 16,
+        hnsw_m: int = 32,
+        ef_search: int = 128,
+        seed: int = 0,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown index backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 1:
+            raise ConfigError(f"bits must be a positive integer, not {bits!r}")
+        if backend != "exact" and bits % 8:
+            raise ConfigError(f"FAISS backends need a code length that is a multiple of 8, not {bits}")
+        self.bits = int(bits)
+        self.backend = backend
+        self.params: dict[str, Any] = {
+            "nlist": nlist,
+            "nprobe": int(nprobe),
+            "hnsw_m": int(hnsw_m),
+            "ef_search": int(ef_search),
+            "seed": int(seed),
+        }
+        self._codes = np.zeros((0, (self.bits + 63) // 64), np.uint64)
+        self._faiss_index: Any = None
+        if backend == "flat":
+            self._faiss_index = _faiss().IndexBinaryFlat(self.bits)
+        elif backend == "hnsw":
+            self._faiss_index = _faiss().IndexBinaryHNSW(self.bits, int(hnsw_m))
+            self._faiss_index.hnsw.efSearch = int(ef_search)
+
+    # --------------------------------------------------------------------------------------------------------
+
+    @property
+    def ntotal(self) -> int:
+        """Number of indexed codes."""
+        return int(self._codes.shape[0])
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    def __repr__(self) -> str:
+        return f"HammingIndex(bits={self.bits}, backend={self.backend!r}, ntotal={self.ntotal})"
+
+    def _check(self, codes: Any, name: str) -> np.ndarray:
+        c = as_codes(codes, name)
+        if c.shape[1] != self.bits:
+            raise DataError(f"code length mismatch: {name} have {c.shape[1]} bits, the index has {self.bits}")
+        return c
+
+    def add(self, codes: Any) -> None:
+        """Append +-1 codes (N x bits); their ids continue from :attr:`ntotal`."""
+        c = self._check(codes, "codes")
+        if c.shape[0] == 0:
+            return
+        if self.backend == "ivf" and self._faiss_index is None:
+            faiss = _faiss()
+            n = c.shape[0]
+            nlist = self.params["nlist"] or int(max(1, min(4 * np.sqrt(n), n // 39 or 1)))
+            self.params["nlist"] = int(nlist)
+            quantizer = faiss.IndexBinaryFlat(self.bits)
+            index = faiss.IndexBinaryIVF(quantizer, self.bits, int(nlist))
+            index.own_fields = True
+            quantizer.this.disown()
+            index.cp.seed = self.params["seed"]
+            index.train(pack_codes(c, "uint8"))
+            index.nprobe = self.params["nprobe"]
+            self._faiss_index = index
+        if self._faiss_index is not None:
+            self._faiss_index.add(pack_codes(c, "uint8"))
+        self._codes = np.concatenate([self._codes, pack_codes(c, "uint64")])
+
+    def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k search. Returns ``(distances int32 Q x k, ids int64 Q x k)``, each row sorted by
+        ascending (distance, id); missing entries (k > ntotal, or an approximate index finding fewer) are -1.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be a positive integer, not {k!r}")
+        q = self._check(queries, "queries")
+        if self._faiss_index is None or self.ntotal == 0:
+            return _kernels.topk_search(pack_codes(q, "uint64"), self._codes, self.bits, int(k))
+        D, ids = self._faiss_index.search(pack_codes(q, "uint8"), int(k))
+        D = D.astype(np.int32)
+        ids = ids.astype(np.int64)
+        missing = ids < 0
+        D[missing] = np.iinfo(np.int32).max
+        order = np.lexsort((ids, D), axis=1) if D.size else np.zeros_like(ids)
+        D = np.take_along_axis(D, order, axis=1)
+        ids = np.take_along_axis(ids, order, axis=1)
+        missing = ids < 0
+        D[missing] = -1
+        return D, ids
+
+    def range_search(self, queries: Any, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All items with Hamming distance ``<= radius``: ``(lims, distances, ids)`` in FAISS CSR layout."""
+        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+            raise ConfigError(f"radius must be a non-negative integer, not {radius!r}")
+        q = self._check(queries, "queries")
+        if self.backend in ("exact", "hnsw") or self.ntotal == 0:
+            return _kernels.range_search(pack_codes(q, "uint64"), self._codes, self.bits, int(radius))
+        # FAISS binary range search keeps distances < radius (strict)
+        lims, D, ids = self._faiss_index.range_search(pack_codes(q, "uint8"), int(radius) + 1)
+        lims = lims.astype(np.int64)
+        D = D.astype(np.int32)
+        ids = ids.astype(np.int64)
+        for i in range(q.shape[0]):
+            a, b = lims[i], lims[i + 1]
+            order = np.lexsort((ids[a:b], D[a:b]))
+            D[a:b] = D[a:b][order]
+            ids[a:b] = ids[a:b][order]
+        return lims, D, ids
+
+    def reconstruct(self) -> np.ndarray:
+        """The indexed codes as N x bits ``int8`` +-1."""
+        from hashguard.retrieval.codes import unpack_codes
+
+        return unpack_codes(self._codes, self.bits)
+
+    # --------------------------------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to ``path`` atomically (``.npz`` layout, see the module docstring)."""
+        meta = {
+            "format": _FORMAT,
+            "backend": self.backend,
+            "bits": self.bits,
+            "ntotal": self.ntotal,
+            "params": self.params,
+        }
+        arrays: dict[str, np.ndarray] = {
+            "meta": np.array(json.dumps(meta, sort_keys=True)),
+            "codes": self._codes,
+        }
+        if self._faiss_index is not None:
+            arrays["faiss"] = _faiss().serialize_index_binary(self._faiss_index)
+
+        def _write(tmp: str) -> None:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+
+        atomic_write(path, _write)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> HammingIndex:
+        """Read an index written by :meth:`save`; a missing or corrupt file raises :class:`DataError`."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: index file not found")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                meta = json.loads(str(archive["meta"]))
+                codes = np.ascontiguousarray(archive["codes"])
+                blob = archive["faiss"] if "faiss" in archive.files else None
+        except Exception as exc:
+            raise DataError(f"{path}: not a hashguard index file ({type(exc).__name__}: {exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            raise DataError(f"{path}: not a hashguard index file (format {meta.get('format')!r})")
+        params = meta.get("params", {})
+        index = cls(int(meta["bits"]), meta["backend"], **params)
+        if codes.dtype != np.uint64 or codes.ndim != 2 or codes.shape[1] != (index.bits + 63) // 64:
+            raise DataError(f"{path}: stored codes have the wrong layout {codes.dtype} {codes.shape}")
+        index._codes = codes
+        if index.backend != "exact":
+            if blob is None:
+                raise DataError(f"{path}: the FAISS index is missing")
+            faiss_index = _faiss().deserialize_index_binary(blob)
+            if faiss_index.ntotal != codes.shape[0]:
+                raise DataError(
+                    f"{path}: FAISS index holds {faiss_index.ntotal} codes, expected {codes.shape[0]}"
+                )
+            if index.backend == "ivf":
+                faiss_index.nprobe = int(params.get("nprobe", 16))
+            elif index.backend == "hnsw":
+                faiss_index.hnsw.efSearch = int(params.get("ef_search", 128))
+            index._faiss_index = faiss_index
+        return index
+
+
+def load_index(path: str | os.PathLike[str]) -> HammingIndex:
+    """Shorthand for :meth:`HammingIndex.load`."""
+    return HammingIndex.load(path)
