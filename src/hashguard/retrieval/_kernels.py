@@ -83,21 +83,48 @@ def tie_ap(cnt: np.ndarray, rcnt: np.ndarray, H: np.ndarray, k: int) -> float:
     if lo < 0:
         lo = 0
     hi = m if m < s else s
-    log_total = _log_comb(n, s)
     S = H[a + s] - H[a]
+    # hypergeometric pmf by its term ratio, walking away from the mode in both directions until the
+    # probabilities are negligible (each conditional AP is <= 1, so the dropped mass bounds the error)
+    mode = ((s + 1) * (m + 1)) // (n + 2)
+    if mode < lo:
+        mode = lo
+    if mode > hi:
+        mode = hi
+    p_mode = math.exp(_log_comb(m, mode) + _log_comb(n - m, s - mode) - _log_comb(n, s))
     out = 0.0
-    for x in range(lo, hi + 1):
-        if b + x == 0:
-            continue
-        p = math.exp(_log_comb(m, x) + _log_comb(n - m, s - x) - log_total)
-        if x == 0:
-            g = 0.0
-        elif s == 1:
-            g = (b + 1.0) / (a + 1.0)
-        else:
-            g = (x / s) * ((b + 1.0) * S + ((x - 1.0) / (s - 1.0)) * (s - (a + 1.0) * S))
-        out += p * (F + g) / (b + x)
+    p = p_mode
+    x = mode
+    while True:
+        out += p * _cut_term(x, a, b, s, S, F)
+        if x >= hi or p < 1e-300:
+            break
+        p *= (m - x) * (s - x) / ((x + 1.0) * (n - m - s + x + 1.0))
+        x += 1
+        if p < 1e-20:
+            break
+    p = p_mode
+    x = mode
+    while x > lo:
+        p *= x * (n - m - s + x) / ((m - x + 1.0) * (s - x + 1.0))
+        x -= 1
+        if p < 1e-20:
+            break
+        out += p * _cut_term(x, a, b, s, S, F)
     return out
+
+
+def _cut_term(x: int, a: int, b: int, s: int, S: float, F: float) -> float:
+    """E[AP@k | X = x] for the group cut by the top-k boundary (x relevant among its s kept slots)."""
+    if b + x == 0:
+        return 0.0
+    if x == 0:
+        g = 0.0
+    elif s == 1:
+        g = (b + 1.0) / (a + 1.0)
+    else:
+        g = (x / s) * ((b + 1.0) * S + ((x - 1.0) / (s - 1.0)) * (s - (a + 1.0) * S))
+    return (F + g) / (b + x)
 
 
 def harmonic_table(n: int) -> np.ndarray:
@@ -111,7 +138,9 @@ def harmonic_table(n: int) -> np.ndarray:
 def _finish_query(
     cnt, rcnt, rel_d, rel_p, rel_j, nr, ranks, H, k, ns, n_levels, floor_mode, out_ap, out_pn, out_pr, qi
 ):
-    """Per-query metrics from the single pass: histograms + (distance, in-group position) of relevant items.
+    """Per-query metrics from one pass: the distance histogram ``cnt`` and, for the ``nr`` relevant items in
+    index order, their distance ``rel_d`` and 1-based position ``rel_p`` inside their group of equal distance.
+    Fills ``rcnt`` (relevant histogram) and uses ``rel_j`` / ``ranks`` as work space.
 
     out_ap[qi] = [AP@k, AP@all, tieAP@k, tieAP@all]. ranks[t] becomes the 1-based rank of the (t+1)-th
     relevant item in the stable order.
@@ -120,6 +149,11 @@ def _finish_query(
     n_db = 0
     for d in range(K1):
         n_db += cnt[d]
+        rcnt[d] = 0
+    for t in range(nr):  # rel_j[t]: rank of relevant item t among the relevant items of its group
+        d = rel_d[t]
+        rcnt[d] += 1
+        rel_j[t] = rcnt[d]
     a = np.empty(K1, np.int64)
     b = np.empty(K1, np.int64)
     sa = 0
@@ -202,9 +236,117 @@ if HAVE_NUMBA:
 
         return sig, codegen
 
+    @numba.njit(inline="always", cache=True)
+    def _dist(q, db, qi, i, W):
+        if W == 1:
+            return _popcnt(q[qi, 0] ^ db[i, 0])
+        d = 0
+        for w in range(W):
+            d += _popcnt(q[qi, w] ^ db[i, w])
+        return d
+
+    @numba.njit(inline="always", cache=True)
+    def _rel(ql, dl, qi, i, WL):
+        if WL == 1:
+            return (ql[qi, 0] & dl[i, 0]) != 0
+        for w in range(WL):
+            if (ql[qi, w] & dl[i, w]) != 0:
+                return True
+        return False
+
+    @numba.njit(cache=True, nogil=True)
+    def _scan_generic(q, db, ql, dl, qi, W, WL, N, n4, c, rel_d, rel_p):
+        c[:, :] = 0
+        nr = 0
+        for i in range(0, n4, 4):
+            d0 = _dist(q, db, qi, i, W)
+            d1 = _dist(q, db, qi, i + 1, W)
+            d2 = _dist(q, db, qi, i + 2, W)
+            d3 = _dist(q, db, qi, i + 3, W)
+            r0 = _rel(ql, dl, qi, i, WL)
+            r1 = _rel(ql, dl, qi, i + 1, WL)
+            r2 = _rel(ql, dl, qi, i + 2, WL)
+            r3 = _rel(ql, dl, qi, i + 3, WL)
+            if r0:
+                rel_d[nr] = d0
+                rel_p[nr] = c[0, d0] + c[1, d0] + c[2, d0] + c[3, d0] + 1
+                nr += 1
+            if r1:
+                rel_d[nr] = d1
+                rel_p[nr] = c[0, d1] + c[1, d1] + c[2, d1] + c[3, d1] + (d0 == d1) + 1
+                nr += 1
+            if r2:
+                rel_d[nr] = d2
+                rel_p[nr] = c[0, d2] + c[1, d2] + c[2, d2] + c[3, d2] + (d0 == d2) + (d1 == d2) + 1
+                nr += 1
+            if r3:
+                rel_d[nr] = d3
+                rel_p[nr] = (
+                    c[0, d3] + c[1, d3] + c[2, d3] + c[3, d3] + (d0 == d3) + (d1 == d3) + (d2 == d3) + 1
+                )
+                nr += 1
+            c[0, d0] += 1
+            c[1, d1] += 1
+            c[2, d2] += 1
+            c[3, d3] += 1
+        for i in range(n4, N):
+            d0 = _dist(q, db, qi, i, W)
+            if _rel(ql, dl, qi, i, WL):
+                rel_d[nr] = d0
+                rel_p[nr] = c[0, d0] + c[1, d0] + c[2, d0] + c[3, d0] + 1
+                nr += 1
+            c[0, d0] += 1
+        return nr
+
+    @numba.njit(cache=True, nogil=True)
+    def _scan_w1(qw, qlw, dbw, dlw, N, n4, c, rel_d, rel_p):
+        """_scan_generic for one-word codes and labels (1-D views: lets LLVM keep everything in registers)."""
+        c[:, :] = 0
+        nr = 0
+        for i in range(0, n4, 4):
+            d0 = _popcnt(qw ^ dbw[i])
+            d1 = _popcnt(qw ^ dbw[i + 1])
+            d2 = _popcnt(qw ^ dbw[i + 2])
+            d3 = _popcnt(qw ^ dbw[i + 3])
+            r0 = (qlw & dlw[i]) != 0
+            r1 = (qlw & dlw[i + 1]) != 0
+            r2 = (qlw & dlw[i + 2]) != 0
+            r3 = (qlw & dlw[i + 3]) != 0
+            if r0:
+                rel_d[nr] = d0
+                rel_p[nr] = c[0, d0] + c[1, d0] + c[2, d0] + c[3, d0] + 1
+                nr += 1
+            if r1:
+                rel_d[nr] = d1
+                rel_p[nr] = c[0, d1] + c[1, d1] + c[2, d1] + c[3, d1] + (d0 == d1) + 1
+                nr += 1
+            if r2:
+                rel_d[nr] = d2
+                rel_p[nr] = c[0, d2] + c[1, d2] + c[2, d2] + c[3, d2] + (d0 == d2) + (d1 == d2) + 1
+                nr += 1
+            if r3:
+                rel_d[nr] = d3
+                rel_p[nr] = (
+                    c[0, d3] + c[1, d3] + c[2, d3] + c[3, d3] + (d0 == d3) + (d1 == d3) + (d2 == d3) + 1
+                )
+                nr += 1
+            c[0, d0] += 1
+            c[1, d1] += 1
+            c[2, d2] += 1
+            c[3, d3] += 1
+        for i in range(n4, N):
+            d0 = _popcnt(qw ^ dbw[i])
+            if (qlw & dlw[i]) != 0:
+                rel_d[nr] = d0
+                rel_p[nr] = c[0, d0] + c[1, d0] + c[2, d0] + c[3, d0] + 1
+                nr += 1
+            c[0, d0] += 1
+        return nr
+
     # jit the shared helpers in place: jitted callers resolve these globals to the compiled versions
     _bucket_expected_sum = _jit(_bucket_expected_sum)
     _log_comb = _jit(_log_comb)
+    _cut_term = _jit(_cut_term)
     tie_ap = _jit(tie_ap)
     _finish_query = _jit(_finish_query)
 
@@ -226,28 +368,19 @@ if HAVE_NUMBA:
             ranks = np.empty(N, np.int64)
             cnt = np.zeros(K1, np.int64)
             rcnt = np.zeros(K1, np.int64)
+            # 4 interleaved counter streams (item i counts in stream i % 4): breaks the store->load chain of
+            # a single histogram; the in-group position of an item is the sum of the 4 streams' counts.
+            c = np.zeros((4, K1), np.int32)
+            n4 = N - N % 4
+            dbw = db[:, 0]
+            dlw = dl[:, 0]
             for qi in range(lo, hi):
-                cnt[:] = 0
-                rcnt[:] = 0
-                nr = 0
-                for i in range(N):
-                    d = 0
-                    for w in range(W):
-                        d += _popcnt(q[qi, w] ^ db[i, w])
-                    p = cnt[d] + 1
-                    cnt[d] = p
-                    rel = False
-                    for w in range(WL):
-                        if (ql[qi, w] & dl[i, w]) != 0:
-                            rel = True
-                            break
-                    if rel:
-                        j = rcnt[d] + 1
-                        rcnt[d] = j
-                        rel_d[nr] = d
-                        rel_p[nr] = p
-                        rel_j[nr] = j
-                        nr += 1
+                if W == 1 and WL == 1:
+                    nr = _scan_w1(q[qi, 0], ql[qi, 0], dbw, dlw, N, n4, c, rel_d, rel_p)
+                else:
+                    nr = _scan_generic(q, db, ql, dl, qi, W, WL, N, n4, c, rel_d, rel_p)
+                for d in range(K1):
+                    cnt[d] = c[0, d] + c[1, d] + c[2, d] + c[3, d]
                 _finish_query(
                     cnt,
                     rcnt,
