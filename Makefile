@@ -33,7 +33,7 @@ $(VENV)/.test-ready: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.demo-ready
 
 demo: $(VENV)/.demo-ready
-	$(BIN)/hashguard demo --config $(DEMO_CONFIG) --out $(DEMO_OUT)
+	$(BIN)/hashguard study $(DEMO_CONFIG) --out $(DEMO_OUT)
 
 test: $(VENV)/.test-ready
 	$(BIN)/ruff check src tests benchmarks

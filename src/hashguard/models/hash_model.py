@@ -46,7 +46,9 @@ class ModelSpec:
             raise ConfigError(f"hash_norm must be one of {HASH_NORMS}, got {self.hash_norm!r}")
         channels = self.network_channels
         if len(self.mean) != channels or len(self.std) != channels:
-            raise ConfigError(f"mean/std need {channels} values for {self.backbone} on {self.in_channels}-channel input")
+            raise ConfigError(
+                f"mean/std need {channels} values for {self.backbone} on {self.in_channels}-channel input"
+            )
         if any(s <= 0 for s in self.std):
             raise ConfigError("normalisation std values must be positive")
 

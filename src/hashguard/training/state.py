@@ -52,7 +52,9 @@ def optimizer_from_flat(
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def write_checkpoint(root: Path, epoch: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any], keep: int = 2) -> Path:
+def write_checkpoint(
+    root: Path, epoch: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any], keep: int = 2
+) -> Path:
     """Write ``checkpoints/epoch-NNNN`` atomically and keep only the newest ``keep`` of them."""
     parent = root / "checkpoints"
     parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,71 @@
+"""``hashguard evaluate``: clean retrieval metrics of a checkpoint, or of two code files."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from hashguard.commands.common import add_data_arguments, data_config_from_args
+from hashguard.errors import ConfigError
+from hashguard.io_utils import atomic_write, atomic_write_json
+from hashguard.pipeline.evaluate import evaluate_checkpoint, evaluate_codes
+from hashguard.retrieval import load_codes
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="mAP@k, tie-aware mAP, P@N and PR curve of query vs database",
+        description="Evaluate a checkpoint (encodes query and database) or two code files.",
+    )
+    parser.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT_DIR")
+    parser.add_argument("--query-codes", metavar="Q.npz", help="evaluate code files instead of a checkpoint")
+    parser.add_argument("--db-codes", metavar="DB.npz")
+    parser.add_argument("--topk", type=int, default=5000, help="mAP@k cut-off (0 = whole ranking; default 5000)")
+    parser.add_argument("--out", metavar="METRICS.json", help="write every metric as JSON")
+    parser.add_argument("--pr-out", metavar="PR.csv", help="write the precision-recall curve as CSV")
+    parser.add_argument("--device", default="auto")
+    add_data_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def _write_pr_csv(path: str, curve: dict) -> None:
+    def _write(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["recall", "precision"])
+            writer.writerows(zip(curve["recall"], curve["precision"], strict=True))
+
+    atomic_write(path, _write)
+
+
+def run(args: argparse.Namespace) -> int:
+    topk = None if args.topk == 0 else args.topk
+    if topk is not None and topk < 0:
+        raise ConfigError(f"--topk must be positive or 0 for the whole ranking, got {args.topk}")
+    if args.query_codes or args.db_codes:
+        if not (args.query_codes and args.db_codes) or args.checkpoint:
+            raise ConfigError("give either a checkpoint or both --query-codes and --db-codes")
+        query, database = load_codes(args.query_codes), load_codes(args.db_codes)
+        metrics = evaluate_codes(query.codes, database.codes, query.labels, database.labels, topk)
+    elif args.checkpoint:
+        metrics = evaluate_checkpoint(args.checkpoint, data_config_from_args(args), topk, args.device)
+    else:
+        raise ConfigError("name a checkpoint directory, or --query-codes and --db-codes")
+    k = metrics["topk"] if metrics["topk"] is not None else "all"
+    print(f"queries {metrics['n_queries']}, database {metrics['n_database']}, {metrics['bits']} bits")
+    print(f"mAP@{k}            {metrics['map']:.4f}   (ties broken by database index)")
+    print(f"tie-aware mAP@{k}  {metrics['map_tie_aware']:.4f}   (expected over random order within ties)")
+    print(f"mAP (all)          {metrics['map_all']:.4f}")
+    pan = metrics["precision_at_n"]
+    shown = [(n, p) for n, p in zip(pan["n"], pan["precision"], strict=True) if n in (100, 500, 1000)]
+    for n, p in shown:
+        print(f"P@{n:<16}{p:.4f}")
+    if args.out:
+        atomic_write_json(args.out, metrics)
+        print(f"wrote {args.out}")
+    if args.pr_out:
+        _write_pr_csv(args.pr_out, metrics["pr_curve"])
+        print(f"wrote {Path(args.pr_out)}")
+    return 0

@@ -1,0 +1,41 @@
+"""Clean retrieval evaluation of a checkpoint (query split against database split)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hashguard.config import DataConfig
+from hashguard.devices import resolve_device
+from hashguard.encoding import encode_dataset
+from hashguard.models.checkpoint import load_model
+from hashguard.pipeline.encode import check_compatible, data_config_of
+from hashguard.pipeline.train import open_splits
+from hashguard.retrieval import evaluate_retrieval
+
+
+def evaluate_codes(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any, topk: int | None) -> dict:
+    """Every retrieval metric of ``hashguard.retrieval`` for one query set against one database."""
+    if topk is not None:
+        topk = min(topk, len(db_codes))
+    return evaluate_retrieval(query_codes, db_codes, query_labels, db_labels, topk=topk)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: DataConfig | None = None,
+    topk: int | None = 5000,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Encode query and database with the checkpoint and compute mAP@k, tie-aware mAP, P@N and the PR curve."""
+    model, meta = load_model(checkpoint, device=resolve_device(device))
+    data_config = data_config_of(meta, data)
+    splits = open_splits(data_config)
+    check_compatible(model, splits, checkpoint)
+    query_codes, query_labels = encode_dataset(model, splits.query, progress=progress, description="query")
+    db_codes, db_labels = encode_dataset(model, splits.database, progress=progress, description="database")
+    metrics = evaluate_codes(query_codes, db_codes, query_labels, db_labels, topk)
+    metrics["checkpoint"] = str(checkpoint)
+    metrics["dataset_fingerprint"] = splits.fingerprint()
+    return metrics
