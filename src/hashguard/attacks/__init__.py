@@ -1,5 +1,12 @@
-"""Attacks on deep hashing retrieval: perturbation optimizers x code-space objectives (SPEC §6)."""
+"""Attacks on deep hashing retrieval: perturbation optimizers x code-space objectives (SPEC §6).
 
+``build_attack(name, model, context, **params)`` builds any registered attack (``ATTACKS``) with the defaults
+of
+SPEC §6.8; ``attack(images, labels, target_labels=None)`` returns adversarial images, ``attack.run(...)`` also
+the adversarial codes and the theory codes. See ``docs/attacks.md``.
+"""
+
+from hashguard.attacks.anchor import AnchorObjective, P2PObjective, anchor_codes
 from hashguard.attacks.base import (
     AttackContext,
     AttackOutput,
@@ -9,6 +16,7 @@ from hashguard.attacks.base import (
     build_context,
     encode_dataset,
 )
+from hashguard.attacks.hag import HAGObjective, hag_loss
 from hashguard.attacks.mainstay_attack import MainstayObjective, TargetedMainstayObjective, mainstay_loss
 from hashguard.attacks.optimizers import (
     OPTIMIZERS,
@@ -17,21 +25,50 @@ from hashguard.attacks.optimizers import (
     frozen_eval,
     get_alpha,
 )
+from hashguard.attacks.registry import ATTACKS, AttackSpec, Param, attack_spec, build_attack, describe_attacks
+from hashguard.attacks.sdha import SDHAObjective, TargetedSDHAObjective
+from hashguard.attacks.targets import (
+    load_or_create_target_labels,
+    load_target_labels,
+    save_target_labels,
+    select_target_labels,
+)
+from hashguard.attacks.tha import PrototypeNet, THAObjective, train_prototype_net
 
 __all__ = [
+    "ATTACKS",
+    "AnchorObjective",
     "AttackContext",
     "AttackOutput",
+    "AttackSpec",
+    "HAGObjective",
     "HashAttack",
     "MainstayObjective",
-    "Objective",
     "OPTIMIZERS",
+    "Objective",
+    "P2PObjective",
+    "Param",
     "PerturbationOptimizer",
     "PreparedObjective",
+    "PrototypeNet",
+    "SDHAObjective",
+    "THAObjective",
     "TargetedMainstayObjective",
+    "TargetedSDHAObjective",
+    "anchor_codes",
+    "attack_spec",
+    "build_attack",
     "build_context",
     "build_optimizer",
+    "describe_attacks",
     "encode_dataset",
     "frozen_eval",
     "get_alpha",
+    "hag_loss",
+    "load_or_create_target_labels",
+    "load_target_labels",
     "mainstay_loss",
+    "save_target_labels",
+    "select_target_labels",
+    "train_prototype_net",
 ]

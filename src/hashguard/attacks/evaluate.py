@@ -1,0 +1,202 @@
+"""Evaluating an attack on a query split: mAP / t-mAP, theory mAP, bits flipped, perceptibility, wall time.
+
+Metrics (SPEC §8, computed by :mod:`hashguard.retrieval`, ranking by (Hamming distance, database index)):
+
+* non-targeted: mAP of the clean and of the adversarial query codes against the true labels (lower = stronger);
+* targeted: t-mAP (relevance judged against the target labels) of the clean and adversarial codes (higher =
+  stronger), plus the adversarial mAP against the true labels;
+* theory mAP / t-mAP: the same metric for the attack's ideal code (SPEC §8);
+* bits flipped: mean number of bits where the adversarial code differs from the clean code;
+* perceptibility as real perturbation norms (SPEC §10 item 18): L-inf = max |delta| over all elements,
+  mean per-image L2 norm, MSE, mean per-image PSNR (data range 1; identical images count as 100 dB), and mean
+  SSIM (Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, per channel, valid region; the window shrinks to the
+  image for images smaller than 11 pixels), matching ``skimage.metrics.structural_similarity`` with
+  ``gaussian_weights=True, use_sample_covariance=False, data_range=1``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from hashguard.attacks.base import HashAttack
+from hashguard.errors import ConfigError
+from hashguard.retrieval import mean_average_precision, targeted_mean_average_precision
+
+PSNR_CAP = 100.0
+
+
+def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    coords = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g.view(1, 1, -1, 1) * g.view(1, 1, 1, -1)
+
+
+def ssim(clean: torch.Tensor, adv: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Per-image SSIM (B,) of images in [0, 1], averaged over channels (Wang et al., IEEE TIP 2004)."""
+    if clean.shape != adv.shape or clean.dim() != 4:
+        raise ConfigError(f"SSIM needs two (B, C, H, W) batches of one shape, got {clean.shape}, {adv.shape}")
+    size = min(window, clean.shape[-1], clean.shape[-2])
+    size = size if size % 2 == 1 else size - 1
+    x = clean.double().flatten(0, 1).unsqueeze(1)
+    y = adv.double().flatten(0, 1).unsqueeze(1)
+    w = _gaussian_window(size, sigma, x.device, x.dtype)
+    mu_x, mu_y = F.conv2d(x, w), F.conv2d(y, w)
+    xx, yy, xy = F.conv2d(x * x, w), F.conv2d(y * y, w), F.conv2d(x * y, w)
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return s.mean(dim=(1, 2, 3)).view(clean.shape[0], clean.shape[1]).mean(dim=1)
+
+
+def perceptibility(clean: torch.Tensor, adv: torch.Tensor) -> dict[str, float]:
+    """Perturbation norms of a batch: linf, l2 (mean per image), mse, psnr (mean per image), ssim (mean)."""
+    sums = perceptibility_sums(clean, adv)
+    n = max(sums.pop("count"), 1)
+    return {"linf": sums["linf"], **{k: v / n for k, v in sums.items() if k != "linf"}}
+
+
+def perceptibility_sums(clean: torch.Tensor, adv: torch.Tensor) -> dict[str, float]:
+    """Per-batch sums (and the max for linf) so that batches can be accumulated."""
+    delta = (adv.detach() - clean.detach()).double().flatten(1)
+    mse = (delta**2).mean(dim=1)
+    psnr = torch.where(mse > 0, 10 * torch.log10(1.0 / mse.clamp_min(1e-300)), torch.full_like(mse, PSNR_CAP))
+    return {
+        "count": int(delta.shape[0]),
+        "linf": float(delta.abs().max()) if delta.numel() else 0.0,
+        "l2": float(delta.norm(dim=1).sum()),
+        "mse": float(mse.sum()),
+        "psnr": float(psnr.clamp_max(PSNR_CAP).sum()),
+        "ssim": float(ssim(clean.detach(), adv.detach()).sum()),
+    }
+
+
+@dataclass
+class AttackResult:
+    """The measured outcome of one attack on a query split (written as JSON by ``hashguard attack``)."""
+
+    attack: str
+    targeted: bool
+    params: dict[str, Any]
+    num_queries: int
+    topk: int | None
+    clean_map: float
+    adv_map: float
+    theory_map: float | None = None
+    clean_tmap: float | None = None
+    adv_tmap: float | None = None
+    theory_tmap: float | None = None
+    bits_flipped: float = 0.0
+    perceptibility: dict[str, float] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AttackRun:
+    """Result plus the per-query codes (numpy int8 +-1) of a run."""
+
+    result: AttackResult
+    clean_codes: np.ndarray
+    adv_codes: np.ndarray
+    theory_codes: np.ndarray
+    labels: np.ndarray
+    target_labels: np.ndarray | None
+
+
+def evaluate_attack(
+    attack: HashAttack,
+    queries: Dataset,
+    database_codes: Any,
+    database_labels: Any,
+    *,
+    target_labels: Any = None,
+    batch_size: int = 128,
+    topk: int | None = None,
+    limit: int | None = None,
+) -> AttackRun:
+    """Attack every query of ``queries`` (in index order, batch by batch) and measure the outcome.
+
+    ``target_labels`` (Q x C) is required for a targeted attack (see :mod:`hashguard.attacks.targets`).
+    ``limit`` attacks only the first ``limit`` queries. ``topk`` is the mAP cut-off (None: whole ranking).
+    """
+    n = len(queries) if limit is None else min(int(limit), len(queries))
+    if n < 1:
+        raise ConfigError("no queries to attack")
+    targets = None
+    if target_labels is not None:
+        targets = torch.as_tensor(np.asarray(target_labels, dtype=np.float32))
+        if targets.shape[0] < n:
+            raise ConfigError(f"{targets.shape[0]} target labels for {n} queries")
+        targets = targets[:n]
+    if attack.targeted and targets is None:
+        raise ConfigError(f"attack {attack.name} is targeted: target labels are needed")
+    attack.setup()
+    loader = DataLoader(torch.utils.data.Subset(queries, range(n)), batch_size=batch_size, shuffle=False)
+    clean, adv, theory, labels = [], [], [], []
+    sums: dict[str, float] = {}
+    info: dict[str, Any] = {}
+    elapsed = 0.0
+    for images, batch_labels, index in loader:
+        batch_targets = None if targets is None else targets[index]
+        device_sync(attack.device)
+        start = time.perf_counter()
+        out = attack.run(images, batch_labels, batch_targets)
+        device_sync(attack.device)
+        elapsed += time.perf_counter() - start
+        clean.append(attack.model.encode(images).cpu())
+        adv.append(out.adv_codes.cpu())
+        theory.append(out.theory_codes.cpu())
+        labels.append(batch_labels.float())
+        for key, value in perceptibility_sums(images.to(out.adv_images.device), out.adv_images).items():
+            sums[key] = max(sums.get(key, 0.0), value) if key == "linf" else sums.get(key, 0.0) + value
+        for key, value in out.info.items():
+            if isinstance(value, (int, float)):
+                info[key] = info.get(key, 0) + value
+    clean_codes, adv_codes = torch.cat(clean).numpy(), torch.cat(adv).numpy()
+    theory_codes, query_labels = torch.cat(theory).numpy(), torch.cat(labels).numpy()
+    db_codes = np.asarray(torch.as_tensor(database_codes).cpu().numpy())
+    db_labels = np.asarray(torch.as_tensor(database_labels).cpu().numpy(), dtype=np.float32)
+    count = sums.pop("count")
+    percept = {"linf": sums["linf"], **{k: v / count for k, v in sums.items() if k != "linf"}}
+    result = AttackResult(
+        attack=attack.name,
+        targeted=attack.targeted,
+        params=attack.params(),
+        num_queries=n,
+        topk=topk,
+        clean_map=mean_average_precision(clean_codes, db_codes, query_labels, db_labels, topk),
+        adv_map=mean_average_precision(adv_codes, db_codes, query_labels, db_labels, topk),
+        bits_flipped=float((clean_codes != adv_codes).sum(axis=1).mean()),
+        perceptibility=percept,
+        wall_time_s=elapsed,
+        info=info,
+    )
+    target_array = None if targets is None else targets.numpy()
+    if attack.targeted:
+        assert target_array is not None
+        result.clean_tmap = targeted_mean_average_precision(clean_codes, db_codes, target_array, db_labels, topk)
+        result.adv_tmap = targeted_mean_average_precision(adv_codes, db_codes, target_array, db_labels, topk)
+        result.theory_tmap = targeted_mean_average_precision(theory_codes, db_codes, target_array, db_labels, topk)
+    else:
+        result.theory_map = mean_average_precision(theory_codes, db_codes, query_labels, db_labels, topk)
+    if any(math.isnan(v) for v in percept.values()):
+        raise ConfigError(f"attack {attack.name} produced NaN perturbations")
+    return AttackRun(result, clean_codes, adv_codes, theory_codes, query_labels, target_array)
+
+
+def device_sync(device: torch.device) -> None:
+    """Wait for queued kernels on accelerators (for honest timings); a no-op on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
