@@ -1,0 +1,144 @@
+"""Every registered attack on a small trained demo model (SPEC §6): effect, guards, seeds, the model untouched.
+
+Measured on this fixture (32-bit CSQ, 800 training digits, 60 queries, 1,000 database items, eps 16/255):
+mainstay (PGD, 20 it.) 0.64, HAG (20 it.) 0.77, SDHA (20 it.) 0.61 from clean mAP 0.80; at 100 iterations
+0.61 / 0.77 / 0.61; at 32/255 and 100 iterations 0.40 / 0.46 / 0.33 (SDHA with the reference weight
+(d_H + 1e-8)^-1/2: 0.49). So mainstay beats HAG everywhere, while SDHA with our d_H >= 1 guard matches or beats
+it on this model: the paper's Table I ordering (mainstay < SDHA) is not reproduced here; see docs/attacks.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hashguard.attacks import ATTACKS, AttackContext, build_attack
+from hashguard.attacks.evaluate import evaluate_attack
+from hashguard.data.base import ArrayDataset
+from hashguard.errors import ConfigError
+from hashguard.retrieval import mean_average_precision, targeted_mean_average_precision
+
+EPS = 16 / 255
+FAST = {"tha": dict(epochs=1, steps=100, hidden=512, lr=1e-3)}
+
+
+def _score(bench, attack, codes):
+    ctx = bench.context
+    if attack.targeted:
+        return targeted_mean_average_precision(codes, ctx.database_codes, bench.target_labels, ctx.database_labels)
+    return mean_average_precision(codes, ctx.database_codes, bench.query_labels, ctx.database_labels)
+
+
+@pytest.fixture(scope="module")
+def outcomes(attack_bench):
+    results = {}
+    for name in ATTACKS:
+        attack = build_attack(
+            name, attack_bench.model, attack_bench.context, eps=EPS, iterations=15, **FAST.get(name, {})
+        )
+        out = attack.run(attack_bench.query_images, attack_bench.query_labels, attack_bench.target_labels)
+        clean = attack_bench.model.encode(attack_bench.query_images)
+        results[name] = (attack, out, _score(attack_bench, attack, clean), _score(attack_bench, attack, out.adv_codes))
+    return results
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_attack_works_and_stays_in_the_ball(attack_bench, outcomes, name):
+    attack, out, clean, adv = outcomes[name]
+    if attack.targeted:
+        assert adv > clean + 0.02, f"{name}: t-mAP {clean:.3f} -> {adv:.3f}"
+    else:
+        assert adv < clean - 0.02, f"{name}: mAP {clean:.3f} -> {adv:.3f}"
+    x = attack_bench.query_images
+    assert torch.isfinite(out.adv_images).all()
+    assert (out.adv_images - x).abs().max() <= EPS + 1e-6
+    assert out.adv_images.min() >= 0 and out.adv_images.max() <= 1
+    # the reported code is the code of the returned image (SPEC §10 item 15)
+    assert torch.equal(out.adv_codes, attack_bench.model.encode(out.adv_images))
+    assert set(out.theory_codes.unique().tolist()) <= {-1, 1}
+    assert all(p.grad is None for p in attack_bench.model.parameters())
+    assert all(p.requires_grad for p in attack_bench.model.parameters())
+
+
+def test_mainstay_beats_hag_and_is_close_to_sdha(outcomes):
+    mainstay, hag, sdha = (outcomes[n][3] for n in ("mainstay", "hag", "sdha"))
+    assert mainstay <= hag
+    assert mainstay <= sdha + 0.06  # measured: SDHA slightly stronger on this model (module docstring)
+
+
+def test_same_seed_same_codes(attack_bench):
+    def codes(seed):
+        attack = build_attack(
+            "mainstay", attack_bench.model, attack_bench.context, eps=EPS, iterations=5, optimizer="di", seed=seed
+        )
+        return attack.run(attack_bench.query_images[:20], attack_bench.query_labels[:20]).adv_codes
+
+    assert torch.equal(codes(1), codes(1))
+
+
+def test_model_mode_is_restored(attack_bench):
+    model = attack_bench.model
+    model.train()
+    try:
+        build_attack("hag", model, eps=EPS, iterations=2)(attack_bench.query_images[:4], attack_bench.query_labels[:4])
+        assert model.training
+    finally:
+        model.eval()
+
+
+def test_empty_reference_sets_give_no_nan(attack_bench):
+    """Training labels lacking the query's / target's classes: SDHA and mainstay fall back, never NaN."""
+    ctx = attack_bench.context
+    keep = ctx.train_labels[:, :5].sum(dim=1) > 0  # drop every training item of classes 5..9
+    train_labels = ctx.train_labels[keep].clone()
+    pruned = AttackContext(ctx.train_codes[keep], train_labels, ctx.database_codes, ctx.database_labels)
+    images, labels, targets = (
+        attack_bench.query_images[:16],
+        attack_bench.query_labels[:16],
+        attack_bench.target_labels[:16],
+    )
+    zero = torch.zeros_like(labels)
+    for name in ("sdha", "sdha-targeted", "mainstay", "mainstay-targeted"):
+        attack = build_attack(name, attack_bench.model, pruned, eps=EPS, iterations=3)
+        out = attack.run(images, zero if name == "mainstay" else labels, targets)
+        assert torch.isfinite(out.adv_images).all(), name
+    empty = AttackContext(ctx.train_codes[:0], ctx.train_labels[:0], ctx.database_codes, ctx.database_labels)
+    out = build_attack("mainstay", attack_bench.model, empty, eps=EPS, iterations=2).run(images, labels)
+    assert torch.isfinite(out.adv_images).all()
+
+
+def test_registry_validates_parameters(attack_bench):
+    model = attack_bench.model
+    with pytest.raises(ConfigError, match="unknown attack"):
+        build_attack("fgsm", model)
+    with pytest.raises(ConfigError, match="eps"):
+        build_attack("mainstay", model, eps=2.0)
+    with pytest.raises(ConfigError, match="no parameter"):
+        build_attack("mainstay", model, n_anchors=3)
+    with pytest.raises(ConfigError, match="needs the train codes"):
+        build_attack("mainstay", model, iterations=1).run(attack_bench.query_images[:2], attack_bench.query_labels[:2])
+    with pytest.raises(ConfigError, match="targeted"):
+        build_attack("p2p", model, attack_bench.context, iterations=1).run(
+            attack_bench.query_images[:2], attack_bench.query_labels[:2]
+        )
+    defaults = build_attack("dhta", model).params()
+    assert defaults["eps"] == 0.032 and defaults["iterations"] == 2000 and defaults["n_anchors"] == 9
+
+
+def test_evaluate_attack_reports_everything(attack_bench):
+    images = (attack_bench.query_images[:20].numpy() * 255).round().astype(np.uint8)
+    queries = ArrayDataset(images, attack_bench.query_labels[:20].numpy())
+    attack = build_attack("mainstay-targeted", attack_bench.model, attack_bench.context, eps=EPS, iterations=5)
+    run = evaluate_attack(
+        attack,
+        queries,
+        attack_bench.context.database_codes,
+        attack_bench.context.database_labels,
+        target_labels=attack_bench.target_labels[:20].numpy(),
+        batch_size=8,
+    )
+    r = run.result
+    assert r.num_queries == 20 and r.adv_tmap > r.clean_tmap and r.theory_tmap is not None
+    assert 0 < r.perceptibility["linf"] <= EPS + 1e-6 and 0 < r.perceptibility["ssim"] < 1
+    assert r.bits_flipped > 0 and r.wall_time_s > 0 and run.adv_codes.shape == (20, 32)
