@@ -1,0 +1,155 @@
+"""Attack benchmarks: optimizer overhead vs bare forward+backward, and an eps sweep of every attack on the demo.
+
+    .venv/bin/python benchmarks/bench_attacks.py [--quick]
+
+1. Throughput (images x iterations per second) of each optimizer with the mainstay objective against the bare
+   cost of the same model and batch: forward + gradient with respect to the input (parameters frozen), which is
+   the least any gradient attack must pay per iteration. Overhead = 1 - attack / bare throughput.
+2. eps sweep: mAP (non-targeted) or t-mAP (targeted) of every registered attack on the demo data with a small
+   CSQ model trained here (seeded), at a fixed iteration budget.
+Never run as a test; prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from hashguard.attacks import ATTACKS, AttackContext, build_attack, build_optimizer, mainstay_loss, select_target_labels
+from hashguard.attacks.optimizers import frozen_eval
+from hashguard.data import open_dataset
+from hashguard.methods import build_method
+from hashguard.models.hash_model import HashModel, ModelSpec
+from hashguard.retrieval import mean_average_precision, targeted_mean_average_precision
+
+REPEATS = 3  # best of 3: the machine is shared, the minimum is the least disturbed run
+
+
+def stack(dataset, count):
+    images = torch.stack([dataset.load_image(i) for i in range(count)])
+    return images, torch.as_tensor(np.asarray(dataset.labels[:count]), dtype=torch.float32)
+
+
+def train_model(splits, n_train, epochs, bits=32):
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        backbone="small_cnn", bits=bits, in_channels=1, image_size=28, mean=list(splits.mean), std=list(splits.std)
+    )
+    model = HashModel(spec)
+    x, y = stack(splits.train, n_train)
+    method = build_method("csq", bits, y.shape[1], n_train, seed=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.arange(n_train)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(n_train, generator=g)
+        for s in range(0, n_train, 64):
+            b = order[s : s + 64]
+            loss = method(model(x[b]), y[b], idx[b])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    return model, x, y
+
+
+def bare_throughput(model, images, iterations):
+    with frozen_eval(model):
+        for _ in range(2):
+            x = images.clone().requires_grad_(True)
+            torch.autograd.grad(model(x).sum(), x)
+        best = float("inf")
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            for _ in range(iterations):
+                x = images.clone().requires_grad_(True)
+                torch.autograd.grad(model(x).sum(), x)
+            best = min(best, time.perf_counter() - start)
+        return images.shape[0] * iterations / best
+
+
+def attack_throughput(model, images, target, name, iterations):
+    optimizer = build_optimizer(name, step={"sgd": 100.0, "adam": 0.01}.get(name, 1 / 255))
+
+    def run(n):
+        start = time.perf_counter()
+        optimizer.run(
+            model,
+            images,
+            lambda u, x: mainstay_loss(u, target),
+            eps=8 / 255,
+            iterations=n,
+            generator=torch.Generator().manual_seed(0),
+        )
+        return time.perf_counter() - start
+
+    run(2)
+    return images.shape[0] * iterations / min(run(iterations) for _ in range(REPEATS))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    splits = open_dataset("demo-mnist", seed=0)
+    n_train, epochs = (800, 3) if args.quick else (2000, 6)
+    t0 = time.perf_counter()
+    model, train_x, train_y = train_model(splits, n_train, epochs)
+    print(f"trained CSQ small_cnn 32 bits on {n_train} digits x {epochs} epochs in {time.perf_counter() - t0:.0f} s")
+
+    batch = 128
+    images, labels = stack(splits.query, batch)
+    target = torch.sign(torch.randn(batch, 32, generator=torch.Generator().manual_seed(0)))
+    iters = 10 if args.quick else 30
+    bare = bare_throughput(model, images, iters)
+    print(f"\n### Throughput, batch {batch}, 1x28x28, {torch.get_num_threads()} threads (images x iterations / s)\n")
+    print("| optimizer | grads / iteration | img*it/s | bare fwd+bwd img/s | per-gradient overhead |")
+    print("|---|---|---|---|---|")
+    for name in ("pgd", "bim", "mi", "ni", "sini", "vmi", "di", "sgd", "adam"):
+        grads = {"vmi": 6, "sini": 5}.get(name, 1)
+        rate = attack_throughput(model, images, target, name, iters)
+        overhead = 1 - rate * grads / bare
+        print(f"| {name} | {grads} | {rate:.0f} | {bare:.0f} | {100 * overhead:+.1f}% |")
+
+    n_query, n_db = (100, 1500) if args.quick else (200, 4500)
+    qx, qy = stack(splits.query, n_query)
+    dbx, dby = stack(splits.database, n_db)
+    context = AttackContext(model.encode(train_x), train_y, model.encode(dbx), dby)
+    targets = torch.as_tensor(select_target_labels(qy, dby, seed=0))
+    clean = model.encode(qx)
+    clean_map = mean_average_precision(clean, context.database_codes, qy, dby)
+    clean_tmap = targeted_mean_average_precision(clean, context.database_codes, targets, dby)
+    budget = 20 if args.quick else 50
+    eps_list = [4, 8, 16, 32]
+    print(
+        f"\n### eps sweep: {n_query} queries, {n_db} database items, {budget} iterations each "
+        f"(clean mAP {clean_map:.4f}, clean t-mAP {clean_tmap:.4f})\n"
+    )
+    print("| attack | metric | " + " | ".join(f"{e}/255" for e in eps_list) + " | time @16/255 |")
+    print("|---|---|" + "---|" * len(eps_list) + "---|")
+    extra = {"tha": dict(epochs=1, steps=200, hidden=1024, lr=1e-3)}
+    for name in ATTACKS:
+        cells, elapsed = [], 0.0
+        for e in eps_list:
+            attack = build_attack(name, model, context, eps=e / 255, iterations=budget, **extra.get(name, {}))
+            attack.setup()
+            start = time.perf_counter()
+            out = attack.run(qx, qy, targets)
+            if e == 16:
+                elapsed = time.perf_counter() - start
+            if attack.targeted:
+                cells.append(targeted_mean_average_precision(out.adv_codes, context.database_codes, targets, dby))
+            else:
+                cells.append(mean_average_precision(out.adv_codes, context.database_codes, qy, dby))
+        metric = "t-mAP" if ATTACKS[name].targeted else "mAP"
+        print(f"| {name} | {metric} | " + " | ".join(f"{c:.4f}" for c in cells) + f" | {elapsed:.1f} s |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
