@@ -149,7 +149,12 @@ class PerturbationOptimizer:
         self.step = float(step)
         self.alpha_schedule = bool(alpha_schedule)
         self.alpha = float(alpha)
-        self.last_loss: float = float("nan")
+        self._last_loss: torch.Tensor | None = None
+
+    @property
+    def last_loss(self) -> float:
+        """Loss of the last gradient evaluation (read lazily: no device sync inside the loop)."""
+        return float("nan") if self._last_loss is None else float(self._last_loss)
 
     def params(self) -> dict[str, Any]:
         """Hyper-parameters as stored in results."""
@@ -178,7 +183,7 @@ class PerturbationOptimizer:
         inputs = adv if transform is None else transform(adv)
         loss = loss_fn(model(inputs, alpha=alpha), adv)
         (grad,) = torch.autograd.grad(loss, delta)
-        self.last_loss = float(loss.detach())
+        self._last_loss = loss.detach()
         return grad
 
     def run(
@@ -427,7 +432,7 @@ class SINIFGSM(NIFGSM):
             factors
         )
         (grad,) = torch.autograd.grad(loss, delta_nes)
-        self.last_loss = float(loss.detach())
+        self._last_loss = loss.detach()
         return grad
 
 
