@@ -74,7 +74,7 @@ def test_unknown_parameters_and_pair_sources_are_refused():
         build_method("dph", bits=8, num_classes=2, num_train=4, pairs="all")
 
 
-@pytest.mark.parametrize("name, params", [("dph", {"pairs": "batch"}), ("dpsh", {"pairs": "batch", "eta": 0.1})])
+@pytest.mark.parametrize("name, params", [("dph", {"pairs": "batch"}), ("dpsh", {"pairs": "batch"})])
 def test_method_learns_on_demo_digits_and_beats_random_codes(name, params, demo_splits):
     torch.manual_seed(0)
     count = 600

@@ -6,8 +6,9 @@ labels", IJCAI 2016; constants as in the SAAT code base (TIFS 2023).
     theta_ij = 1/2 <u_i, U_j>
     L = -1/(B N) sum_ij [ s_ij theta_ij - log(1 + exp(theta_ij)) ] + eta/(B N) sum_i ||sign(u_i) - u_i||^2
 
-with eta = 50. The quantisation term is divided by N as in the reference code, so it is small (SPEC §10
-item 22): kept for fidelity.
+with eta = 50. The quantisation term is divided by N (the training-set size) as in the reference code, so it
+is small (SPEC §10 item 22): kept for fidelity, and kept with the same N when pairs are drawn from the batch
+(``pairs="batch"``), so that eta means the same in both forms.
 """
 
 from __future__ import annotations
@@ -50,5 +51,6 @@ class DPSH(HashingMethod):
         theta = 0.5 * (u @ partners.t())
         # log(1 + e^theta) computed stably as softplus.
         likelihood = (F.softplus(theta) - similarity * theta).mean()
-        quantisation = self.eta * ((u.sign() - u) ** 2).sum() / (u.shape[0] * partners.shape[0])
+        # divided by B * N (N = training items) in both pair sources, so eta weighs the same in each
+        quantisation = self.eta * ((u.sign() - u) ** 2).sum() / (u.shape[0] * self.num_train)
         return likelihood + quantisation
