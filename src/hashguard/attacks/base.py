@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from hashguard.attacks.optimizers import LossFn, PerturbationOptimizer, check_eps, check_images, frozen_eval
+from hashguard.encoding import encode_dataset as encode_codes
 from hashguard.errors import ConfigError
 from hashguard.models.hash_model import sign_codes
 
@@ -57,19 +58,17 @@ class AttackContext:
         )
 
 
-@torch.no_grad()
 def encode_dataset(
     model: nn.Module, dataset: Dataset, batch_size: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sign codes (int8, +-1, eval mode) and float labels of every item of ``dataset``, in index order."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    codes, labels = [], []
-    for images, item_labels, _ in loader:
-        codes.append(model.encode(images).cpu())
-        labels.append(item_labels.float())
-    if not codes:
+    """Sign codes (int8, +-1, eval mode) and float labels of every item of ``dataset``, in index order, as tensors.
+
+    A thin tensor view of :func:`hashguard.encoding.encode_dataset`; an empty split is refused.
+    """
+    codes, labels = encode_codes(model, dataset, batch_size=batch_size)
+    if len(codes) == 0:
         raise ConfigError("cannot encode an empty split")
-    return torch.cat(codes), torch.cat(labels)
+    return torch.from_numpy(codes), torch.from_numpy(labels)
 
 
 def build_context(
