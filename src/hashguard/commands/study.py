@@ -9,7 +9,9 @@ from hashguard.pipeline.study import load_study_config, run_study
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("study", help="run a whole study: train, evaluate, attack, defend, report")
+    parser = subparsers.add_parser(
+        "study", help="run a study as cached stages: train (or resume), encode, clean evaluation, results.json"
+    )
     parser.add_argument("config", metavar="CONFIG.yaml")
     parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<config name>)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
