@@ -39,15 +39,3 @@ def encode_dataset(
         return np.zeros((0, model.bits), np.int8), np.zeros((0, 0), np.float32)
     return torch.cat(codes).numpy(), torch.cat(labels).numpy().astype(np.float32)
 
-
-@torch.no_grad()
-def relaxed_outputs(model: HashModel, dataset: Dataset, batch_size: int = 256, alpha: float = 1.0) -> torch.Tensor:
-    """Continuous outputs f(x; alpha) in eval mode for every item, in index order (on the model's device)."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    was_training = model.training
-    model.eval()
-    try:
-        parts = [model(images.to(model.device), alpha=alpha) for images, _, _ in loader]
-    finally:
-        model.train(was_training)
-    return torch.cat(parts) if parts else torch.zeros(0, model.bits, device=model.device)

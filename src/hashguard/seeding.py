@@ -21,7 +21,3 @@ def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gene
     generator.manual_seed(seed)
     return generator
 
-
-def numpy_rng(seed: int) -> np.random.Generator:
-    """A fresh NumPy ``Generator`` seeded with ``seed``."""
-    return np.random.default_rng(seed)
