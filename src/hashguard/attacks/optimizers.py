@@ -84,11 +84,16 @@ def check_images(images: torch.Tensor) -> None:
 
 
 @contextlib.contextmanager
-def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and ``requires_grad=False`` on every parameter for the block; both restored afterwards."""
+def frozen_eval(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
+    """Eval mode and ``requires_grad=False`` on every parameter for the block; both restored afterwards.
+
+    ``eval_mode=False`` only freezes the parameters and leaves the modules' modes as the caller set them
+    (adversarial training chooses per module whether batch norm and dropout behave as in training).
+    """
     was_training = model.training
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
+    if eval_mode:
+        model.eval()
     for parameter, _ in flags:
         parameter.requires_grad_(False)
     try:
@@ -195,14 +200,18 @@ class PerturbationOptimizer:
         eps: float,
         iterations: int,
         generator: torch.Generator,
+        keep_mode: bool = False,
     ) -> torch.Tensor:
-        """Minimise ``loss_fn`` over the eps ball around ``images``; returns adversarial images in [0, 1]."""
+        """Minimise ``loss_fn`` over the eps ball around ``images``; returns adversarial images in [0, 1].
+
+        ``keep_mode=True`` runs the model in the modes the caller set (parameters are frozen either way).
+        """
         eps = check_eps(eps)
         if iterations < 0:
             raise ConfigError(f"iterations must be non-negative, got {iterations}")
         check_images(images)
         images = images.detach()
-        with frozen_eval(model):
+        with frozen_eval(model, eval_mode=not keep_mode):
             delta = self._run(model, images, loss_fn, eps, int(iterations), generator)
         return finalize(images, delta, eps)
 

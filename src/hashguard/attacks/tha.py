@@ -64,6 +64,23 @@ def circle_loss(similarity: torch.Tensor, positive: torch.Tensor, gamma: float =
     return F.softplus(torch.logsumexp(a_n * s_n * gamma, dim=0) + torch.logsumexp(-a_p * s_p * gamma, dim=0))
 
 
+def prototype_loss(
+    net: PrototypeNet,
+    target: torch.Tensor,
+    codes: torch.Tensor,
+    labels: torch.Tensor,
+    gamma: float = 1.0,
+) -> torch.Tensor:
+    """THA's PrototypeNet loss for one batch of labels ``target`` (SPEC §6.6): the circle loss of
+    S = h G^T / K over all (label, training item) pairs, divided by the batch size, plus the quantisation
+    term sum (sign(h) - h)^2 / (1e4 B). ``codes`` (N, K) are float sign codes, ``labels`` (N, C) float."""
+    h = net(target)
+    similarity = h @ codes.t() / codes.shape[1]
+    positive = (target @ labels.t()) > 0
+    quantisation = ((h.detach().sign() - h) ** 2).sum() / (1e4 * target.shape[0])
+    return circle_loss(similarity, positive, gamma) / target.shape[0] + quantisation
+
+
 def train_prototype_net(
     train_codes: torch.Tensor,
     train_labels: torch.Tensor,
@@ -101,12 +118,7 @@ def train_prototype_net(
     net.train()
     for _ in range(total):
         pick = torch.randint(0, pool.shape[0], (batch_size,), generator=generator).to(device)
-        target = pool[pick]
-        h = net(target)
-        similarity = h @ codes.t() / bits
-        positive = (target @ labels.t()) > 0
-        quantisation = ((h.detach().sign() - h) ** 2).sum() / (1e4 * batch_size)
-        loss = circle_loss(similarity, positive, gamma) / batch_size + quantisation
+        loss = prototype_loss(net, pool[pick], codes, labels, gamma)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
