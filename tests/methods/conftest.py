@@ -16,9 +16,7 @@ QUERY_ITEMS = 200
 DATABASE_ITEMS = 1000
 
 
-def numpy_map(
-    query_codes: np.ndarray, db_codes: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray
-) -> float:
+def numpy_map(query_codes: np.ndarray, db_codes: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray) -> float:
     """mAP over the whole database; ties in Hamming distance broken by database index (stable order)."""
     q = query_codes.astype(np.float64)
     d = db_codes.astype(np.float64)
@@ -73,9 +71,7 @@ def train_demo(demo_splits: Callable[[str], Any]) -> Callable[..., TrainingOutco
     from hashguard.seeding import seed_everything
     from hashguard.training import train_model
 
-    def run(
-        name: str, source: str, bits: int = 16, epochs: int = 4, seed: int = 0, **params: Any
-    ) -> TrainingOutcome:
+    def run(name: str, source: str, bits: int = 16, epochs: int = 4, seed: int = 0, **params: Any) -> TrainingOutcome:
         splits, train, query, database = demo_splits(source)
         seed_everything(seed)
         channels, size, _ = splits.image_shape

@@ -18,9 +18,7 @@ U = np.array(
 Y = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1]], dtype=np.float64)
 
 
-def hashnet_reference(
-    u: np.ndarray, y: np.ndarray, bank_u: np.ndarray, bank_y: np.ndarray, a: float
-) -> float:
+def hashnet_reference(u: np.ndarray, y: np.ndarray, bank_u: np.ndarray, bank_y: np.ndarray, a: float) -> float:
     """Positive-pair mean + negative-pair mean of log(1 + e^theta) - s theta, by explicit loops."""
     positive, negative = [], []
     for i in range(len(u)):
@@ -56,9 +54,7 @@ def test_hashnet_custom_a_and_params() -> None:
     loss = method(torch.tensor(U), torch.tensor(Y), torch.arange(3))
     assert float(loss) == pytest.approx(hashnet_reference(U, Y, U, Y, a=0.1), rel=1e-10)
     assert method.params()["a"] == 0.1
-    assert build_method("hashnet", bits=32, num_classes=3, num_train=3).params()["a"] == pytest.approx(
-        10 / 32
-    )
+    assert build_method("hashnet", bits=32, num_classes=3, num_train=3).params()["a"] == pytest.approx(10 / 32)
 
 
 def test_hashnet_empty_positive_set_is_finite() -> None:

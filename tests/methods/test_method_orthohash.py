@@ -37,9 +37,7 @@ def test_codebook_is_fixed_seeded_and_distinct() -> None:
     assert not any(p.requires_grad for p in method.parameters())
     assert "codebook" in method.state_dict()
     assert torch.equal(book, build_method("orthohash", bits=16, num_classes=10, num_train=1, seed=3).codebook)
-    assert not torch.equal(
-        book, build_method("orthohash", bits=16, num_classes=10, num_train=1, seed=4).codebook
-    )
+    assert not torch.equal(book, build_method("orthohash", bits=16, num_classes=10, num_train=1, seed=4).codebook)
     tight = build_method("orthohash", bits=3, num_classes=8, num_train=1)
     assert len({tuple(r) for r in tight.codebook.tolist()}) == 8
     with pytest.raises(ConfigError):
@@ -75,9 +73,7 @@ def test_single_label_branch_is_cross_entropy() -> None:
     # forced single-label on a multi-hot row: the argmax (first) class is the target
     two = np.array([[0, 1, 1]], dtype=np.float64)
     value = forced(torch.tensor(U[:1]), torch.tensor(two), torch.arange(1))
-    assert float(value) == pytest.approx(
-        reference(U[:1], np.array([[0.0, 1.0, 0.0]]), method.codebook.numpy())
-    )
+    assert float(value) == pytest.approx(reference(U[:1], np.array([[0.0, 1.0, 0.0]]), method.codebook.numpy()))
     # class-index labels of integer dtype work too (no scatter_ on floats, SPEC §10 item 21)
     ints = torch.tensor(y, dtype=torch.long)
     assert float(method(torch.tensor(U), ints, torch.arange(4))) == pytest.approx(float(loss))

@@ -36,9 +36,7 @@ def check_min_distance(bits: int, min_distance: int | None) -> int:
     """``min_distance`` (default :func:`default_min_distance`) after checking 0 <= d <= K."""
     threshold = default_min_distance(bits) if min_distance is None else int(min_distance)
     if not 0 <= threshold <= bits:
-        raise ConfigError(
-            f"minimum Hamming distance must lie in [0, {bits}] for {bits}-bit codes, got {threshold}"
-        )
+        raise ConfigError(f"minimum Hamming distance must lie in [0, {bits}] for {bits}-bit codes, got {threshold}")
     return threshold
 
 
@@ -77,9 +75,7 @@ def _balanced_row(bits: int, generator: torch.Generator) -> torch.Tensor:
     return row
 
 
-def balanced_codes(
-    count: int, bits: int, generator: torch.Generator, min_distance: int | None = None
-) -> torch.Tensor:
+def balanced_codes(count: int, bits: int, generator: torch.Generator, min_distance: int | None = None) -> torch.Tensor:
     """``count`` x ``bits`` random +-1 codes, each with exactly floor(K/2) entries -1.
 
     Rows are drawn one at a time; a candidate closer than ``min_distance`` (Hamming; default

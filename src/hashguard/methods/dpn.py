@@ -10,6 +10,11 @@ with one more +1 than -1). Unlike the reference (SPEC §10 item 20) they are dra
 pairwise Hamming distance as CSQ's fallback (default ceil(K/4)); :class:`ConfigError` when it cannot be
 met. Item targets follow the multi-label "sum, fill zeros from a fixed seeded +-1 vector, threshold" rule;
 rows with no label are left out of the mean (a batch with none labelled gives 0).
+
+Margin: m = 1 is the reference value. Because |u| < 1 the hinge is then always active and the loss is linear
+in u; trained from scratch on the multi-label demo data it collapsed every image to one code, while
+``margin=0.5`` (bits stop being pushed once u t >= 0.5) trained normally. Pretrained backbones with the
+reference recipe may behave differently; lower the margin if codes collapse.
 """
 
 from __future__ import annotations

@@ -83,6 +83,4 @@ class HSWD(HashNet):
         with torch.no_grad():
             self.calls += 1
         reference = self.reference_signs(u.shape[0], call).to(device=u.device, dtype=u.dtype)
-        return self.pair_loss(u, labels, index) + self.swd_weight * sliced_wasserstein_quantisation(
-            u, reference
-        )
+        return self.pair_loss(u, labels, index) + self.swd_weight * sliced_wasserstein_quantisation(u, reference)
