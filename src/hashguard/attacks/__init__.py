@@ -25,6 +25,15 @@ from hashguard.attacks.optimizers import (
     frozen_eval,
     get_alpha,
 )
+from hashguard.attacks.prosgan import (
+    ProSDiscriminator,
+    ProSGANAttack,
+    ProSGANObjective,
+    ProSGenerator,
+    ProSPrototypeNet,
+    train_prosgan,
+    train_prosgan_prototype,
+)
 from hashguard.attacks.registry import ATTACKS, AttackSpec, Param, attack_spec, build_attack, describe_attacks
 from hashguard.attacks.sdha import SDHAObjective, TargetedSDHAObjective
 from hashguard.attacks.targets import (
@@ -50,6 +59,11 @@ __all__ = [
     "Param",
     "PerturbationOptimizer",
     "PreparedObjective",
+    "ProSDiscriminator",
+    "ProSGANAttack",
+    "ProSGANObjective",
+    "ProSGenerator",
+    "ProSPrototypeNet",
     "PrototypeNet",
     "SDHAObjective",
     "THAObjective",
@@ -70,5 +84,7 @@ __all__ = [
     "mainstay_loss",
     "save_target_labels",
     "select_target_labels",
+    "train_prosgan",
+    "train_prosgan_prototype",
     "train_prototype_net",
 ]

@@ -32,6 +32,8 @@ class AttackContext:
     train_labels: torch.Tensor | None = None
     database_codes: torch.Tensor | None = None
     database_labels: torch.Tensor | None = None
+    #: training images (N, C, H, W) in [0, 1], in the order of ``train_codes`` (optional; ProS-GAN trains on them)
+    train_images: torch.Tensor | None = None
 
     def require(self, what: str, attack: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(codes, labels) of ``what`` ("train" or "database"); a clear error when they are missing."""
@@ -55,6 +57,7 @@ class AttackContext:
             move(self.train_labels),
             move(self.database_codes),
             move(self.database_labels),
+            self.train_images,  # left where it is: batches are moved to the device as they are used
         )
 
 

@@ -19,6 +19,7 @@ from hashguard.attacks.base import AttackContext, HashAttack, Objective
 from hashguard.attacks.hag import HAGObjective
 from hashguard.attacks.mainstay_attack import MainstayObjective, TargetedMainstayObjective
 from hashguard.attacks.optimizers import OPTIMIZERS, build_optimizer
+from hashguard.attacks.prosgan import ProSGANAttack, ProSGANObjective
 from hashguard.attacks.sdha import SDHAObjective, TargetedSDHAObjective
 from hashguard.attacks.tha import THAObjective
 from hashguard.errors import ConfigError
@@ -76,6 +77,8 @@ class AttackSpec:
     step: float
     objective_params: tuple[Param, ...] = ()
     optimizer_defaults: dict[str, Any] = field(default_factory=dict)
+    #: the attack class built by :func:`build_attack` (ProS-GAN replaces the optimizer by a generator)
+    attack_class: type[HashAttack] = HashAttack
 
     @property
     def targeted(self) -> bool:
@@ -136,6 +139,25 @@ _THA_PARAMS = (
     Param("lr", float, 1e-4, "PrototypeNet Adam learning rate", 0.0, None),
     Param("hidden", int, 4096, "PrototypeNet hidden width", 1, None),
     Param("gamma", float, 1.0, "circle-loss scale", 0.0, None),
+)
+
+_PROSGAN_PARAMS = (
+    Param("proto_epochs", int, 100, "PrototypeNet epochs", 0, None),
+    Param("proto_steps", int, 300, "PrototypeNet steps per epoch", 1, None),
+    Param("proto_batch_size", int, 64, "PrototypeNet label batch", 1, None),
+    Param("proto_lr", float, 1e-4, "PrototypeNet Adam learning rate", 0.0, None),
+    Param("hidden", int, 4096, "PrototypeNet hidden width", 1, None),
+    Param("epochs", int, 100, "GAN epochs (constant lr for the first half, then linear decay)", 0, None),
+    Param("gan_steps", int, 0, "cap on GAN batches per epoch (0 = the whole training set)", 0, None),
+    Param("batch_size", int, 24, "GAN batch size", 1, None),
+    Param("lr", float, 1e-4, "G and D Adam learning rate", 0.0, None),
+    Param("rec_weight", float, 50.0, "reconstruction weight w_rec (100 FLICKR-25K, 50 NUS-WIDE / MS-COCO)", 0.0, None),
+    Param("hash_weight", float, 5.0, "weight of the prototype hash term", 0.0, None),
+    Param("width", int, 64, "generator image-encoder width", 1, None),
+    Param("label_width", int, 128, "generator label-encoder width", 1, None),
+    Param("disc_width", int, 64, "discriminator width", 1, None),
+    Param("res_blocks", int, 3, "residual blocks in the encoder and in the decoder", 0, None),
+    Param("project", bool, True, "project onto the eps ball and [0, 1] (False = unbounded original)"),
 )
 
 ATTACKS: dict[str, AttackSpec] = {
@@ -204,6 +226,17 @@ ATTACKS: dict[str, AttackSpec] = {
             (Param("n_anchors", int, 1, "database codes summed into the anchor", 1, None),),
         ),
         AttackSpec("tha", THAObjective, "Wang et al., SIGIR 2021", 8 / 255, 100, "bim", 1 / 255, _THA_PARAMS),
+        AttackSpec(
+            "prosgan",
+            ProSGANObjective,
+            "Wang et al., CVPR 2021",
+            8 / 255,
+            0,
+            "bim",
+            1 / 255,
+            _PROSGAN_PARAMS,
+            attack_class=ProSGANAttack,
+        ),
     )
 }
 
@@ -260,7 +293,7 @@ def build_attack(
         accepted = sorted([*common, *objective_decl])
         raise ConfigError(f"{spec.name}: {exc} (attack parameters: {', '.join(accepted)})") from None
     objective = spec.objective(**objective_values)
-    return HashAttack(
+    return spec.attack_class(
         model,
         objective,
         optimizer,

@@ -1,0 +1,498 @@
+"""ProS-GAN: prototype-supervised generative targeted attack on deep hashing (SPEC §6.7).
+
+Reference: X. Wang, Z. Zhang, B. Wu, F. Shen, G. Lu, "Prototype-supervised Adversarial Network for Targeted
+Attack of Deep Hashing", CVPR 2021. Implemented from SPEC §6.7 (no research code copied).
+
+* :class:`ProSPrototypeNet`: t -> Linear(C, 4096) -> ReLU -> Linear(4096, 512) = semantic feature f(t), with two
+  heads h = tanh(Linear(512, K)(f)) and c = sigmoid(Linear(512, C)(f)). Trained (:func:`train_prosgan_prototype`)
+  with the DPSH likelihood of theta = h G^T / 2 against the training sign codes G (s = 1[<t, Y_j> > 0]), plus
+  MSE(c, t), plus sum (sign h - h)^2 / (1e4 B); Adam 1e-4 (0.5, 0.999), learning rate / 10 at 50% and 75%.
+* :class:`ProSGenerator`: StarGAN-like encoder-decoder on x~ = 2x - 1 conditioned on f(t) (label encoder that
+  upsamples to the image size, image encoder, residual blocks, decoder, head with Tanh).
+* :class:`ProSDiscriminator`: spectral-norm convs with LeakyReLU(0.01) and a final conv to C + 1 outputs
+  (label vector + real/fake flag, flag 0 = real, 1 = fake), trained with LSGAN (MSE) losses.
+* :func:`train_prosgan`: D every 3rd iteration, L_D = 1/2 [MSE(D(x~), [y, 0]) + MSE(D(x~_adv), [t, 1])],
+  L_G = w_rec MSE(x~_adv, x~) + 5 (1 - mean(H((x~_adv + 1) / 2) * sign(h_t))) + MSE(D(x~_adv), [t, 0]); Adam
+  1e-4 (0.5, 0.999); constant learning rate for the first half of the epochs, then linear decay.
+
+Size-generic architecture. The paper's sizes assume 224 x 224: the label encoder starts at 14 x 14 and
+upsamples 4 times, the image encoder downsamples twice and the discriminator five times to 7 x 7. Here the
+number of stages is derived from the image size S: label-encoder upsamplings = the largest n <= 4 with
+2^n | S (start S / 2^n; 224 -> 14 x 14 with 4, 28 -> 7 x 7 with 2), encoder/decoder stages = the largest
+n <= 2 with 2^n | S, discriminator stages = the largest n <= 5 with 2^n | S, then a conv whose kernel covers
+the remaining map. Widths (``width``, ``label_width``, ``disc_width``), residual blocks, epochs and steps are
+parameters; channels follow the attacked model's ``in_channels``.
+
+Deliberate difference from the original (SPEC §10 item 28): the original has no epsilon bound. By default the
+attack projects x' = (G(x~, f(t)) + 1) / 2 onto the L-infinity ball of radius ``eps`` around x and onto [0, 1]
+(``project=True``); ``project=False`` returns the unbounded generator output (clamped to [0, 1] only, which the
+Tanh already guarantees up to rounding). The reported code is sign(f(x'; 1)) of the returned image.
+
+Training images: setup needs the training images in the same order as the training codes and labels of the
+:class:`~hashguard.attacks.base.AttackContext` (``AttackContext.train_images``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+from hashguard.attacks.base import AttackContext, AttackOutput, HashAttack, Objective, PreparedObjective
+from hashguard.attacks.optimizers import check_images, frozen_eval
+from hashguard.errors import ConfigError
+from hashguard.models.hash_model import sign_codes
+
+
+def _stages(size: int, most: int) -> int:
+    """The largest n <= ``most`` with 2^n dividing ``size`` (and size / 2^n >= 1)."""
+    n = 0
+    while n < most and size % (2 ** (n + 1)) == 0:
+        n += 1
+    return n
+
+
+class ProSPrototypeNet(nn.Module):
+    """ProS-GAN's PrototypeNet: semantic feature f(t) and two heads, h = tanh(...) (K) and c = sigmoid(...) (C)."""
+
+    def __init__(self, num_classes: int, bits: int, hidden: int = 4096, feature: int = 512) -> None:
+        super().__init__()
+        self.feature = nn.Sequential(nn.Linear(num_classes, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, feature))
+        self.hash_head = nn.Linear(feature, bits)
+        self.label_head = nn.Linear(feature, num_classes)
+
+    def forward(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(f, h, c): semantic feature, prototype code in (-1, 1) and reconstructed label in (0, 1)."""
+        f = self.feature(labels)
+        return f, torch.tanh(self.hash_head(f)), torch.sigmoid(self.label_head(f))
+
+
+def prosgan_prototype_loss(
+    net: ProSPrototypeNet, target: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """SPEC §6.7 PrototypeNet loss: DPSH likelihood (mean over B x N) + MSE(c, t) + quantisation / (1e4 B)."""
+    _, h, c = net(target)
+    theta = 0.5 * h @ codes.t()
+    s = ((target @ labels.t()) > 0).to(h.dtype)
+    likelihood = (F.softplus(theta) - s * theta).mean()
+    quantisation = ((h.detach().sign() - h) ** 2).sum() / (1e4 * target.shape[0])
+    return likelihood + F.mse_loss(c, target) + quantisation
+
+
+def _seed_from(generator: torch.Generator) -> int:
+    return int(torch.randint(0, 2**31 - 1, (), generator=generator))
+
+
+def train_prosgan_prototype(
+    train_codes: torch.Tensor,
+    train_labels: torch.Tensor,
+    label_pool: torch.Tensor,
+    *,
+    epochs: int = 100,
+    steps: int = 300,
+    batch_size: int = 64,
+    lr: float = 1e-4,
+    hidden: int = 4096,
+    feature: int = 512,
+    generator: torch.Generator,
+) -> ProSPrototypeNet:
+    """Train ProS-GAN's PrototypeNet on the training sign codes (SPEC §6.7); seeded; frozen and in eval mode out.
+
+    ``label_pool`` holds the labels to sample targets from (the unique database labels).
+    """
+    if epochs < 0 or steps < 1 or batch_size < 1:
+        raise ConfigError("PrototypeNet training needs epochs >= 0, steps >= 1 and batch_size >= 1")
+    device = train_codes.device
+    codes = train_codes.float()
+    labels = train_labels.float().to(device)
+    pool = label_pool.float().to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_seed_from(generator))
+        net = ProSPrototypeNet(labels.shape[1], codes.shape[1], hidden=hidden, feature=feature).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.5, 0.999))
+    total = epochs * steps
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=[max(1, total // 2), max(1, (3 * total) // 4)], gamma=0.1
+    )
+    net.train()
+    for _ in range(total):
+        pick = torch.randint(0, pool.shape[0], (batch_size,), generator=generator).to(device)
+        loss = prosgan_prototype_loss(net, pool[pick], codes, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    net.eval()
+    for parameter in net.parameters():
+        parameter.requires_grad_(False)
+    return net
+
+
+class _Residual(nn.Module):
+    """Two 3x3 convs without bias, InstanceNorm without affine, skip connection."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.InstanceNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.InstanceNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ProSGenerator(nn.Module):
+    """ProS-GAN generator G(x~, f(t)) -> x~_adv in [-1, 1] (SPEC §6.7), size-generic (see the module docstring)."""
+
+    def __init__(
+        self,
+        channels: int,
+        image_size: int,
+        feature: int = 512,
+        width: int = 64,
+        label_width: int = 128,
+        res_blocks: int = 3,
+    ) -> None:
+        super().__init__()
+        if width < 1 or label_width < 1 or res_blocks < 0:
+            raise ConfigError("generator widths must be positive and res_blocks non-negative")
+        self.image_size = image_size
+        n_up = _stages(image_size, 4)
+        self.start = image_size // 2**n_up
+        self.label_width = label_width
+        self.label_fc = nn.Sequential(nn.Linear(feature, label_width * self.start**2), nn.ReLU(inplace=True))
+        layers: list[nn.Module] = []
+        ch = label_width
+        for _ in range(n_up):
+            out = max(1, ch // 2)
+            layers += [nn.ConvTranspose2d(ch, out, 4, 2, 1, bias=False), nn.InstanceNorm2d(out), nn.ReLU(inplace=True)]
+            ch = out
+        layers.append(nn.Conv2d(ch, channels, 3, 1, 1, bias=False))
+        self.label_up = nn.Sequential(*layers)
+        n_down = _stages(image_size, 2)
+        enc: list[nn.Module] = [
+            nn.Conv2d(2 * channels, width, 7, 1, 3, bias=True),
+            nn.InstanceNorm2d(width),
+            nn.ReLU(inplace=True),
+        ]
+        ch = width
+        for _ in range(n_down):
+            enc += [nn.Conv2d(ch, 2 * ch, 4, 2, 1, bias=True), nn.InstanceNorm2d(2 * ch), nn.ReLU(inplace=True)]
+            ch *= 2
+        enc += [_Residual(ch) for _ in range(res_blocks)]
+        self.encoder = nn.Sequential(*enc)
+        dec: list[nn.Module] = [_Residual(ch) for _ in range(res_blocks)]
+        for _ in range(n_down):
+            dec += [
+                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
+                nn.InstanceNorm2d(ch // 2),
+                nn.ReLU(inplace=True),
+            ]
+            ch //= 2
+        self.decoder = nn.Sequential(*dec)
+        self.head = nn.Sequential(nn.Conv2d(ch + channels, channels, 3, 1, 1, bias=False), nn.Tanh())
+
+    def forward(self, x: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+        """``x`` in [-1, 1] (B, C, S, S), ``feature`` = f(t) (B, 512); returns x~_adv in [-1, 1]."""
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            raise ConfigError(f"generator built for {self.image_size}x{self.image_size} images, got {tuple(x.shape)}")
+        lab = self.label_fc(feature).view(-1, self.label_width, self.start, self.start)
+        z = self.encoder(torch.cat([x, self.label_up(lab)], dim=1))
+        return self.head(torch.cat([self.decoder(z), x], dim=1))
+
+
+class ProSDiscriminator(nn.Module):
+    """Spectral-norm discriminator with C + 1 outputs (label vector, real/fake flag) (SPEC §6.7)."""
+
+    def __init__(self, channels: int, image_size: int, num_classes: int, width: int = 64) -> None:
+        super().__init__()
+        n = _stages(image_size, 5)
+        layers: list[nn.Module] = []
+        ch_in, ch = channels, width
+        for _ in range(n):
+            layers += [spectral_norm(nn.Conv2d(ch_in, ch, 4, 2, 1), n_power_iterations=1), nn.LeakyReLU(0.01)]
+            ch_in, ch = ch, 2 * ch
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(ch_in, num_classes + 1, image_size // 2**n, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x)).flatten(1)
+
+
+def _flagged(labels: torch.Tensor, flag: float) -> torch.Tensor:
+    return torch.cat([labels, torch.full_like(labels[:, :1], flag)], dim=1)
+
+
+def train_prosgan(
+    model: nn.Module,
+    prototype: ProSPrototypeNet,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    label_pool: torch.Tensor,
+    *,
+    epochs: int = 100,
+    batch_size: int = 24,
+    lr: float = 1e-4,
+    rec_weight: float = 50.0,
+    hash_weight: float = 5.0,
+    width: int = 64,
+    label_width: int = 128,
+    disc_width: int = 64,
+    res_blocks: int = 3,
+    max_steps: int | None = None,
+    generator: torch.Generator,
+) -> ProSGenerator:
+    """Train ProS-GAN's generator and discriminator against the frozen ``model`` (SPEC §6.7).
+
+    ``images`` (N, C, S, S) in [0, 1] with float ``labels`` (N, C); targets are sampled uniformly from
+    ``label_pool`` (the unique database labels), one per training image. D is updated on every 3rd batch of an
+    epoch; ``max_steps`` caps the batches per epoch (None = all). Returns the generator, frozen and in eval mode.
+    """
+    if epochs < 0 or batch_size < 1:
+        raise ConfigError("ProS-GAN training needs epochs >= 0 and batch_size >= 1")
+    device = next(model.parameters()).device
+    _, channels, height, width_px = images.shape
+    if height != width_px:
+        raise ConfigError(f"ProS-GAN needs square images, got {height}x{width_px}")
+    pool = label_pool.float().to(device)
+    feature = prototype.hash_head.in_features
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_seed_from(generator))
+        gen = ProSGenerator(channels, height, feature, width, label_width, res_blocks).to(device)
+        disc = ProSDiscriminator(channels, height, pool.shape[1], disc_width).to(device)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
+    half = epochs // 2
+
+    def decay(epoch: int) -> float:
+        return 1.0 - max(0, epoch + 1 - half) / float(epochs - half + 1)
+
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, decay)
+    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, decay)
+    gen.train()
+    disc.train()
+    n = images.shape[0]
+    with frozen_eval(model):
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=generator)
+            batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+            if max_steps is not None:
+                batches = batches[:max_steps]
+            for i, idx in enumerate(batches):
+                x = images[idx].to(device).float() * 2 - 1
+                y = labels[idx].to(device).float()
+                t = pool[torch.randint(0, pool.shape[0], (len(idx),), generator=generator).to(device)]
+                with torch.no_grad():
+                    f_t, h_t, _ = prototype(t)
+                x_adv = gen(x, f_t)
+                if i % 3 == 0:
+                    loss_d = 0.5 * (
+                        F.mse_loss(disc(x), _flagged(y, 0.0)) + F.mse_loss(disc(x_adv.detach()), _flagged(t, 1.0))
+                    )
+                    opt_d.zero_grad(set_to_none=True)
+                    loss_d.backward()
+                    opt_d.step()
+                codes = model((x_adv + 1) / 2)
+                loss_g = (
+                    rec_weight * F.mse_loss(x_adv, x)
+                    + hash_weight * (1 - (codes * torch.sign(h_t)).mean())
+                    + F.mse_loss(disc(x_adv), _flagged(t, 0.0))
+                )
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+            sched_g.step()
+            sched_d.step()
+    gen.eval()
+    for parameter in gen.parameters():
+        parameter.requires_grad_(False)
+    return gen
+
+
+class ProSGANObjective(Objective):
+    """ProS-GAN's setup (PrototypeNet + GAN training) and its theory code sign(h_t) (SPEC §6.7).
+
+    It is driven by :class:`ProSGANAttack`, which replaces the perturbation optimizer by the generator.
+    """
+
+    name = "prosgan"
+    targeted = True
+    needs = ("train", "database")
+
+    def __init__(
+        self,
+        proto_epochs: int = 100,
+        proto_steps: int = 300,
+        proto_batch_size: int = 64,
+        proto_lr: float = 1e-4,
+        hidden: int = 4096,
+        epochs: int = 100,
+        gan_steps: int | None = None,
+        batch_size: int = 24,
+        lr: float = 1e-4,
+        rec_weight: float = 50.0,
+        hash_weight: float = 5.0,
+        width: int = 64,
+        label_width: int = 128,
+        disc_width: int = 64,
+        res_blocks: int = 3,
+        project: bool = True,
+    ) -> None:
+        self.proto_epochs = int(proto_epochs)
+        self.proto_steps = int(proto_steps)
+        self.proto_batch_size = int(proto_batch_size)
+        self.proto_lr = float(proto_lr)
+        self.hidden = int(hidden)
+        self.epochs = int(epochs)
+        self.gan_steps = None if gan_steps is None or int(gan_steps) <= 0 else int(gan_steps)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.rec_weight = float(rec_weight)
+        self.hash_weight = float(hash_weight)
+        self.width = int(width)
+        self.label_width = int(label_width)
+        self.disc_width = int(disc_width)
+        self.res_blocks = int(res_blocks)
+        self.project = bool(project)
+        self.prototype_net: ProSPrototypeNet | None = None
+        self.generator_net: ProSGenerator | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "prototype_epochs": self.proto_epochs,
+            "prototype_steps": self.proto_steps,
+            "prototype_batch_size": self.proto_batch_size,
+            "prototype_lr": self.proto_lr,
+            "prototype_hidden": self.hidden,
+            "gan_epochs": self.epochs,
+            "gan_steps": self.gan_steps,
+            "gan_batch_size": self.batch_size,
+            "gan_lr": self.lr,
+            "rec_weight": self.rec_weight,
+            "hash_weight": self.hash_weight,
+            "width": self.width,
+            "label_width": self.label_width,
+            "disc_width": self.disc_width,
+            "res_blocks": self.res_blocks,
+            "project": self.project,
+        }
+
+    def setup(self, model: nn.Module, context: AttackContext, generator: torch.Generator) -> None:
+        codes, labels = context.require("train", self.name)
+        _, db_labels = context.require("database", self.name)
+        images = context.train_images
+        if images is None:
+            raise ConfigError(
+                f"attack {self.name} trains a generator: pass the training images as AttackContext.train_images"
+            )
+        if images.shape[0] != labels.shape[0]:
+            raise ConfigError(f"{self.name}: {images.shape[0]} training images but {labels.shape[0]} training labels")
+        check_images(images)
+        pool = torch.unique(db_labels.float(), dim=0)
+        self.prototype_net = train_prosgan_prototype(
+            codes,
+            labels,
+            pool,
+            epochs=self.proto_epochs,
+            steps=self.proto_steps,
+            batch_size=self.proto_batch_size,
+            lr=self.proto_lr,
+            hidden=self.hidden,
+            generator=generator,
+        )
+        self.generator_net = train_prosgan(
+            model,
+            self.prototype_net,
+            images,
+            labels,
+            pool,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            rec_weight=self.rec_weight,
+            hash_weight=self.hash_weight,
+            width=self.width,
+            label_width=self.label_width,
+            disc_width=self.disc_width,
+            res_blocks=self.res_blocks,
+            max_steps=self.gan_steps,
+            generator=generator,
+        )
+
+    def generate(self, images: torch.Tensor, target_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x' = (G(2x - 1, f(t)) + 1) / 2 unprojected, sign(h_t)) for images in [0, 1]."""
+        if self.prototype_net is None or self.generator_net is None:
+            raise ConfigError(f"attack {self.name} is not set up")
+        with torch.no_grad():
+            f_t, h_t, _ = self.prototype_net(target_labels.float())
+            adv = (self.generator_net(images * 2 - 1, f_t) + 1) / 2
+        return adv, torch.sign(h_t)
+
+    def prepare(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        target_labels: torch.Tensor | None,
+        context: AttackContext,
+        generator: torch.Generator,
+    ) -> PreparedObjective:
+        """The hash term of L_G for the batch (for reference); the attack itself uses the generator."""
+        assert target_labels is not None
+        if self.prototype_net is None:
+            self.setup(model, context, generator)
+        assert self.prototype_net is not None
+        with torch.no_grad():
+            prototypes = torch.sign(self.prototype_net(target_labels.float())[1]).to(images.dtype)
+
+        def loss(u: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+            return 1 - (u * prototypes).mean()
+
+        return PreparedObjective(loss=loss, theory_codes=prototypes)
+
+
+class ProSGANAttack(HashAttack):
+    """ProS-GAN as a :class:`HashAttack`: one generator pass per batch instead of an iterative optimizer.
+
+    ``eps`` bounds the returned images when the objective's ``project`` is True (default; SPEC §10 item 28).
+    ``iterations`` and the optimizer are unused.
+    """
+
+    objective: ProSGANObjective
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "attack": self.name,
+            "targeted": True,
+            "eps": self.eps,
+            "seed": self.seed,
+            **self.objective.params(),
+        }
+
+    def run(
+        self, images: torch.Tensor, labels: torch.Tensor, target_labels: torch.Tensor | None = None
+    ) -> AttackOutput:
+        check_images(images)
+        if target_labels is None:
+            raise ConfigError(f"attack {self.name} is targeted: pass target_labels")
+        if labels.shape[0] != images.shape[0] or target_labels.shape[0] != images.shape[0]:
+            raise ConfigError("images, labels and target labels must have the same batch size")
+        self.setup()
+        device = self.device
+        images = images.detach().to(device)
+        targets = target_labels.detach().to(device).float()
+        with frozen_eval(self.model):
+            adv, prototypes = self.objective.generate(images, targets)
+            if self.objective.project:
+                adv = torch.min(torch.max(adv, images - self.eps), images + self.eps)
+            adv = adv.clamp(0.0, 1.0).detach()
+        codes = self.model.encode(adv)
+        info = {"projected": self.objective.project, "linf": float((adv - images).abs().max())}
+        return AttackOutput(adv_images=adv, adv_codes=codes, theory_codes=sign_codes(prototypes), info=info)
