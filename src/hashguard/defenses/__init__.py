@@ -1,0 +1,37 @@
+"""Adversarial-training defenses on one trainer: SAAT (the paper's), ATRDH and CgAT (SPEC §7).
+
+``defend(checkpoint_dir, "saat", out_dir)`` hardens a trained checkpoint; ``adversarial_train`` is the loop
+(inner attack with frozen parameters, outer loss, the method's hashing loss, resumable checkpoints). See
+``docs/defenses.md``.
+"""
+
+from hashguard.defenses.api import DEFENSES, build_defense, build_defense_config, defend, defense_name
+from hashguard.defenses.atrdh import ATRDH
+from hashguard.defenses.base import Batch, Defense, OuterLoss
+from hashguard.defenses.config import DEFENSE_NAMES, PRESETS, DefenseConfig, lr_factor, milestone_steps
+from hashguard.defenses.saat import SAAT, CgAT, CodeBankDefense
+from hashguard.defenses.trainer import DefenseResult, adversarial_train, inner_modes, run_inner_attack
+
+__all__ = [
+    "ATRDH",
+    "Batch",
+    "CgAT",
+    "CodeBankDefense",
+    "DEFENSES",
+    "DEFENSE_NAMES",
+    "Defense",
+    "DefenseConfig",
+    "DefenseResult",
+    "OuterLoss",
+    "PRESETS",
+    "SAAT",
+    "adversarial_train",
+    "build_defense",
+    "build_defense_config",
+    "defend",
+    "defense_name",
+    "inner_modes",
+    "lr_factor",
+    "milestone_steps",
+    "run_inner_attack",
+]

@@ -1,0 +1,87 @@
+"""What a defense plugs into the adversarial trainer: an inner attack objective and an outer loss.
+
+A :class:`Defense` is set up once with the clean model's sign codes of the training split (SPEC §7.1 step 1).
+For each batch the trainer asks it for the inner loss (:meth:`Defense.inner_loss`, minimised by PGD over the
+perturbation with the model's parameters frozen), runs the attack, and then asks for the outer loss
+(:meth:`Defense.outer_loss`) on the benign and adversarial images, which it back-propagates into the model.
+Whatever state a defense keeps between batches (code banks, an online PrototypeNet) is exposed as tensors so
+that the trainer's checkpoints make a run resumable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from hashguard.attacks.optimizers import LossFn
+from hashguard.defenses.config import DefenseConfig
+from hashguard.methods.base import HashingMethod
+
+
+@dataclass
+class Batch:
+    """One training batch: images in [0, 1] (B, C, H, W), float labels (B, C), training-split indices (B,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor
+
+
+@dataclass
+class OuterLoss:
+    """The loss to minimise and its parts (floats, for the history)."""
+
+    loss: torch.Tensor
+    parts: dict[str, float]
+
+
+class Defense:
+    """Base class of an adversarial-training defense (one inner attack, one outer loss)."""
+
+    name: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+
+    def __init__(self, config: DefenseConfig) -> None:
+        self.config = config
+
+    def setup(self, train_codes: torch.Tensor, train_labels: torch.Tensor, bits: int, seed: int) -> None:
+        """Install the clean model's sign codes (N, K) and labels (N, C) of the training split."""
+        raise NotImplementedError
+
+    def inner_loss(
+        self, model: nn.Module, batch: Batch, generator: torch.Generator, lr_factor: float
+    ) -> LossFn:
+        """The loss ``loss(u, x_adv)`` the inner PGD minimises for this batch (u = f(x_adv; 1))."""
+        raise NotImplementedError
+
+    def outer_loss(
+        self, model: nn.Module, method: HashingMethod, batch: Batch, adv_images: torch.Tensor
+    ) -> OuterLoss:
+        """The training loss on the benign and adversarial images (model in train mode)."""
+        raise NotImplementedError
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors to checkpoint (banks, auxiliary networks)."""
+        return {}
+
+    def state_meta(self) -> dict[str, Any]:
+        """JSON-able state to checkpoint beside the tensors."""
+        return {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_tensors` / :meth:`state_meta`."""
+
+    def to(self, device: torch.device) -> Defense:
+        """Move the defense's tensors to ``device``."""
+        return self
+
+    def params(self) -> dict[str, Any]:
+        return {"name": self.name, "reference": self.reference}
+
+
+def quantisation(u: torch.Tensor) -> torch.Tensor:
+    """mean((u - sign(u))^2), the SAAT quantisation term (sign has no gradient)."""
+    return ((u - u.detach().sign()) ** 2).mean()

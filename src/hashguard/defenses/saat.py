@@ -1,0 +1,110 @@
+"""SAAT and CgAT: adversarial training against a semantic code of the training set (SPEC §7.1, §7.4).
+
+SAAT: X. Yuan, Z. Zhang, X. Wang, L. Wu, "Semantic-Aware Adversarial Training for Reliable Deep Hashing
+Retrieval", IEEE TIFS 18:4681-4694, 2023.
+CgAT: X. Wang, Y. Lin, Y. Xu, L. Wu, et al., "CgAT: Center-Guided Adversarial Training for Deep Hashing-Based
+Retrieval", WWW 2023.
+
+Both keep a bank ``U_ben`` of sign codes of the training split, initialised from the clean model (SPEC §7.1
+step 1) and refreshed with each batch's benign sign codes. Per batch:
+
+* inner: m = code(y; U_ben, Y) (SAAT: the DMFL mainstay code, cosine-weighted positives; CgAT: the centre
+  code, unweighted positives, :func:`hashguard.mainstay.center_codes`); PGD minimises the plain loss
+  mean(f(x + delta) * m), i.e. drives the adversarial code away from m (the attack objective is
+  :class:`hashguard.attacks.MainstayObjective` with ``loss="plain"``);
+* outer: u = f(x), u_adv = f(x_adv); U_ben[idx] <- sign(u); m' = code(y; U_ben, Y);
+  L = L_hash(u, y, idx) + lambda * (-mean(u_adv * m')) + mu * mean((u_adv - sign(u_adv))^2),
+  with lambda = ``adv_weight`` and mu = ``quant_weight`` (SAAT: 1 and 1e-4; CgAT: 1 and 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from hashguard.attacks.base import AttackContext
+from hashguard.attacks.mainstay_attack import MainstayObjective
+from hashguard.attacks.optimizers import LossFn
+from hashguard.defenses.base import Batch, Defense, OuterLoss, quantisation
+from hashguard.defenses.config import DefenseConfig
+from hashguard.mainstay import mainstay_codes
+from hashguard.methods.base import HashingMethod
+from hashguard.models.hash_model import sign_codes
+
+
+class CodeBankDefense(Defense):
+    """Adversarial training towards / away from a code computed from a bank of training sign codes."""
+
+    weighting = "cosine"
+
+    def __init__(self, config: DefenseConfig) -> None:
+        super().__init__(config)
+        self.objective = MainstayObjective(loss="plain", weighting=self.weighting)
+        self.bank: torch.Tensor | None = None
+        self.bank_labels: torch.Tensor | None = None
+
+    def setup(self, train_codes: torch.Tensor, train_labels: torch.Tensor, bits: int, seed: int) -> None:
+        self.bank = train_codes.detach().float().clone()
+        self.bank_labels = train_labels.detach().float().clone()
+
+    def to(self, device: torch.device) -> CodeBankDefense:
+        if self.bank is not None and self.bank_labels is not None:
+            self.bank, self.bank_labels = self.bank.to(device), self.bank_labels.to(device)
+        return self
+
+    def _context(self) -> AttackContext:
+        if self.bank is None:
+            raise RuntimeError(f"{self.name}: setup() was not called")
+        return AttackContext(train_codes=self.bank, train_labels=self.bank_labels)
+
+    def inner_loss(
+        self, model: nn.Module, batch: Batch, generator: torch.Generator, lr_factor: float
+    ) -> LossFn:
+        prepared = self.objective.prepare(model, batch.images, batch.labels, None, self._context(), generator)
+        return prepared.loss
+
+    def outer_loss(
+        self, model: nn.Module, method: HashingMethod, batch: Batch, adv_images: torch.Tensor
+    ) -> OuterLoss:
+        assert self.bank is not None and self.bank_labels is not None
+        u_adv = model(adv_images, alpha=1.0)
+        u = model(batch.images, alpha=1.0)
+        hash_loss = method(u, batch.labels, batch.index)
+        if self.config.refresh_bank:
+            self.bank[batch.index.to(self.bank.device)] = sign_codes(u.detach()).float()
+        code = mainstay_codes(batch.labels, self.bank, self.bank_labels, weighting=self.weighting)
+        code = code.to(device=u_adv.device, dtype=u_adv.dtype)
+        adv_term = -(u_adv * code).mean()
+        quant = quantisation(u_adv)
+        loss = hash_loss + self.config.adv_weight * adv_term + self.config.quant_weight * quant
+        parts = {"hash": float(hash_loss.detach()), "adv": float(adv_term.detach()), "quant": float(quant.detach())}
+        return OuterLoss(loss, parts)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        assert self.bank is not None
+        return {"bank": self.bank}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        assert self.bank is not None
+        self.bank.copy_(tensors["bank"].to(self.bank))
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "code": "mainstay" if self.weighting == "cosine" else "centre"}
+
+
+class SAAT(CodeBankDefense):
+    """SAAT: semantic-aware adversarial training with DMFL mainstay codes (Yuan et al., IEEE TIFS 2023; §7.1)."""
+
+    name = "saat"
+    reference = "Yuan et al., Semantic-Aware Adversarial Training for Reliable Deep Hashing Retrieval, TIFS 2023"
+    weighting = "cosine"
+
+
+class CgAT(CodeBankDefense):
+    """CgAT: centre-guided adversarial training (Wang et al., WWW 2023; SPEC §7.4), unweighted centre codes."""
+
+    name = "cgat"
+    reference = "Wang et al., CgAT: Center-Guided Adversarial Training for Deep Hashing-Based Retrieval, WWW 2023"
+    weighting = "uniform"
