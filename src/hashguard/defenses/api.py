@@ -23,6 +23,7 @@ from hashguard.devices import resolve_device
 from hashguard.errors import CheckpointError, ConfigError
 from hashguard.methods import build_method
 from hashguard.models.checkpoint import WEIGHTS_FILE, load_model
+from hashguard.training.state import latest_checkpoint
 
 DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (SAAT, ATRDH, CgAT)}
 
@@ -50,6 +51,8 @@ def build_defense_config(
     if preset is not None:
         payload["preset"] = preset
     payload = apply_overrides(payload, list(overrides or []))
+    if str(payload.get("defense", key)).lower() != key:
+        raise ConfigError(f"defense {payload['defense']!r} in the settings contradicts the chosen defense {key!r}")
     return build_config(DefenseConfig, payload, f"{key} configuration")
 
 
@@ -82,6 +85,17 @@ def training_split(meta: dict[str, Any], checkpoint: Path) -> HashingDataset:
     return fit
 
 
+def check_output(checkpoint: Path, out: Path) -> None:
+    """Refuse an output directory that would overwrite the base checkpoint or a model that is not a resumable
+    defense run there (nothing already written is ever lost)."""
+    if out.exists() and checkpoint.exists() and out.resolve() == checkpoint.resolve():
+        raise ConfigError(f"{out}: the output directory is the base checkpoint; choose another --out")
+    if (out / WEIGHTS_FILE).exists() and latest_checkpoint(out) is None:
+        raise ConfigError(f"{out}: already holds a model that is not a resumable defense run; choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a directory")
+
+
 def defend(
     checkpoint_dir: str | Path,
     defense: str,
@@ -105,6 +119,7 @@ def defend(
     """
     settings = build_defense_config(defense, config, overrides, preset)
     checkpoint = Path(checkpoint_dir)
+    check_output(checkpoint, Path(out_dir))
     model, meta = load_model(checkpoint, device=resolve_device(device))
     if train_set is None:
         train_set = training_split(meta, checkpoint)
