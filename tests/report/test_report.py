@@ -1,0 +1,317 @@
+"""report.md and report.html from a results card: sections, numbers, partial cards, self-containment."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hashguard.report import SECTIONS, write_report
+from hashguard.report.formatting import MISSING, fmt_map, fmt_seconds
+from hashguard.report.sample import GRID_FILE, sample_card, write_sample
+
+pytest.importorskip("matplotlib")
+
+ALL_SECTIONS = list(SECTIONS)
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class _Checker(HTMLParser):
+    """Collects tags, URL attributes, ids and nesting errors of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.urls: list[tuple[str, str, str]] = []
+        self.ids: list[str] = []
+        self.tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href", "srcset", "action", "data", "poster", "background"):
+                self.urls.append((tag, name, value or ""))
+            if name == "id":
+                self.ids.append(value or "")
+            if name == "style" and value and "url(" in value:
+                self.urls.append((tag, name, value))
+        if tag not in _VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+            return
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(html: str) -> _Checker:
+    """Parse ``html``, checking that every element is closed in order."""
+    checker = _Checker()
+    checker.feed(html)
+    checker.close()
+    assert checker.errors == []
+    assert checker.stack == []
+    return checker
+
+
+def sections_of(html: str) -> list[str]:
+    """The ids of the level-2 headings, in order."""
+    return re.findall(r'<h2 id="([^"]+)">', html)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, dict[str, Path]]:
+    """A complete synthetic card with a retrieval grid, reported (figures drawn for real) once per module."""
+    run_dir = tmp_path_factory.mktemp("full")
+    card = write_sample(run_dir)
+    return card, run_dir, write_report(card, run_dir)
+
+
+def _tiny_png() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (2, 2), (255, 0, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def fast_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build every figure but skip rasterising it (seconds per report on a busy CPU): structure tests only."""
+    from hashguard.report import figures
+
+    png = _tiny_png()
+    monkeypatch.setattr(figures, "_png", lambda fig: png)
+
+
+def _expected_numbers(card: dict[str, Any]) -> list[str]:
+    numbers = []
+    for model in card["models"].values():
+        numbers.append(fmt_map(model["clean"]["map"]))
+        for attack in model["attacks"].values():
+            numbers.append(fmt_map(attack["adv_tmap"] if attack["targeted"] else attack["adv_map"]))
+    return numbers
+
+
+def test_write_report_returns_existing_files(full_run) -> None:
+    _, run_dir, paths = full_run
+    assert paths["md"] == run_dir / "report.md" and paths["html"] == run_dir / "report.html"
+    for path in paths.values():
+        assert path.is_file() and path.stat().st_size > 0
+    figures = sorted(p.name for key, p in paths.items() if key.startswith("figure:"))
+    assert figures == ["defenses.png", "eps-sweep.png", "pr-curves.png", "precision-at-n.png", "retrieval-grid.png"]
+    for name in figures:
+        assert (run_dir / "figures" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert not [p for p in run_dir.rglob("*.tmp")]
+
+
+def test_both_reports_hold_every_section_and_number(full_run) -> None:
+    card, _, paths = full_run
+    md, html = paths["md"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
+    assert sections_of(html) == ALL_SECTIONS
+    for anchor in ALL_SECTIONS:
+        assert f"## {SECTIONS[anchor]}" in md
+        assert f'href="#{anchor}"' in html and f"](#{anchor})" in md
+    text = "".join(parse(html).text)
+    for number in _expected_numbers(card):
+        assert number in md and number in text, number
+    for report in (md, text):
+        assert "small_cnn" in report and "demo-mnist" in report and "32/255 (0.1255)" in report and "mAP@1000" in report
+        assert fmt_seconds(75.4) in report and "1 min 15 s" in report  # stage timings
+        assert "2.14.1" in report  # versions
+        assert "0.1255" in report and "30.36" in report and "0.8123" in report  # perceptibility
+
+
+def test_headline_names_attack_defense_and_numbers(full_run) -> None:
+    _, _, paths = full_run
+    md = paths["md"].read_text(encoding="utf-8")
+    headline = next(line for line in md.splitlines() if line.startswith("> The Mainstay attack"))
+    assert headline == (
+        "> The Mainstay attack drops mAP from **97.31%** to **10.34%**; **CSQ + SAAT** recovers it to **60.77%** "
+        "at clean mAP **93.49%**."
+    )
+    assert "> The targeted Mainstay attack lifts t-mAP from **10.12%** to **88.62%**." in md
+
+
+def test_tables_bold_the_best_entries(full_run) -> None:
+    _, _, paths = full_run
+    md = paths["md"].read_text(encoding="utf-8")
+    table_one = md.split("## Attacks (Table I)")[1].split("## ")[0]
+    # strongest non-targeted attack (lowest mAP) and strongest targeted attack (highest t-mAP) per model
+    assert "| Mainstay | mAP | **10.34** | **60.77** | **51.33** | 2.13 |" in table_one
+    assert "| Mainstay (targeted) | t-mAP | **88.62** | **31.27** | **35.61** | 93.11 |" in table_one
+    assert "| HAG | mAP | 22.47 | 69.21 | 70.45 |" in table_one
+    table_two = md.split("## Defenses (Table II)")[1].split("## ")[0]
+    # most robust model (highest mAP) per column
+    assert "| CSQ (undefended) | none | — | **97.31** | 10.34 | 22.47 | 19.69 |" in table_two
+    assert "| CSQ + SAAT | saat | 40.1 s | 93.49 | **60.77** | 69.21 | **65.82** |" in table_two
+    assert "| CSQ + ATRDH | atrdh | 37.8 s | 92.16 | 51.33 | **70.45** | 64.02 |" in table_two
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "<strong>60.77</strong>" in html and "<strong>70.45</strong>" in html
+
+
+def test_html_is_self_contained(full_run) -> None:
+    _, run_dir, paths = full_run
+    html = paths["html"].read_text(encoding="utf-8")
+    checker = parse(html)
+    images = [url for tag, name, url in checker.urls if tag == "img"]
+    assert len(images) == 5
+    for tag, name, url in checker.urls:
+        assert url.startswith("data:") or (url.startswith("#") and url[1:] in checker.ids), (tag, name, url[:60])
+    for url in images:
+        assert url.startswith("data:image/png;base64,")
+        assert base64.b64decode(url.split(",", 1)[1]).startswith(b"\x89PNG")
+    assert "script" not in checker.tags
+    assert "@import" not in html and "url(" not in html and "http://" not in html and "https://" not in html
+    # the Markdown, instead, references the figure files, which exist
+    md = paths["md"].read_text(encoding="utf-8")
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(linked) == 5 and all((run_dir / link).is_file() for link in linked)
+
+
+def test_strings_are_escaped(tmp_path: Path, fast_figures: None) -> None:
+    card = write_sample(tmp_path)
+    card["study"] = "<script>alert(1)</script>"
+    card["models"]["saat"]["label"] = 'SAAT "<b>robust</b>" & co'
+    paths = write_report(card, tmp_path)
+    html = paths["html"].read_text(encoding="utf-8")
+    checker = parse(html)
+    assert "script" not in checker.tags and "b" not in checker.tags
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "SAAT &quot;&lt;b&gt;robust&lt;/b&gt;&quot; &amp; co" in html
+    assert "&quot;&lt;b&gt;not bold&lt;/b&gt; &amp; friends&quot;" in html  # the config
+    md = paths["md"].read_text(encoding="utf-8")
+    assert "<script>" not in md.split("```json")[0]
+
+
+@pytest.mark.parametrize(
+    ("drop", "missing"),
+    [
+        ("defenses", {"defenses"}),
+        ("grid", {"retrieval"}),
+        ("sweep", {"eps-sweep"}),
+        ("targeted", set()),
+        ("curves", {"pr-curves", "precision-at-n"}),
+        ("stages", {"timings"}),
+        ("provenance", {"provenance"}),
+    ],
+)
+def test_partial_cards_leave_sections_out(tmp_path: Path, drop: str, missing: set[str], fast_figures: None) -> None:
+    card = write_sample(tmp_path)
+    write_report(copy.deepcopy(card), tmp_path)  # a full report first: its figures must not linger
+    models = card["models"]
+    if drop == "defenses":
+        card["models"] = {"undefended": models["undefended"]}
+    elif drop == "grid":
+        card["retrieval_grid"] = None
+    elif drop == "sweep":
+        for model in models.values():
+            del model["eps_sweep"]
+    elif drop == "targeted":
+        for model in models.values():
+            model["attacks"] = {k: v for k, v in model["attacks"].items() if not v["targeted"]}
+            model["eps_sweep"].pop("mainstay-targeted")
+    elif drop == "curves":
+        for model in models.values():
+            model["clean"].pop("pr_curve"), model["clean"].pop("precision_at_n")
+            for attack in model["attacks"].values():
+                attack["curves"] = None
+    elif drop == "stages":
+        card["stages"] = []
+    elif drop == "provenance":
+        card.pop("versions"), card.pop("config")
+    paths = write_report(card, tmp_path)
+    md, html = paths["md"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
+    parse(html)
+    assert sections_of(html) == [a for a in ALL_SECTIONS if a not in missing]
+    for anchor in missing:
+        assert f"## {SECTIONS[anchor]}" not in md
+    if drop == "defenses":
+        assert "recovers" not in md and "**10.34%**." in md
+        assert not (tmp_path / "figures" / "defenses.png").exists()  # stale figure of the full report removed
+    if drop == "targeted":
+        assert "t-mAP" not in md and "lifts" not in md
+    if drop == "grid":
+        assert not (tmp_path / "figures" / "retrieval-grid.png").exists()
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        {},
+        {"study": "empty", "models": {}},
+        {"models": None, "threat_model": None, "stages": None, "retrieval_grid": None, "dataset": None},
+        {"models": {"undefended": {"clean": {"map": 0.5}}}},
+        {"models": {"undefended": {"label": "x", "clean": None, "attacks": {"hag": {"adv_map": float("nan")}}}}},
+        {"models": {"undefended": {"attacks": {"hag": None, "p2p": {"targeted": True, "adv_tmap": "high"}}}}},
+        {"models": [1, 2], "stages": [None, {"name": "train"}], "retrieval_grid": {"file": "missing.npz"}},
+    ],
+)
+def test_broken_or_minimal_cards_never_crash(tmp_path: Path, card: dict[str, Any], fast_figures: None) -> None:
+    paths = write_report(card, tmp_path)
+    html = paths["html"].read_text(encoding="utf-8")
+    parse(html)
+    assert sections_of(html)[0] == "overview"
+    assert "retrieval" not in sections_of(html)
+    assert paths["md"].read_text(encoding="utf-8").startswith("# Robustness report")
+
+
+def test_missing_values_show_a_dash(tmp_path: Path, fast_figures: None) -> None:
+    card = write_sample(tmp_path)
+    card["models"]["undefended"]["attacks"]["hag"]["adv_map"] = None
+    md = write_report(card, tmp_path)["md"].read_text(encoding="utf-8")
+    assert f"| HAG | mAP | {MISSING} | 69.21 | 70.45 | 3.77 |" in md
+
+
+def test_unreadable_grid_is_left_out(tmp_path: Path, fast_figures: None) -> None:
+    card = write_sample(tmp_path)
+    (tmp_path / GRID_FILE).write_bytes(b"not an npz")
+    paths = write_report(card, tmp_path)
+    assert "retrieval" not in sections_of(paths["html"].read_text(encoding="utf-8"))
+
+
+def test_grid_figure_marks_relevance_with_colours() -> None:
+    """Relevant results get green borders, irrelevant ones red, where the flags say so."""
+    from PIL import Image
+
+    from hashguard.report.figures import retrieval_grid_figure
+    from hashguard.report.sample import sample_grid
+
+    grid = sample_grid()
+    grid["clean_topk_relevant"][:] = True
+    grid["adv_topk_relevant"][:] = False
+    png = retrieval_grid_figure(grid)
+    assert png is not None
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    half = image.shape[1] // 2
+    green = (image[..., 1] > 150) & (image[..., 0] < 90) & (image[..., 2] < 110)
+    red = (image[..., 0] > 180) & (image[..., 1] < 70) & (image[..., 2] < 70)
+    assert green[:, :half].sum() > 1000 and green[:, half:].sum() < 50
+    assert red[:, half:].sum() > 1000 and red[:, :half].sum() < 50
+    grid["adv_topk_relevant"][:] = True
+    image = np.asarray(Image.open(io.BytesIO(retrieval_grid_figure(grid))).convert("RGB")).astype(int)
+    red = (image[..., 0] > 180) & (image[..., 1] < 70) & (image[..., 2] < 70)
+    assert red.sum() < 50
+
+
+def test_rgb_grid_and_rewrite_are_stable(tmp_path: Path, fast_figures: None) -> None:
+    card = write_sample(tmp_path, channels=3)
+    first = write_report(card, tmp_path)["md"].read_text(encoding="utf-8")
+    second = write_report(copy.deepcopy(card), tmp_path)["md"].read_text(encoding="utf-8")
+    assert first == second
+    assert sample_card() == sample_card()  # the sample is a fresh copy each time
