@@ -79,8 +79,13 @@ def demo_mnist(
     train_size: int = 2000,
     image_size: int | None = None,
     channels: int | None = None,
+    database_size: int | None = None,
 ) -> DatasetSplits:
-    """Single-label demo: 1 x 28 x 28 MNIST digits, one-hot labels (see the module docstring)."""
+    """Single-label demo: 1 x 28 x 28 MNIST digits, one-hot labels (see the module docstring).
+
+    ``database_size`` (default: every digit not in the query, 4,500) shrinks the database for quick runs; it
+    keeps the training digits (train stays a subset of the database) plus the first others in seeded order.
+    """
     images, digits = load_mnist_5k()
     if not 0 < query_size < len(digits):
         raise DataError(f"demo query_size must be between 1 and {len(digits) - 1}, got {query_size}")
@@ -91,6 +96,12 @@ def demo_mnist(
         query, database, train = class_split(digits, query_size, train_size, rng)
     except ValueError as exc:
         raise DataError(f"demo split: {exc}") from exc
+    if database_size is not None:
+        if not train_size <= database_size <= len(database):
+            raise DataError(f"demo database_size must be between {train_size} and {len(database)}, got {database_size}")
+        others = database[~np.isin(database, train)]
+        keep = np.concatenate([train, others[: database_size - train_size]])
+        database = database[np.isin(database, keep)]
     labels = one_hot(digits, NUM_CLASSES)
 
     def make(rows: np.ndarray) -> InMemoryDataset:

@@ -1,6 +1,8 @@
 """Cached study stages: each stage writes into its own directory with a ``stage.json`` marker that records
-the digest of the configuration it ran with. A rerun with the same configuration skips the stage; a changed
-configuration reruns it (and, for training, an interrupted stage resumes from its last checkpoint)."""
+the digest of the configuration it ran with. A rerun with the same configuration skips the stage; an
+interrupted stage (a ``stage.started.json`` but no marker) runs again, and the work it calls resumes from its
+own checkpoints (training, adversarial training). When the configuration of a stage changes, its old
+directory is kept beside the new one as ``<name>.old-<digest>`` and the stage runs from scratch."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from hashguard.io_utils import atomic_write_json
+from hashguard.pipeline.progress import StagePlan
 
 MARKER = "stage.json"
+STARTED = "stage.started.json"
 
 
 def digest(payload: Any) -> str:
@@ -21,16 +25,40 @@ def digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def stage_done(directory: Path, key: str) -> dict[str, Any] | None:
-    """The marker of a finished stage with this key, or None."""
-    marker = directory / MARKER
-    if not marker.is_file():
+def _read_key(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
         return None
     try:
-        payload = json.loads(marker.read_text(encoding="utf-8"))
+        payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    return payload if payload.get("key") == key else None
+    return payload if isinstance(payload, dict) else None
+
+
+def stage_done(directory: Path, key: str) -> dict[str, Any] | None:
+    """The marker of a finished stage with this key, or None."""
+    payload = _read_key(directory / MARKER)
+    return payload if payload is not None and payload.get("key") == key else None
+
+
+def forget_stage(directory: Path) -> None:
+    """Remove a stage's markers so that it runs again in place (for stages that only overwrite outputs)."""
+    for name in (MARKER, STARTED):
+        (directory / name).unlink(missing_ok=True)
+
+
+def _set_aside(directory: Path, key: str, log: Callable[[str], None]) -> None:
+    """Move a directory left by another configuration of the stage out of the way (never delete it)."""
+    previous = _read_key(directory / MARKER) or _read_key(directory / STARTED)
+    if previous is None or previous.get("key") == key or not directory.exists():
+        return
+    old = directory.with_name(f"{directory.name}.old-{previous.get('key', 'unknown')}")
+    suffix = 1
+    while old.exists():
+        old = directory.with_name(f"{directory.name}.old-{previous.get('key', 'unknown')}-{suffix}")
+        suffix += 1
+    directory.rename(old)
+    log(f"  configuration changed: previous results kept in {old.name}")
 
 
 def run_stage(
@@ -39,18 +67,30 @@ def run_stage(
     config: Any,
     work: Callable[[Path], dict[str, Any] | None],
     log: Callable[[str], None] = print,
+    plan: StagePlan | None = None,
 ) -> dict[str, Any]:
     """Run ``work(directory)`` unless a finished stage with the same configuration is already there."""
     key = digest(config)
     finished = stage_done(directory, key)
     if finished is not None:
-        log(f"[{name}] cached ({directory})")
+        if plan is not None:
+            plan.finish(name, 0.0, cached=True)
+        else:
+            log(f"[{name}] cached ({directory})")
         return finished.get("result") or {}
+    _set_aside(directory, key, log)
     directory.mkdir(parents=True, exist_ok=True)
-    log(f"[{name}] running ...")
+    atomic_write_json(directory / STARTED, {"key": key})
+    if plan is not None:
+        plan.start(name)
+    else:
+        log(f"[{name}] running ...")
     started = time.perf_counter()
     result = work(directory) or {}
     elapsed = time.perf_counter() - started
     atomic_write_json(directory / MARKER, {"key": key, "config": config, "seconds": elapsed, "result": result})
-    log(f"[{name}] done in {elapsed:.1f} s")
+    if plan is not None:
+        plan.finish(name, elapsed, cached=False)
+    else:
+        log(f"[{name}] done in {elapsed:.1f} s")
     return result

@@ -1,65 +1,229 @@
 """``hashguard study``: the main job, as cached stages in one run directory.
 
-Stages so far: train (or resume) -> encode query and database -> clean evaluation -> ``results.json``.
-Later stages (attacks, defenses, report) plug in after the clean evaluation.
+train (or load ``checkpoint``) -> encode query and database -> clean evaluation -> target labels -> attack
+suite and eps sweep against the trained model -> retrieval grid -> for each defense: adversarial training
+(SAAT, ATRDH, CgAT), encode + clean evaluation of the hardened model, its attacks -> ``results.json``,
+``report.md`` and ``report.html``.
+
+Run directory::
+
+    model/                      trained checkpoint (or absent when ``checkpoint`` names one)
+    codes/ clean/               clean codes and metrics of the trained model
+    targets/target_labels.json  seeded target labels, shared by every targeted attack of the study
+    models/<key>/attacks/<name> one directory per attack (result + adversarial codes), <key> = undefended,
+    models/<key>/sweep/...      saat, ...; eps-sweep points
+    grid/retrieval_grid.npz     the report's retrieval grid
+    defenses/<name>/            hardened checkpoints (resumable), defenses/<name>/clean/ their clean metrics
+    results.json report.md report.html
+
+Every stage is skipped when its configuration is unchanged (``stage.json``) and an interrupted stage resumes.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+import numpy as np
 
-from hashguard.config import ExperimentConfig, StrictModel, apply_overrides, build_config, read_yaml
+from hashguard.attacks import attack_spec, build_attack, load_or_create_target_labels
+from hashguard.attacks.optimizers import check_eps
+from hashguard.data.base import DatasetSplits, carve_validation
 from hashguard.devices import resolve_device
 from hashguard.encoding import encode_dataset
+from hashguard.errors import CheckpointError, ConfigError, DataError
 from hashguard.io_utils import atomic_write_json
-from hashguard.models.checkpoint import load_model
+from hashguard.models.checkpoint import load_model, read_model_config
+from hashguard.models.hash_model import HashModel
+from hashguard.pipeline.attack_stage import AttackedModel, attack_cost, attack_model, stage_name
 from hashguard.pipeline.evaluate import evaluate_codes
-from hashguard.pipeline.stages import run_stage
-from hashguard.pipeline.train import open_splits, run_training
-from hashguard.retrieval import save_codes
+from hashguard.pipeline.progress import StagePlan, format_seconds, stage_cost
+from hashguard.pipeline.stages import digest, forget_stage, run_stage, stage_done
+from hashguard.pipeline.study_config import StudyConfig, eps_label, load_study_config
+from hashguard.pipeline.summary import summary_table
+from hashguard.pipeline.train import model_spec_for, open_splits, run_training
+from hashguard.retrieval import load_codes, save_codes
 from hashguard.versions import environment_versions
 
+__all__ = ["StudyConfig", "build_plan", "dry_run", "load_study_config", "run_study"]
 
-class EvaluationConfig(StrictModel):
-    topk: int | None = Field(default=5000, gt=0)
-
-
-class StudyConfig(ExperimentConfig):
-    """A whole robustness study: the experiment to train plus what to evaluate."""
-
-    name: str = "study"
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-
-    def experiment(self) -> ExperimentConfig:
-        return ExperimentConfig(**{k: getattr(self, k) for k in ExperimentConfig.model_fields})
+CARD_FORMAT = "hashguard-study/1"
 
 
-def load_study_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> StudyConfig:
-    payload = apply_overrides(read_yaml(path), list(overrides or []))
-    return build_config(StudyConfig, payload, str(path))
+def _train_key(config: StudyConfig) -> Any:
+    if config.checkpoint is not None:
+        return {"checkpoint": str(config.checkpoint)}
+    return config.experiment().model_dump(exclude={"device": True, "train": {"progress", "num_workers"}})
 
 
-def run_study(config: StudyConfig, out_dir: str | Path, log: Any = print) -> dict[str, Any]:
+def _num_queries(config: StudyConfig, splits: DatasetSplits) -> int:
+    return len(splits.query) if config.attacks.queries is None else min(config.attacks.queries, len(splits.query))
+
+
+def build_plan(config: StudyConfig, splits: DatasetSplits, log: Callable[[str], None] = print) -> StagePlan:
+    """Every stage of the study in order with a rough cost (image passes), for progress and the ETA."""
+    val = config.train.val_fraction
+    fit_items = len(splits.train) - int(round(len(splits.train) * val))
+    encode_items = len(splits.query) + len(splits.database)
+    queries = _num_queries(config, splits)
+    suite = config.attacks
+    costs: dict[str, float] = {}
+    if config.checkpoint is None:
+        costs["train"] = stage_cost(fit_items, 3 * config.train.epochs)
+    costs["encode"] = stage_cost(encode_items, 1)
+    costs["clean evaluation"] = 1.0
+    costs["target labels"] = 1.0
+
+    def add_attacks(key: str, names: list[str], sweep: bool) -> None:
+        for index, name in enumerate(names):
+            context = len(splits.train) + len(splits.database) if index == 0 else 0
+            costs[stage_name(key, name)] = 3 * attack_cost(suite, name, queries) + context
+        if sweep:
+            for name in suite.sweep.attacks:
+                for eps in suite.sweep.eps:
+                    if name in names and abs(eps - suite.eps) < 1e-12:
+                        continue
+                    costs[stage_name(key, name, eps)] = 3 * attack_cost(suite, name, queries)
+
+    add_attacks("undefended", [e.key for e in suite.suite], True)
+    if config.report.grid_queries > 0:
+        costs["retrieval grid"] = 3 * attack_cost(suite, config.report.grid_attack, config.report.grid_queries)
+    for entry in config.defenses.run:
+        from hashguard.defenses import build_defense_config
+
+        settings = build_defense_config(entry.name, entry.settings, preset=entry.preset)
+        items = min(fit_items, settings.train_items or fit_items)
+        costs[f"defend {entry.name}"] = stage_cost(items, settings.epochs * (3 * settings.iterations + 6))
+        costs[f"clean evaluation ({entry.name})"] = stage_cost(encode_items, 1)
+        add_attacks(entry.name, config.defense_attacks(), config.defenses.sweep)
+    costs["report"] = 1.0
+    return StagePlan(costs, log=log)
+
+
+def _check_attacks(config: StudyConfig, model: HashModel) -> None:
+    """Build every attack of the study once (no context needed): unknown names and parameters fail here."""
+    check_eps(config.attacks.eps)
+    names = [e.key for e in config.attacks.suite] + list(config.attacks.sweep.attacks) + config.defense_attacks()
+    for name in dict.fromkeys(names):
+        build_attack(name, model, **config.attacks.params_for(name))
+    for eps in config.attacks.sweep.eps:
+        check_eps(eps)
+    if config.report.grid_queries > 0 and attack_spec(config.report.grid_attack).targeted:
+        raise ConfigError(f"report.grid_attack must be a non-targeted attack, not {config.report.grid_attack!r}")
+
+
+def _check_data(config: StudyConfig) -> DatasetSplits:
+    if config.data.root is not None and config.data.source == "listfile":
+        from hashguard.data.check import check_dataset
+
+        report = check_dataset(config.data.root, images=True)
+        if not report.ok:
+            raise DataError(f"{config.data.root}: {report.problems[0]}")
+    splits = open_splits(config.data)
+    for part in ("train", "query", "database"):
+        if len(splits.split(part)) == 0:
+            raise DataError(f"{config.data.source}: the {part} split is empty")
+    return splits
+
+
+def _base_model(config: StudyConfig, splits: DatasetSplits) -> HashModel:
+    """The model the study will attack, built (untrained) or read from ``checkpoint``, checked against data."""
+    if config.checkpoint is not None:
+        model, meta = load_model(config.checkpoint)
+        if (meta.get("num_classes") or splits.num_classes) != splits.num_classes:
+            raise CheckpointError(
+                f"{config.checkpoint}: model trained on {meta.get('num_classes')} classes, "
+                f"the data has {splits.num_classes}"
+            )
+        return model
+    from hashguard.methods import build_method
+
+    spec = model_spec_for(config.experiment(), splits)
+    build_method(config.method.name, spec.bits, splits.num_classes, len(splits.train), seed=config.seed,
+                 **config.method.params)
+    return HashModel(spec)
+
+
+def dry_run(config: StudyConfig, log: Callable[[str], None] = print) -> StagePlan:
+    """Validate the configuration, the dataset, the model, every attack and defense; print the plan."""
+    splits = _check_data(config)
+    model = _base_model(config, splits)
+    _check_attacks(config, model)
+    plan = build_plan(config, splits, log)
+    log(
+        f"study {config.name!r}: {splits.name}, {len(splits.train)} train / {len(splits.query)} query / "
+        f"{len(splits.database)} database items, {splits.num_classes} classes, image "
+        f"{'x'.join(map(str, splits.image_shape))}; {config.method.name}, {model.bits} bits; "
+        f"threat model L-inf eps {eps_label(config.attacks.eps)} on {_num_queries(config, splits)} queries"
+    )
+    total = sum(plan.costs.values())
+    for index, (name, cost) in enumerate(plan.costs.items(), 1):
+        log(f"  {index:>2}. {name:<48} {100 * cost / total:5.1f}% of the work")
+    log("configuration, dataset, model, attacks and defenses are valid (dry run: nothing was trained)")
+    return plan
+
+
+def _clean_stage(
+    name: str, model: HashModel, splits: DatasetSplits, directory: Path, key: Any, topk: int | None,
+    plan: StagePlan, log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Encode query and database with ``model`` and evaluate clean retrieval (metrics with curves)."""
+
+    def work(out: Path) -> dict[str, Any]:
+        codes = {}
+        for split in ("query", "database"):
+            codes[split] = encode_dataset(model, splits.split(split), progress=True, description=split)
+            save_codes(out / f"{split}.npz", *codes[split], meta={"split": split})
+        (query_codes, query_labels), (db_codes, db_labels) = codes["query"], codes["database"]
+        metrics = evaluate_codes(query_codes, db_codes, query_labels, db_labels, topk)
+        atomic_write_json(out / "metrics.json", metrics)
+        return _clean_summary(metrics)
+
+    return run_stage(name, directory, key, work, log, plan)
+
+
+def _clean_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = ("map", "map_tie_aware", "map_all", "topk", "precision_at_n", "pr_curve")
+    return {key: metrics.get(key) for key in keys}
+
+
+def _digest_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def run_study(
+    config: StudyConfig, out_dir: str | Path, log: Callable[[str], None] = print, report: bool = True
+) -> dict[str, Any]:
     """Run (or resume) every stage of the study into ``out_dir`` and return the results card."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    experiment = config.experiment()
-    splits = open_splits(config.data)
-    model_dir = out / "model"
+    splits = _check_data(config)
+    _check_attacks(config, _base_model(config, splits))
+    plan = build_plan(config, splits, log)
+    device = resolve_device(config.device)
+    topk = config.evaluation.topk
+    train_key = _train_key(config)
+    fit_set, _ = carve_validation(splits.train, config.train.val_fraction, config.seed)
+    training: dict[str, Any] = {}
+    if config.checkpoint is None:
+        experiment = config.experiment()
 
-    def _train(directory: Path) -> dict[str, Any]:
-        result = run_training(experiment, directory, resume=True, splits=splits, log=log)
-        return {"best_epoch": result.best_epoch, "best_val_map": result.best_score}
+        def _train(directory: Path) -> dict[str, Any]:
+            result = run_training(experiment, directory, resume=True, splits=splits, log=log)
+            return {"best_epoch": result.best_epoch, "best_val_map": result.best_score}
 
-    train_key = experiment.model_dump(exclude={"device": True, "train": {"progress", "num_workers"}})
-    training = run_stage("train", model_dir, train_key, _train, log)
-
-    model, meta = load_model(model_dir, device=resolve_device(config.device))
-    codes_dir = out / "codes"
+        model_dir = out / "model"
+        training = run_stage("train", model_dir, train_key, _train, log, plan)
+    else:
+        model_dir = Path(config.checkpoint)
+        meta = read_model_config(model_dir)
+        fraction = float(((meta.get("training") or {}).get("config") or {}).get("val_fraction", 0.0))
+        fit_set, _ = carve_validation(splits.train, fraction, int((meta.get("training") or {}).get("seed", 0)))
+    model, meta = load_model(model_dir, device=device)
 
     def _encode(directory: Path) -> dict[str, Any]:
         for split in ("query", "database"):
@@ -67,30 +231,169 @@ def run_study(config: StudyConfig, out_dir: str | Path, log: Any = print) -> dic
             save_codes(directory / f"{split}.npz", codes, labels, meta={"split": split, "stage": "clean"})
         return {"fingerprint": splits.fingerprint()}
 
-    run_stage("encode", codes_dir, {"train": train_key, "data": splits.fingerprint()}, _encode, log)
+    codes_dir = out / "codes"
+    run_stage("encode", codes_dir, {"train": train_key, "data": splits.fingerprint()}, _encode, log, plan)
 
     def _evaluate(directory: Path) -> dict[str, Any]:
-        from hashguard.retrieval import load_codes
-
         query, database = load_codes(codes_dir / "query.npz"), load_codes(codes_dir / "database.npz")
-        metrics = evaluate_codes(query.codes, database.codes, query.labels, database.labels, config.evaluation.topk)
+        metrics = evaluate_codes(query.codes, database.codes, query.labels, database.labels, topk)
         atomic_write_json(directory / "metrics.json", metrics)
-        return {key: metrics[key] for key in ("map", "map_tie_aware", "map_all", "topk")}
+        return _clean_summary(metrics)
 
-    clean = run_stage(
-        "clean evaluation", out / "clean", {"train": train_key, "evaluation": config.evaluation.model_dump()},
-        _evaluate, log,
+    clean_key = {"train": train_key, "evaluation": config.evaluation.model_dump(), "data": splits.fingerprint()}
+    clean = run_stage("clean evaluation", out / "clean", clean_key, _evaluate, log, plan)
+
+    targets_path = out / "targets" / "target_labels.json"
+
+    def _targets(directory: Path) -> dict[str, Any]:
+        targets = load_or_create_target_labels(
+            targets_path, splits.query.labels, splits.database.labels, seed=config.attacks.target_seed
+        )
+        return {"count": int(targets.shape[0]), "seed": config.attacks.target_seed}
+
+    targets_key = {"data": splits.fingerprint(), "seed": config.attacks.target_seed}
+    run_stage("target labels", targets_path.parent, targets_key, _targets, log, plan)
+    target_labels = load_or_create_target_labels(
+        targets_path, splits.query.labels, splits.database.labels, seed=config.attacks.target_seed
     )
+    targets_digest = _digest_file(targets_path)
+
+    models: dict[str, Any] = {}
+    undefended = AttackedModel("undefended", model, splits, fit_set, train_key, out / "models" / "undefended")
+    attacked = attack_model(
+        undefended, [e.key for e in config.attacks.suite], config.attacks, target_labels, targets_digest, topk,
+        True, plan, log,
+    )
+    method_name = str((meta.get("method") or {}).get("name", config.method.name))
+    models["undefended"] = {"label": f"{method_name.upper()} (undefended)", "defense": None, "clean": clean,
+                            **attacked}
+
+    grid_info = None
+    if config.report.grid_queries > 0:
+        from hashguard.pipeline.grid import build_grid
+
+        grid_dir = out / "grid"
+        grid_params = config.attacks.params_for(config.report.grid_attack)
+        grid_key = {"model": train_key, "attack": config.report.grid_attack, "params": grid_params,
+                    "report": config.report.model_dump()}
+        run_stage(
+            "retrieval grid", grid_dir, grid_key,
+            lambda d: build_grid(undefended, config.report.grid_attack, grid_params, config.report.grid_queries,
+                                 config.report.grid_topk, d / "retrieval_grid.npz"),
+            log, plan,
+        )
+        grid_info = {"file": "grid/retrieval_grid.npz", "model": "undefended", "attack": config.report.grid_attack}
+
+    for entry in config.defenses.run:
+        models[entry.name] = _defend_and_attack(
+            config, entry, model_dir, train_key, splits, fit_set, target_labels, targets_digest, out, device,
+            method_name, plan, log,
+        )
+
     card = {
+        "format": CARD_FORMAT,
         "study": config.name,
-        "config": config.model_dump(),
-        "versions": environment_versions(),
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "threat_model": {
+            "norm": "Linf",
+            "eps": config.attacks.eps,
+            "eps_label": eps_label(config.attacks.eps),
+            "iterations": config.attacks.iterations,
+            "queries": _num_queries(config, splits),
+            "topk": clean.get("topk"),
+            "target_seed": config.attacks.target_seed,
+        },
         "dataset": meta.get("dataset"),
+        "model": {"backbone": (meta.get("spec") or {}).get("backbone", config.model.backbone), "bits": model.bits},
+        "method": meta.get("method") or {"name": config.method.name},
+        "config": config.model_dump(mode="json"),
+        "versions": environment_versions(),
         "training": training,
-        "clean": clean,
+        "clean": {k: clean.get(k) for k in ("map", "map_tie_aware", "map_all", "topk")},
+        "models": models,
+        "retrieval_grid": grid_info,
+        "stages": plan.timings,
     }
     atomic_write_json(out / "results.json", card)
-    topk = clean["topk"] if clean["topk"] is not None else "all"
-    log(f"clean mAP@{topk} {clean['map']:.4f} (tie-aware {clean['map_tie_aware']:.4f})")
-    log(f"results in {out / 'results.json'}")
+    if report:
+        _report_stage(card, out, plan, log)
+        card["stages"] = plan.timings
+        atomic_write_json(out / "results.json", card)
+    for line in summary_table(card).splitlines():
+        log(line)
+    log(f"study finished in {format_seconds(time.perf_counter() - plan.started)}; results in {out / 'results.json'}")
     return card
+
+
+def _report_stage(card: dict[str, Any], out: Path, plan: StagePlan, log: Callable[[str], None]) -> None:
+    """``report.md`` and ``report.html`` from the card (cached on the card's content, timings excluded)."""
+    try:
+        from hashguard.report import write_report
+    except ImportError as exc:  # the report extra (matplotlib) is missing
+        log(f"report skipped: {exc} (install hashguard[report])")
+        return
+    directory = out / "figures"
+    content = {key: value for key, value in card.items() if key not in ("created", "stages", "versions")}
+    reports_exist = (out / "report.html").is_file() and (out / "report.md").is_file()
+    if not reports_exist or stage_done(directory, digest(content)) is None:
+        forget_stage(directory)  # the report is rewritten in place, never set aside
+
+    def work(_: Path) -> dict[str, Any]:
+        paths = write_report(card, out)
+        return {name: path.name for name, path in paths.items()}
+
+    run_stage("report", directory, content, work, log, plan)
+
+
+def _defend_and_attack(
+    config: StudyConfig,
+    entry: Any,
+    model_dir: Path,
+    train_key: Any,
+    splits: DatasetSplits,
+    fit_set: Any,
+    target_labels: np.ndarray,
+    targets_digest: str,
+    out: Path,
+    device: Any,
+    method_name: str,
+    plan: StagePlan,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Adversarially train one defense from the study's model, evaluate it clean and attack it."""
+    from hashguard.defenses import build_defense_config, defend
+
+    settings = build_defense_config(entry.name, entry.settings, preset=entry.preset)
+    defense_dir = out / "defenses" / entry.name
+    defense_key = {"base": train_key, "defense": settings.identity()}
+
+    def _defend(directory: Path) -> dict[str, Any]:
+        started = time.perf_counter()
+        result = defend(model_dir, entry.name, directory, config=settings, resume=True, train_set=fit_set,
+                        device=config.device, log=log)
+        return {"epochs": result.epochs_done, "seconds": time.perf_counter() - started}
+
+    defended = run_stage(f"defend {entry.name}", defense_dir, defense_key, _defend, log, plan)
+    hardened, hardened_meta = load_model(defense_dir, device=device)
+    clean = _clean_stage(
+        f"clean evaluation ({entry.name})", hardened, splits, defense_dir / "clean",
+        {"defense": defense_key, "evaluation": config.evaluation.model_dump(), "data": splits.fingerprint()},
+        config.evaluation.topk, plan, log,
+    )
+    target = AttackedModel(entry.name, hardened, splits, fit_set, defense_key, out / "models" / entry.name)
+    attacked = attack_model(
+        target, config.defense_attacks(), config.attacks, target_labels, targets_digest, config.evaluation.topk,
+        config.defenses.sweep, plan, log,
+    )
+    provenance = hardened_meta.get("defense") or {}
+    return {
+        "label": f"{method_name.upper()} + {entry.name.upper()}",
+        "defense": {
+            "name": entry.name,
+            "reference": provenance.get("reference"),
+            "config": settings.model_dump(mode="json"),
+            "seconds": defended.get("seconds"),
+        },
+        "clean": clean,
+        **attacked,
+    }

@@ -1,0 +1,187 @@
+"""Attacking one model of a study: the attack suite, the eps sweep, curves of the adversarial codes.
+
+Each attack (and each sweep point) is its own cached stage under ``<model dir>/attacks/``; its result is the
+:class:`~hashguard.attacks.evaluate.AttackResult` as a dict plus ``curves`` (P@N and the PR curve of the
+adversarial query codes; for a targeted attack relevance is judged against the target labels, SPEC §8).
+The attacked model's training and database codes are computed once per model, and only when a stage runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashguard.attacks import AttackContext, attack_spec, build_attack, build_context
+from hashguard.attacks.evaluate import evaluate_attack
+from hashguard.data.base import DatasetSplits, HashingDataset
+from hashguard.models.hash_model import HashModel
+from hashguard.pipeline.evaluate import evaluate_codes
+from hashguard.pipeline.progress import StagePlan
+from hashguard.pipeline.stages import run_stage
+from hashguard.pipeline.study_config import AttackSuiteConfig, eps_label
+from hashguard.retrieval import save_codes
+
+
+@dataclass
+class AttackedModel:
+    """A model of the study under attack: its key (``undefended``, ``saat``, ...), the data and its identity."""
+
+    key: str
+    model: HashModel
+    splits: DatasetSplits
+    train_set: HashingDataset
+    identity: Any
+    directory: Path
+    _context: AttackContext | None = field(default=None, repr=False)
+
+    def context(self) -> AttackContext:
+        """Training and database codes of this model (computed on first use)."""
+        if self._context is None:
+            self._context = build_context(self.model, self.train_set, self.splits.database)
+        return self._context
+
+
+def stage_name(model_key: str, attack: str, eps: float | None = None) -> str:
+    """The printed name of an attack stage."""
+    where = f" @ eps {eps_label(eps)}" if eps is not None else ""
+    return f"attack {attack}{where} ({model_key})"
+
+
+def _curves(codes: np.ndarray, context: AttackContext, relevance_labels: np.ndarray, topk: int | None) -> dict:
+    metrics = evaluate_codes(
+        codes,
+        context.database_codes.cpu().numpy(),
+        relevance_labels,
+        context.database_labels.cpu().numpy(),
+        topk,
+    )
+    return {"precision_at_n": metrics["precision_at_n"], "pr_curve": metrics["pr_curve"], "map": metrics["map"]}
+
+
+def run_one_attack(
+    target: AttackedModel,
+    name: str,
+    params: dict[str, Any],
+    suite: AttackSuiteConfig,
+    target_labels: np.ndarray | None,
+    topk: int | None,
+    directory: Path,
+) -> dict[str, Any]:
+    """Attack the query split of ``target`` with ``name`` and return the result with curves."""
+    context = target.context()
+    attack = build_attack(name, target.model, context, **params)
+    run = evaluate_attack(
+        attack,
+        target.splits.query,
+        context.database_codes,
+        context.database_labels,
+        target_labels=target_labels if attack.targeted else None,
+        batch_size=suite.batch_size,
+        topk=topk,
+        limit=suite.queries,
+    )
+    relevance = run.target_labels if attack.targeted and run.target_labels is not None else run.labels
+    save_codes(
+        directory / "adversarial_query.npz",
+        run.adv_codes,
+        run.labels,
+        meta={"attack": name, "model": target.key, "params": {k: str(v) for k, v in params.items()}},
+    )
+    result = run.result.to_dict()
+    result["curves"] = _curves(run.adv_codes, context, relevance, topk)
+    if attack.targeted:
+        result["clean_curves"] = _curves(run.clean_codes, context, relevance, topk)
+    return result
+
+
+def attack_model(
+    target: AttackedModel,
+    attacks: list[str],
+    suite: AttackSuiteConfig,
+    target_labels: np.ndarray | None,
+    targets_digest: str | None,
+    topk: int | None,
+    sweep: bool,
+    plan: StagePlan,
+    log: Any,
+) -> dict[str, Any]:
+    """Run the suite (and the sweep) against one model; returns ``{"attacks": ..., "eps_sweep": ...}``."""
+    results: dict[str, Any] = {}
+    for name in attacks:
+        params = suite.params_for(name)
+        key = {
+            "model": target.identity,
+            "attack": name,
+            "params": params,
+            "queries": suite.queries,
+            "topk": topk,
+            "targets": targets_digest if attack_spec(name).targeted else None,
+        }
+        directory = target.directory / "attacks" / name
+        results[name] = run_stage(
+            stage_name(target.key, name),
+            directory,
+            key,
+            lambda d, n=name, p=params: run_one_attack(target, n, p, suite, target_labels, topk, d),
+            log,
+            plan,
+        )
+    sweeps: dict[str, list[dict[str, Any]]] = {}
+    if sweep and suite.sweep.eps:
+        for name in suite.sweep.attacks:
+            points = []
+            for eps in suite.sweep.eps:
+                params = suite.params_for(name, eps=eps)
+                if name in results and abs(eps - suite.eps) < 1e-12 and params == suite.params_for(name):
+                    outcome = results[name]
+                else:
+                    key = {
+                        "model": target.identity,
+                        "attack": name,
+                        "params": params,
+                        "queries": suite.queries,
+                        "topk": topk,
+                        "targets": targets_digest if attack_spec(name).targeted else None,
+                    }
+                    directory = target.directory / "sweep" / f"{name}-eps{eps:.6f}"
+                    outcome = run_stage(
+                        stage_name(target.key, name, eps),
+                        directory,
+                        key,
+                        lambda d, n=name, p=params: _sweep_point(target, n, p, suite, target_labels, topk, d),
+                        log,
+                        plan,
+                    )
+                points.append({"eps": eps, "adv_map": outcome.get("adv_map"), "adv_tmap": outcome.get("adv_tmap")})
+            sweeps[name] = points
+    return {"attacks": results, "eps_sweep": sweeps}
+
+
+def _sweep_point(
+    target: AttackedModel,
+    name: str,
+    params: dict[str, Any],
+    suite: AttackSuiteConfig,
+    target_labels: np.ndarray | None,
+    topk: int | None,
+    directory: Path,
+) -> dict[str, Any]:
+    """One point of the eps sweep: the attack's mAP numbers only (no curves)."""
+    result = run_one_attack(target, name, params, suite, target_labels, topk, directory)
+    summary = {key: result.get(key) for key in ("adv_map", "adv_tmap", "clean_map", "clean_tmap")}
+    return {"eps": params["eps"], **summary}
+
+
+def attack_cost(suite: AttackSuiteConfig, name: str, num_queries: int, params: dict[str, Any] | None = None) -> float:
+    """Forward+backward passes of one attack stage (for the ETA)."""
+    spec = attack_spec(name)
+    iterations = (params or {}).get("iterations", suite.iterations if suite.iterations is not None else spec.iterations)
+    return float(num_queries) * max(int(iterations), 1)
+
+
+def numpy_labels(dataset: HashingDataset) -> np.ndarray:
+    """Float labels of a dataset as a numpy array."""
+    return np.asarray(dataset.labels, dtype=np.float32)

@@ -1,0 +1,190 @@
+"""Configuration of a robustness study (``hashguard study CONFIG.yaml``).
+
+A study is an :class:`~hashguard.config.ExperimentConfig` (data, model, method, training recipe) plus
+
+* ``checkpoint``: an already trained model to load instead of training one;
+* ``evaluation``: the clean-retrieval cut-off;
+* ``attacks``: the threat model (L-inf ``eps``), the attack suite (names of :mod:`hashguard.attacks`, each with
+  optional parameters), the queries attacked, the target-label seed and an eps sweep;
+* ``defenses``: adversarial-training runs (SAAT, ATRDH, CgAT) started from the trained model, each attacked
+  again with ``defenses.attacks``;
+* ``report``: the retrieval grid of the report.
+
+Fractions such as ``8/255`` are accepted wherever an eps or step is expected. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from hashguard.config import ExperimentConfig, StrictModel, apply_overrides, build_config, read_yaml
+
+#: The paper's attack suite (Table I): non-targeted mainstay / HAG / SDHA, targeted mainstay / SDHA / DHTA /
+#: P2P / THA. ProS-GAN is registered too but trains a GAN; add it explicitly where a GPU is available.
+DEFAULT_SUITE = ("mainstay", "hag", "sdha", "mainstay-targeted", "sdha-targeted", "dhta", "p2p", "tha")
+
+
+def parse_fraction(value: Any) -> Any:
+    """``"8/255"`` -> 0.03137...; other values pass through for pydantic to check."""
+    if isinstance(value, str):
+        try:
+            return float(Fraction(value.strip()))
+        except (ValueError, ZeroDivisionError):
+            return value
+    return value
+
+
+def eps_label(eps: float) -> str:
+    """``8/255`` for multiples of 1/255, otherwise the number."""
+    if eps == 0:
+        return "0"
+    scaled = eps * 255
+    if abs(scaled - round(scaled)) < 1e-6:
+        return f"{round(scaled)}/255"
+    return f"{eps:.4g}"
+
+
+class AttackEntry(StrictModel):
+    """One attack of the suite: a registered name and parameters overriding the suite's and SPEC §6.8's."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def key(self) -> str:
+        """The attack's registered name (``mainstay_targeted`` -> ``mainstay-targeted``)."""
+        return self.name.lower().replace("_", "-")
+
+
+class SweepConfig(StrictModel):
+    """mAP of ``attacks`` at each radius of ``eps`` (0 gives the clean mAP)."""
+
+    attacks: list[str] = Field(default_factory=lambda: ["mainstay"])
+    eps: list[float] = Field(default_factory=list)
+
+    @field_validator("eps", mode="before")
+    @classmethod
+    def _fractions(cls, value: Any) -> Any:
+        return [parse_fraction(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("eps")
+    @classmethod
+    def _in_unit_interval(cls, value: list[float]) -> list[float]:
+        for eps in value:
+            if not 0.0 <= eps <= 1.0:
+                raise ValueError(f"eps {eps} is outside [0, 1]")
+        return sorted(set(value))
+
+
+class AttackSuiteConfig(StrictModel):
+    """The threat model and the attack suite run against every model of the study."""
+
+    eps: float = Field(default=8 / 255, ge=0, le=1)
+    iterations: int | None = Field(default=None, ge=0, description="None: each attack's own default (SPEC §6.8)")
+    step: float | None = Field(default=None, gt=0, le=1)
+    seed: int = 0
+    queries: int | None = Field(default=None, gt=0, description="attack the first N queries (None: all)")
+    batch_size: int = Field(default=128, gt=0)
+    target_seed: int = 0
+    suite: list[AttackEntry] = Field(default_factory=lambda: [AttackEntry(name=n) for n in DEFAULT_SUITE])
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+
+    @field_validator("eps", "step", mode="before")
+    @classmethod
+    def _fractions(cls, value: Any) -> Any:
+        return parse_fraction(value)
+
+    def entry(self, name: str) -> AttackEntry:
+        """The suite's entry for ``name`` (a bare entry when the suite does not list it)."""
+        key = name.lower().replace("_", "-")
+        for entry in self.suite:
+            if entry.key == key:
+                return entry
+        return AttackEntry(name=key)
+
+    def params_for(self, name: str, eps: float | None = None) -> dict[str, Any]:
+        """Parameters of attack ``name``: suite-wide eps / iterations / step / seed, then the entry's own."""
+        params: dict[str, Any] = {"eps": self.eps if eps is None else eps, "seed": self.seed}
+        if self.iterations is not None:
+            params["iterations"] = self.iterations
+        if self.step is not None:
+            params["step"] = self.step
+        params.update({k: parse_fraction(v) if k in ("eps", "step") else v for k, v in self.entry(name).params.items()})
+        if eps is not None:
+            params["eps"] = eps
+        return params
+
+
+class DefenseEntry(StrictModel):
+    """One adversarial-training run: a defense, its preset and settings (see ``hashguard.defenses``)."""
+
+    name: Literal["saat", "atrdh", "cgat"]
+    preset: Literal["paper", "demo"] = "paper"
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value.lower()}
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            return {**value, "name": value["name"].lower()}
+        return value
+
+
+class DefensesConfig(StrictModel):
+    """Defenses to train from the study's model and the attacks run against each hardened model."""
+
+    run: list[DefenseEntry] = Field(default_factory=list)
+    attacks: list[str] | None = Field(default=None, description="None: the non-targeted attacks of the suite")
+    sweep: bool = True
+
+
+class EvaluationConfig(StrictModel):
+    topk: int | None = Field(default=5000, gt=0)
+
+
+class ReportConfig(StrictModel):
+    """The retrieval grid (paper Fig. 5): ``grid_queries`` queries, their top-``grid_topk`` before and after."""
+
+    grid_queries: int = Field(default=4, ge=0)
+    grid_topk: int = Field(default=10, gt=0)
+    grid_attack: str = "mainstay"
+
+
+class StudyConfig(ExperimentConfig):
+    """A whole robustness study: the experiment to train plus what to attack, defend and report."""
+
+    name: str = "study"
+    checkpoint: str | None = None
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    attacks: AttackSuiteConfig = Field(default_factory=AttackSuiteConfig)
+    defenses: DefensesConfig = Field(default_factory=DefensesConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    def experiment(self) -> ExperimentConfig:
+        """The training part of the study."""
+        return ExperimentConfig(**{k: getattr(self, k) for k in ExperimentConfig.model_fields})
+
+    def defense_attacks(self) -> list[str]:
+        """Attacks run against each hardened model."""
+        if self.defenses.attacks is not None:
+            return [a.lower().replace("_", "-") for a in self.defenses.attacks]
+        from hashguard.attacks import attack_spec
+
+        return [entry.key for entry in self.attacks.suite if not attack_spec(entry.key).targeted]
+
+
+def load_study_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> StudyConfig:
+    """Read a study YAML file, apply ``key.path=value`` overrides and validate it."""
+    payload = apply_overrides(read_yaml(path), list(overrides or []))
+    return build_config(StudyConfig, payload, str(path))
