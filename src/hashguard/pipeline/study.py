@@ -54,10 +54,15 @@ __all__ = ["StudyConfig", "build_plan", "dry_run", "load_study_config", "run_stu
 CARD_FORMAT = "hashguard-study/1"
 
 
-def _train_key(config: StudyConfig) -> Any:
+def _train_key(config: StudyConfig, splits: DatasetSplits) -> Any:
+    """What the trained model depends on: the experiment as written (paths unresolved) and the data content."""
     if config.checkpoint is not None:
         return {"checkpoint": str(config.checkpoint)}
-    return config.experiment().model_dump(exclude={"device": True, "train": {"progress", "num_workers"}})
+    experiment = config.experiment(resolve=False)
+    return {
+        "experiment": experiment.model_dump(exclude={"device": True, "train": {"progress", "num_workers"}}),
+        "data": splits.fingerprint(),
+    }
 
 
 def _num_queries(config: StudyConfig, splits: DatasetSplits) -> int:
@@ -116,17 +121,19 @@ def _check_attacks(config: StudyConfig, model: HashModel) -> None:
         raise ConfigError(f"report.grid_attack must be a non-targeted attack, not {config.report.grid_attack!r}")
 
 
-def _check_data(config: StudyConfig) -> DatasetSplits:
-    if config.data.root is not None and config.data.source == "listfile":
+def _check_data(config: StudyConfig, images: bool = False) -> DatasetSplits:
+    """Open the study's dataset; ``images``: also decode every listed image (the dry run's full check)."""
+    data = config.experiment().data
+    if data.root is not None and data.source == "listfile":
         from hashguard.data.check import check_dataset
 
-        report = check_dataset(config.data.root, images=True)
+        report = check_dataset(data.root, images=images)
         if not report.ok:
-            raise DataError(f"{config.data.root}: {report.problems[0]}")
-    splits = open_splits(config.data)
+            raise DataError(f"{data.root}: {report.problems[0]}")
+    splits = open_splits(data)
     for part in ("train", "query", "database"):
         if len(splits.split(part)) == 0:
-            raise DataError(f"{config.data.source}: the {part} split is empty")
+            raise DataError(f"{data.source}: the {part} split is empty")
     return splits
 
 
@@ -150,9 +157,14 @@ def _base_model(config: StudyConfig, splits: DatasetSplits) -> HashModel:
 
 def dry_run(config: StudyConfig, log: Callable[[str], None] = print) -> StagePlan:
     """Validate the configuration, the dataset, the model, every attack and defense; print the plan."""
-    splits = _check_data(config)
+    splits = _check_data(config, images=True)
     model = _base_model(config, splits)
     _check_attacks(config, model)
+    if config.defenses.run:
+        from hashguard.defenses import build_defense_config
+
+        for entry in config.defenses.run:
+            build_defense_config(entry.name, entry.settings, preset=entry.preset)
     plan = build_plan(config, splits, log)
     log(
         f"study {config.name!r}: {splits.name}, {len(splits.train)} train / {len(splits.query)} query / "
@@ -206,7 +218,7 @@ def run_study(
     plan = build_plan(config, splits, log)
     device = resolve_device(config.device)
     topk = config.evaluation.topk
-    train_key = _train_key(config)
+    train_key = _train_key(config, splits)
     fit_set, _ = carve_validation(splits.train, config.train.val_fraction, config.seed)
     training: dict[str, Any] = {}
     if config.checkpoint is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -165,15 +166,29 @@ class StudyConfig(ExperimentConfig):
     """A whole robustness study: the experiment to train plus what to attack, defend and report."""
 
     name: str = "study"
+    #: a relative ``data.root`` is read below ``data_dir`` and a relative ``model.pretrained`` below
+    #: ``weights_dir`` (so a paper config runs unchanged with ``--set data_dir=/datasets``)
+    data_dir: str | None = None
+    weights_dir: str | None = None
     checkpoint: str | None = None
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     attacks: AttackSuiteConfig = Field(default_factory=AttackSuiteConfig)
     defenses: DefensesConfig = Field(default_factory=DefensesConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
-    def experiment(self) -> ExperimentConfig:
-        """The training part of the study."""
-        return ExperimentConfig(**{k: getattr(self, k) for k in ExperimentConfig.model_fields})
+    def experiment(self, resolve: bool = True) -> ExperimentConfig:
+        """The training part of the study (``resolve``: relative data / weight paths joined to their dirs)."""
+        experiment = ExperimentConfig(**{k: getattr(self, k) for k in ExperimentConfig.model_fields})
+        if not resolve:
+            return experiment
+        data = experiment.data
+        if data.root is not None and self.data_dir is not None and not Path(data.root).is_absolute():
+            data = data.model_copy(update={"root": str(Path(self.data_dir) / data.root)})
+        model = experiment.model
+        pretrained = model.pretrained
+        if pretrained is not None and self.weights_dir is not None and not Path(pretrained).is_absolute():
+            model = model.model_copy(update={"pretrained": str(Path(self.weights_dir) / pretrained)})
+        return experiment.model_copy(update={"data": data, "model": model})
 
     def defense_attacks(self) -> list[str]:
         """Attacks run against each hardened model."""
