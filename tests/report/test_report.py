@@ -142,8 +142,8 @@ def test_headline_names_attack_defense_and_numbers(full_run) -> None:
     md = paths["md"].read_text(encoding="utf-8")
     headline = next(line for line in md.splitlines() if line.startswith("> The Mainstay attack"))
     assert headline == (
-        "> The Mainstay attack drops mAP from **97.31%** to **10.34%**; **CSQ + SAAT** recovers it to **60.77%** "
-        "at clean mAP **93.49%**."
+        "> The Mainstay attack drops mAP from **96.86%** to **10.34%**; **CSQ + SAAT** recovers it to **60.77%** "
+        "at clean mAP **93.04%**."
     )
     assert "> The targeted Mainstay attack lifts t-mAP from **10.12%** to **88.62%**." in md
 
@@ -152,15 +152,21 @@ def test_tables_bold_the_best_entries(full_run) -> None:
     _, _, paths = full_run
     md = paths["md"].read_text(encoding="utf-8")
     table_one = md.split("## Attacks (Table I)")[1].split("## ")[0]
+    # "Original" is the clean mAP of the attacked queries, the reference of every attack row
+    assert "| Original | mAP | 96.86 | 93.04 | 91.71 |" in table_one
     # strongest non-targeted attack (lowest mAP) and strongest targeted attack (highest t-mAP) per model
     assert "| Mainstay | mAP | **10.34** | **60.77** | **51.33** | 2.13 |" in table_one
     assert "| Mainstay (targeted) | t-mAP | **88.62** | **31.27** | **35.61** | 93.11 |" in table_one
     assert "| HAG | mAP | 22.47 | 69.21 | 70.45 |" in table_one
     table_two = md.split("## Defenses (Table II)")[1].split("## ")[0]
     # most robust model (highest mAP) per column
-    assert "| CSQ (undefended) | none | — | **97.31** | 10.34 | 22.47 | 19.69 |" in table_two
-    assert "| CSQ + SAAT | saat | 40.1 s | 93.49 | **60.77** | 69.21 | **65.82** |" in table_two
-    assert "| CSQ + ATRDH | atrdh | 37.8 s | 92.16 | 51.33 | **70.45** | 64.02 |" in table_two
+    assert (
+        "| Model | Defense | Training time | Clean mAP, all queries (%) | Clean mAP, attacked queries (%) | HAG (%) |"
+        in table_two
+    )
+    assert "| CSQ (undefended) | none | — | **97.31** | **96.86** | 22.47 | 19.69 | 10.34 |" in table_two
+    assert "| CSQ + SAAT | saat | 40.1 s | 93.49 | 93.04 | 69.21 | **65.82** | **60.77** |" in table_two
+    assert "| CSQ + ATRDH | atrdh | 37.8 s | 92.16 | 91.71 | **70.45** | 64.02 | 51.33 |" in table_two
     html = paths["html"].read_text(encoding="utf-8")
     assert "<strong>60.77</strong>" in html and "<strong>70.45</strong>" in html
 
@@ -315,3 +321,19 @@ def test_rgb_grid_and_rewrite_are_stable(tmp_path: Path, fast_figures: None) -> 
     second = write_report(copy.deepcopy(card), tmp_path)["md"].read_text(encoding="utf-8")
     assert first == second
     assert sample_card() == sample_card()  # the sample is a fresh copy each time
+
+
+def test_order_is_canonical_whatever_the_json_key_order(tmp_path: Path, fast_figures: None) -> None:
+    """results.json is written with sorted keys; models and attacks still come in the paper's order."""
+    card = write_sample(tmp_path)
+    shuffled = copy.deepcopy(card)
+    shuffled["models"] = dict(sorted(card["models"].items()))  # atrdh, saat, undefended
+    for model in shuffled["models"].values():
+        model["attacks"] = dict(sorted(model["attacks"].items(), reverse=True))
+    first = write_report(card, tmp_path)["md"].read_text(encoding="utf-8")
+    second = write_report(shuffled, tmp_path)["md"].read_text(encoding="utf-8")
+    assert first == second
+    table_one = first.split("## Attacks (Table I)")[1].split("## ")[0]
+    rows = [line.split(" | ")[0].strip("| ") for line in table_one.splitlines() if line.startswith("| ")][1:]
+    assert rows == ["Original", "HAG", "SDHA", "Mainstay", "DHTA", "Mainstay (targeted)"]
+    assert "| Attack | Metric | CSQ (undefended) (%) | CSQ + SAAT (%) | CSQ + ATRDH (%) |" in table_one

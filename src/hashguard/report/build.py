@@ -53,11 +53,18 @@ SECTIONS = {
 
 
 def _text(value: Any) -> str:
-    """A free-form card value as short text."""
+    """A free-form card value as short text: ``[1, 28, 28]`` -> ``"1, 28, 28"``, ``{"a": 1}`` -> ``"a 1"``."""
     if value is None:
         return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:g}"
+    scalar = (str, int, float, type(None))
+    if isinstance(value, (list, tuple)) and all(isinstance(v, scalar) for v in value):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, Mapping) and all(isinstance(v, scalar) for v in value.values()):
+        return " · ".join(f"{k} {_text(v)}" for k, v in value.items())
     if isinstance(value, (Mapping, list, tuple)):
         return json.dumps(value, sort_keys=True, default=str)
     return str(value)
@@ -121,7 +128,7 @@ def headline(models: Sequence[ModelResult]) -> list[Headline]:
         if defense is not None and defended is not None and defended.adv is not None:
             verb = " recovers it to " if defended.adv > (attack.adv or 0.0) else " leaves it at "
             parts += ["; ", Strong(defense.label), verb, Strong(fmt_pct(defended.adv))]
-            parts += [" at clean mAP ", Strong(fmt_pct(defense.clean_map))]
+            parts += [" at clean mAP ", Strong(fmt_pct(defense.attacked_clean_map))]
         lines.append(Headline(tuple(parts + ["."])))
     targeted = primary_attack(base, targeted=True)
     if targeted is not None:
@@ -132,11 +139,18 @@ def headline(models: Sequence[ModelResult]) -> list[Headline]:
     return lines
 
 
+def _queries_note(model: ModelResult) -> str:
+    count = model.attacked_queries
+    if count is None or model.attacked_clean_map == model.clean_map:
+        return model.label
+    return f"{model.label}, {count:,} attacked queries"
+
+
 def _stats(models: Sequence[ModelResult]) -> Stats | None:
     if not models:
         return None
     base = models[0]
-    items = [Stat("Clean mAP", fmt_pct(base.clean_map), base.label)]
+    items = [Stat("Clean mAP", fmt_pct(base.attacked_clean_map), _queries_note(base))]
     attack = primary_attack(base, targeted=False)
     if attack is not None:
         items.append(Stat(f"mAP under {attack.display}", fmt_pct(attack.adv), base.label, "bad"))
@@ -145,7 +159,7 @@ def _stats(models: Sequence[ModelResult]) -> Stats | None:
         defended = defense.attacks.get(attack.name) if attack is not None else None
         if defended is not None and defended.adv is not None:
             items.append(Stat(f"mAP under {defended.display}", fmt_pct(defended.adv), defense.label, "good"))
-        items.append(Stat("Clean mAP", fmt_pct(defense.clean_map), defense.label))
+        items.append(Stat("Clean mAP", fmt_pct(defense.attacked_clean_map), _queries_note(defense)))
     targeted = primary_attack(base, targeted=True)
     if targeted is not None:
         items.append(Stat(f"t-mAP under {targeted.display}", fmt_pct(targeted.adv), base.label, "bad"))
@@ -164,11 +178,11 @@ def setup_table(card: Mapping[str, Any]) -> Table:
         rows.append(("Dataset", _text(name)))
     for key, value in dataset.items():
         if key not in ("name", "source"):
-            rows.append((f"Dataset {key}", _text(value)))
+            rows.append((f"Dataset {str(key).replace('_', ' ')}", _text(value)))
     if method.get("name") is not None:
         rows.append(("Hashing method", _text(method.get("name"))))
     for key, value in model.items():
-        rows.append(("Bits" if key == "bits" else f"Model {key}", _text(value)))
+        rows.append(("Bits" if key == "bits" else f"Model {str(key).replace('_', ' ')}", _text(value)))
     if threat:
         norm = threat.get("norm", "Linf")
         rows.append(
@@ -198,7 +212,7 @@ def attack_table(models: Sequence[ModelResult]) -> Table | None:
     base = models[0]
     header = ("Attack", "Metric", *(f"{m.label} (%)" for m in models), "Theory (%)", "L∞", "PSNR (dB)", "SSIM", "Time")
     rows: list[tuple[Inline, ...]] = [
-        ("Original", "mAP", *(fmt_map(m.clean_map) for m in models), "", "", "", "", ""),
+        ("Original", "mAP", *(fmt_map(m.attacked_clean_map) for m in models), "", "", "", "", ""),
     ]
     for group, lower in ((untargeted, True), (targeted, False)):
         scores = [[m.attacks[n].adv if n in m.attacks else None for m in models] for n in group]
@@ -220,7 +234,7 @@ def attack_table(models: Sequence[ModelResult]) -> Table | None:
             )
             rows.append((first.display, first.metric, *cells, *extra))
     numeric = (False, False) + (True,) * (len(header) - 2)
-    notes = []
+    notes = ["Original: clean mAP of the attacked queries."]
     if untargeted:
         notes.append("mAP rows: non-targeted attacks (lower = stronger attack).")
     if targeted:
@@ -236,15 +250,13 @@ def defense_table(models: Sequence[ModelResult]) -> Table | None:
         return None
     untargeted, _ = attack_order(models)
     columns: list[list[float | None]] = [[m.clean_map for m in models]]
+    titles = ["Clean mAP (%)"]
+    if any(m.attacked_clean_map != m.clean_map for m in models):
+        titles = ["Clean mAP, all queries (%)", "Clean mAP, attacked queries (%)"]
+        columns.append([m.attacked_clean_map for m in models])
     columns += [[m.attacks[n].adv if n in m.attacks else None for m in models] for n in untargeted]
     bold = [_bold_best(col, lower_is_better=False) for col in columns]
-    header = (
-        "Model",
-        "Defense",
-        "Training time",
-        "Clean mAP (%)",
-        *(f"{attack_display_name(n)} (%)" for n in untargeted),
-    )
+    header = ("Model", "Defense", "Training time", *titles, *(f"{attack_display_name(n)} (%)" for n in untargeted))
     rows = []
     for r, model in enumerate(models):
         defense = model.defense or {}

@@ -26,6 +26,17 @@ ATTACK_NAMES = {
 }
 
 
+#: Canonical order of attacks (the paper's Table I: competitors first, the mainstay attack last) and of models.
+ATTACK_ORDER = ("hag", "sdha", "mainstay", "p2p", "dhta", "prosgan", "pros-gan", "tha", "mainstay-targeted")
+MODEL_ORDER = ("undefended", "original", "saat", "atrdh", "cgat")
+
+
+def _canonical(names: Sequence[str], order: Sequence[str]) -> list[str]:
+    """``names`` with the known ones first, in ``order``, then the others as they came (JSON may sort keys)."""
+    known = [n for n in order if n in names]
+    return known + [n for n in names if n not in order]
+
+
 def dig(mapping: Any, *keys: str | int) -> Any:
     """``mapping[k1][k2]...``, or ``None`` as soon as a level is missing or of the wrong type."""
     current = mapping
@@ -123,6 +134,10 @@ class AttackResult:
         """The adversarial ``"pr"`` or ``"pn"`` curve."""
         return _curve(dig(self.raw, "curves"), kind)
 
+    def clean_curve(self, kind: str) -> Curve | None:
+        """The clean queries' curve as the attack judged it (for targeted attacks: against the target labels)."""
+        return _curve(dig(self.raw, "clean_curves"), kind)
+
 
 def _curve(curves: Any, kind: str) -> Curve | None:
     if kind == "pr":
@@ -160,6 +175,24 @@ class ModelResult:
         """Clean mAP of this model."""
         return as_float(dig(self.raw, "clean", "map"))
 
+    @property
+    def attacked_clean_map(self) -> float | None:
+        """Clean mAP of the queries that were attacked (a subset of the query split), else :attr:`clean_map`."""
+        for attack in self.attacks.values():
+            value = as_float(attack.raw.get("clean_map"))
+            if not attack.targeted and value is not None:
+                return value
+        return self.clean_map
+
+    @property
+    def attacked_queries(self) -> int | None:
+        """How many queries the attacks used, when the card says."""
+        for attack in self.attacks.values():
+            value = as_float(attack.raw.get("num_queries"))
+            if value is not None:
+                return int(value)
+        return None
+
     def clean_curve(self, kind: str) -> Curve | None:
         """The clean ``"pr"`` or ``"pn"`` curve."""
         return _curve(dig(self.raw, "clean"), kind)
@@ -167,7 +200,9 @@ class ModelResult:
     def sweep(self) -> dict[str, list[tuple[float, float, bool]]]:
         """Per attack, the ε sweep as ``(eps, score, targeted)`` points sorted by ε."""
         result: dict[str, list[tuple[float, float, bool]]] = {}
-        for name, points in as_dict(self.raw.get("eps_sweep")).items():
+        sweeps = {str(k): v for k, v in as_dict(self.raw.get("eps_sweep")).items()}
+        for name in _canonical(list(sweeps), ATTACK_ORDER):
+            points = sweeps[name]
             if not isinstance(points, Sequence) or isinstance(points, str):
                 continue
             attack = self.attacks.get(name)
@@ -192,14 +227,11 @@ def read_models(card: Mapping[str, Any]) -> list[ModelResult]:
     for key, raw in as_dict(card.get("models")).items():
         if not isinstance(raw, Mapping):
             continue
-        attacks = {
-            str(name): AttackResult(str(name), dict(value))
-            for name, value in as_dict(raw.get("attacks")).items()
-            if isinstance(value, Mapping)
-        }
+        raw_attacks = {str(k): v for k, v in as_dict(raw.get("attacks")).items() if isinstance(v, Mapping)}
+        attacks = {n: AttackResult(n, dict(raw_attacks[n])) for n in _canonical(list(raw_attacks), ATTACK_ORDER)}
         models.append(ModelResult(str(key), dict(raw), attacks))
-    undefended = [m for m in models if m.key == "undefended"]
-    return undefended + [m for m in models if m.key != "undefended"]
+    by_key = {m.key: m for m in models}
+    return [by_key[k] for k in _canonical(list(by_key), MODEL_ORDER)]
 
 
 def attack_order(models: Sequence[ModelResult]) -> tuple[list[str], list[str]]:

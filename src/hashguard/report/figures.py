@@ -40,10 +40,32 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+#: Fixed colours of the known attacks (the mainstay attacks in red), so every figure and report agrees.
+_KNOWN_COLOURS = {
+    "mainstay": "#d62728",
+    "mainstay-targeted": "#d62728",
+    "hag": "#1f77b4",
+    "sdha": "#ff7f0e",
+    "p2p": "#2ca02c",
+    "dhta": "#9467bd",
+    "tha": "#8c564b",
+    "prosgan": "#e377c2",
+    "pros-gan": "#e377c2",
+}
+
+
 def attack_colours(models: Sequence[ModelResult]) -> dict[str, str]:
-    """A fixed colour per attack name (non-targeted first, then targeted)."""
+    """A fixed colour per attack name: known attacks keep theirs, others take the remaining palette in turn."""
     untargeted, targeted = attack_order(models)
-    return {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(untargeted + targeted)}
+    spare = [c for c in _PALETTE if c not in _KNOWN_COLOURS.values()] or _PALETTE
+    colours, extra = {}, 0
+    for name in untargeted + targeted:
+        if name in _KNOWN_COLOURS:
+            colours[name] = _KNOWN_COLOURS[name]
+        else:
+            colours[name] = spare[extra % len(spare)]
+            extra += 1
+    return colours
 
 
 def _grid_shape(count: int, max_cols: int = 3) -> tuple[int, int]:
@@ -51,46 +73,73 @@ def _grid_shape(count: int, max_cols: int = 3) -> tuple[int, int]:
     return math.ceil(count / cols), cols
 
 
-def curves_figure(models: Sequence[ModelResult], kind: str) -> bytes | None:
-    """PR (``kind="pr"``) or P@N (``kind="pn"``) curves: one panel per model and attack type.
+def _panel_grid(fig: Any, slots: list[list[Any]]) -> list[list[Any]]:
+    """Axes for a rows x cols layout; ``None`` slots stay empty (hidden)."""
+    rows, cols = len(slots), max(len(row) for row in slots)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            if c >= len(slots[r]) or slots[r][c] is None:
+                axes[r][c].set_visible(False)
+    return axes
 
-    Non-targeted panels show the clean curve and every non-targeted attack; targeted panels (relevance judged
-    against the target labels) show the targeted attacks.
+
+def curves_figure(models: Sequence[ModelResult], kind: str) -> bytes | None:
+    """PR (``kind="pr"``) or P@N (``kind="pn"``) curves, one row per model.
+
+    The left panel shows the clean curve and every non-targeted attack; the right panel, when there are targeted
+    attacks, shows them with relevance judged against the target labels, next to the clean queries judged the
+    same way.
     """
     colours = attack_colours(models)
-    panels: list[tuple[str, list[tuple[str, Curve, str, str]]]] = []
+    rows: list[list[tuple[str, list[tuple[str, Curve, str, str]]] | None]] = []
     for model in models:
+        row: list[tuple[str, list[tuple[str, Curve, str, str]]] | None] = []
         for targeted in (False, True):
             lines = []
             clean = model.clean_curve(kind)
-            if clean is not None and not targeted:
-                lines.append(("clean", clean, "#000000", "-"))
+            if targeted:
+                clean = next((a.clean_curve(kind) for a in model.attacks.values() if a.targeted), None)
+            if clean is not None:
+                lines.append(
+                    ("clean (vs target labels)" if targeted else "clean", clean, "#000000", ":" if targeted else "-")
+                )
             for name, attack in model.attacks.items():
                 curve = attack.curve(kind)
                 if curve is not None and attack.targeted == targeted:
                     lines.append((attack.display, curve, colours.get(name, "#777777"), "--" if targeted else "-"))
-            if lines and (targeted or len(lines) > 0):
-                title = f"{model.label}: {'targeted (vs target labels)' if targeted else 'non-targeted'}"
-                panels.append((title, lines))
-    if not panels:
+            has_attack = len(lines) > (1 if clean is not None else 0)
+            keep = has_attack or (clean is not None and not targeted)
+            title = f"{model.label}: {'targeted (relevance: target labels)' if targeted else 'non-targeted'}"
+            row.append((title, lines) if keep else None)
+        if any(row):
+            rows.append(row)
+    if not rows:
         return None
-    rows, cols = _grid_shape(len(panels), 2)
-    fig = _figure(5.2 * cols, 3.8 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat[len(panels) :]:
-        ax.set_visible(False)
-    for ax, (title, lines) in zip(axes.flat, panels, strict=False):
-        for label, curve, colour, style in lines:
-            marker = "o" if len(curve.x) <= 12 else None
-            ax.plot(curve.x, curve.y, style, color=colour, label=label, linewidth=1.8, marker=marker, markersize=3)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("recall" if kind == "pr" else "N (top-N retrieved)")
-        ax.set_ylabel("precision" if kind == "pr" else "precision@N")
-        ax.set_ylim(0.0, 1.02)
-        if kind == "pr":
-            ax.set_xlim(0.0, 1.0)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+    if not any(row[1] for row in rows):  # no targeted panel at all: models side by side
+        flat = [row[0] for row in rows]
+        rows = [flat[i : i + 3] for i in range(0, len(flat), 3)]
+    cols = max(len(row) for row in rows)
+    fig = _figure(5.0 * cols, 3.6 * len(rows))
+    axes = _panel_grid(fig, rows)
+    for r, row in enumerate(rows):
+        for c, panel in enumerate(row):
+            if panel is None:
+                continue
+            ax, (title, lines) = axes[r][c], panel
+            top = 0.0
+            for label, curve, colour, style in lines:
+                marker = "o" if len(curve.x) <= 12 else None
+                ax.plot(curve.x, curve.y, style, color=colour, label=label, linewidth=1.8, marker=marker, markersize=3)
+                top = max([top, *curve.y])
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("recall" if kind == "pr" else "N (top-N retrieved)")
+            ax.set_ylabel("precision" if kind == "pr" else "precision@N")
+            ax.set_ylim(0.0, min(1.02, max(0.1, top * 1.12 + 0.02)))
+            if kind == "pr":
+                ax.set_xlim(0.0, 1.0)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8, loc="best")
     return _png(fig)
 
 
@@ -123,7 +172,11 @@ def sweep_figure(models: Sequence[ModelResult], eps: float | None = None) -> byt
             ax.axvline(eps * 255, color="#999999", linestyle=":", linewidth=1.2, label="threat model ε")
         ax.set_title(model.label, fontsize=10)
         ax.set_xlabel("ε (×1/255, L∞)")
-        ax.set_ylabel("score under attack (%)")
+        kinds = {points[0][2] for points in sweep.values()}
+        ax.set_ylabel(
+            {frozenset({False}): "mAP", frozenset({True}): "t-mAP"}.get(frozenset(kinds), "mAP / t-mAP")
+            + " under attack (%)"
+        )
         ax.set_ylim(0, 102)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
@@ -134,7 +187,7 @@ def defense_figure(models: Sequence[ModelResult]) -> bytes | None:
     """Grouped bars: clean mAP and mAP under each non-targeted attack, per model."""
     untargeted, _ = attack_order(models)
     colours = attack_colours(models)
-    series = [("clean", "#4a4a4a", [m.clean_map for m in models])]
+    series = [("clean", "#4a4a4a", [m.attacked_clean_map for m in models])]
     for name in untargeted:
         attacks = [m.attacks.get(name) for m in models]
         series.append((attack_display_name(name), colours[name], [a.adv if a is not None else None for a in attacks]))
