@@ -337,3 +337,103 @@ def test_order_is_canonical_whatever_the_json_key_order(tmp_path: Path, fast_fig
     rows = [line.split(" | ")[0].strip("| ") for line in table_one.splitlines() if line.startswith("| ")][1:]
     assert rows == ["Original", "HAG", "SDHA", "Mainstay", "DHTA", "Mainstay (targeted)"]
     assert "| Attack | Metric | CSQ (undefended) (%) | CSQ + SAAT (%) | CSQ + ATRDH (%) |" in table_one
+
+
+def test_headline_when_attacks_fail(tmp_path: Path, fast_figures: None) -> None:
+    card = write_sample(tmp_path)
+    undefended = card["models"]["undefended"]["attacks"]
+    undefended["mainstay"]["adv_map"] = 0.99  # above the clean 96.86
+    undefended["mainstay-targeted"]["adv_tmap"] = 0.05  # below the clean 10.12
+    card["models"]["saat"]["attacks"]["mainstay"]["adv_map"] = 0.5
+    md = write_report(card, tmp_path)["md"].read_text(encoding="utf-8")
+    assert "> The Mainstay attack does not lower mAP (from **96.86%** to **99.00%**); **CSQ + SAAT** leaves it at" in md
+    assert "> The targeted Mainstay attack does not lift t-mAP (from **10.12%** to **5.00%**)." in md
+
+
+def test_cards_with_random_damage_still_report(tmp_path: Path) -> None:
+    """Any field replaced by a value of the wrong type or shape: the report is still written (seeded sample)."""
+    import random
+
+    from hashguard.report import build_document, render_html, render_markdown
+
+    base = write_sample(tmp_path)
+
+    def paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
+        found = [prefix] if prefix else []
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                found += paths(value, prefix + (key,))
+        elif isinstance(obj, list):
+            for index, value in enumerate(obj[:2]):
+                found += paths(value, prefix + (index,))
+        return found
+
+    rng = random.Random(7)
+    candidates = paths(base)
+    variants = [None, "x", [], {}, -1.5, float("nan"), True, [None], {"a": None}]
+    for _ in range(60):
+        path, value = rng.choice(candidates), rng.choice(variants)
+        card = copy.deepcopy(base)
+        holder = card
+        for key in path[:-1]:
+            holder = holder[key]
+        holder[path[-1]] = value
+        doc = build_document(card, tmp_path, with_figures=False)
+        parse(render_html(doc))
+        assert render_markdown(doc).startswith("# Robustness report")
+
+
+@pytest.mark.parametrize("variant", ["uint8", "rgba", "fewer-adv-rows", "top5", "no-adv", "no-relevance", "mismatch"])
+def test_grid_variants(variant: str) -> None:
+    from hashguard.report.figures import retrieval_grid_figure
+    from hashguard.report.sample import sample_grid
+
+    grid = sample_grid(rows=3, channels=3 if variant == "rgba" else 1, size=16)
+    if variant == "uint8":
+        grid = {k: (v * 255).astype(np.uint8) if v.dtype.kind == "f" else v for k, v in grid.items()}
+    elif variant == "rgba":
+        grid = {
+            k: np.concatenate([v, v[..., :1, :, :]], axis=-3) if v.dtype.kind == "f" else v for k, v in grid.items()
+        }
+    elif variant == "fewer-adv-rows":
+        grid["adv_images"] = grid["adv_images"][:2]
+    elif variant == "top5":
+        for key in ("clean_topk_images", "adv_topk_images", "clean_topk_relevant", "adv_topk_relevant"):
+            grid[key] = grid[key][:, :5]
+    elif variant == "no-adv":
+        for key in ("adv_images", "adv_topk_images", "adv_topk_relevant"):
+            del grid[key]
+    elif variant == "no-relevance":
+        del grid["clean_topk_relevant"], grid["adv_topk_relevant"]
+    elif variant == "mismatch":
+        grid["adv_topk_images"] = np.zeros((3, 10, 1, 20, 20), dtype=np.float32)
+    png = retrieval_grid_figure(grid)
+    if variant == "mismatch":
+        assert png is None
+        return
+    from PIL import Image
+
+    assert png is not None
+    width, height = Image.open(io.BytesIO(png)).size
+    full_width, full_height = Image.open(io.BytesIO(retrieval_grid_figure(sample_grid(rows=3, size=16)))).size
+    assert (width, height) != (0, 0)
+    narrower = {"top5": 0.7, "no-adv": 0.6}.get(variant)
+    assert width < narrower * full_width if narrower else width == pytest.approx(full_width, abs=2)
+    assert height < 0.8 * full_height if variant == "fewer-adv-rows" else height == pytest.approx(full_height, abs=2)
+
+
+def test_module_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], fast_figures: None) -> None:
+    import json
+
+    from hashguard.report.__main__ import main
+
+    card = write_sample(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps(card), encoding="utf-8")
+    assert main([str(tmp_path)]) == 0
+    assert "html: " in capsys.readouterr().out and (tmp_path / "report.html").is_file()
+    (tmp_path / "results.json").write_text("[1, 2]", encoding="utf-8")
+    assert main([str(tmp_path)]) == 2
+    assert "not a JSON object" in capsys.readouterr().err
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert main(["--sample", str(tmp_path / "sample")]) == 0
+    assert (tmp_path / "sample" / "report.md").is_file()

@@ -120,9 +120,16 @@ def headline(models: Sequence[ModelResult]) -> list[Headline]:
     lines: list[Headline] = []
     attack = primary_attack(base, targeted=False)
     if attack is not None:
-        clean = attack.clean if attack.clean is not None else base.clean_map
-        parts: list[Inline] = [f"The {attack.display} attack drops mAP from ", Strong(fmt_pct(clean)), " to "]
-        parts.append(Strong(fmt_pct(attack.adv)))
+        clean = attack.clean if attack.clean is not None else base.attacked_clean_map
+        parts: list[Inline]
+        if clean is None:
+            parts = [f"Under the {attack.display} attack, mAP is ", Strong(fmt_pct(attack.adv))]
+        elif attack.adv is not None and attack.adv < clean:
+            parts = [f"The {attack.display} attack drops mAP from ", Strong(fmt_pct(clean)), " to "]
+            parts += [Strong(fmt_pct(attack.adv))]
+        else:
+            parts = [f"The {attack.display} attack does not lower mAP (from ", Strong(fmt_pct(clean)), " to "]
+            parts += [Strong(fmt_pct(attack.adv)), ")"]
         defense = primary_defense(models)
         defended = defense.attacks.get(attack.name) if defense is not None else None
         if defense is not None and defended is not None and defended.adv is not None:
@@ -133,8 +140,14 @@ def headline(models: Sequence[ModelResult]) -> list[Headline]:
     targeted = primary_attack(base, targeted=True)
     if targeted is not None:
         name = targeted.display.replace(" (targeted)", "")
-        parts = [f"The targeted {name} attack lifts t-mAP from "]
-        parts += [Strong(fmt_pct(targeted.clean)), " to ", Strong(fmt_pct(targeted.adv)), "."]
+        if targeted.clean is None:
+            parts = [f"Under the targeted {name} attack, t-mAP is ", Strong(fmt_pct(targeted.adv)), "."]
+        elif targeted.adv is not None and targeted.adv > targeted.clean:
+            parts = [f"The targeted {name} attack lifts t-mAP from ", Strong(fmt_pct(targeted.clean)), " to "]
+            parts += [Strong(fmt_pct(targeted.adv)), "."]
+        else:
+            parts = [f"The targeted {name} attack does not lift t-mAP (from ", Strong(fmt_pct(targeted.clean))]
+            parts += [" to ", Strong(fmt_pct(targeted.adv)), ")."]
         lines.append(Headline(tuple(parts)))
     return lines
 
@@ -478,8 +491,8 @@ def build_document(card: Mapping[str, Any], run_dir: Path, with_figures: bool = 
         for _, table in sweeps:
             doc.add(table)
 
-    grid = load_grid(card, run_dir)
-    if grid is not None and with_figures:
+    grid = load_grid(card, run_dir) if with_figures else None
+    if grid is not None:
         data, meta = grid
         fig = figure(
             "retrieval-grid.png",

@@ -267,7 +267,8 @@ def grid_arrays(data: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
             continue
         expected = 4 if key in ("query_images", "adv_images") else 5
         if array.ndim == expected:
-            arrays[key] = array.astype(np.float64)
+            scale = 255.0 if array.dtype.kind in "iu" and array.max() > 1 else 1.0  # uint8 images
+            arrays[key] = array.astype(np.float64) / scale
     for key in ("clean_topk_relevant", "adv_topk_relevant"):
         value = data.get(key)
         if value is not None and np.asarray(value).ndim == 2 and np.asarray(value).dtype.kind in "biu":
