@@ -46,12 +46,23 @@ _CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 
 
 def _find_chromium() -> str | None:
+    """The chromium binary: ``HASHGUARD_CHROMIUM`` when set (and only it), else Debian's or one on PATH."""
     override = os.environ.get("HASHGUARD_CHROMIUM")
-    for candidate in ((override,) if override else ()) + _CANDIDATES:
+    for candidate in (override,) if override else _CANDIDATES:
         found = shutil.which(candidate)
         if found:
             return found
     return None
+
+
+def chromium_or_skip() -> str:
+    """The chromium binary; else skip, or fail when ``HASHGUARD_REQUIRE_BROWSER=1``."""
+    binary = _find_chromium()
+    if binary is None:
+        if os.environ.get("HASHGUARD_REQUIRE_BROWSER") == "1":
+            pytest.fail("HASHGUARD_REQUIRE_BROWSER=1 but chromium is not installed (apt-get install chromium)")
+        pytest.skip("chromium is not installed")
+    return binary
 
 
 class DevToolsPipe:
@@ -198,11 +209,7 @@ def open_page(browser: DevToolsPipe, path: Path) -> tuple[dict[str, Any], list[s
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory):
     """A headless Chromium for this module; skipped (or failed, when required) if there is none."""
-    binary = _find_chromium()
-    if binary is None:
-        if os.environ.get("HASHGUARD_REQUIRE_BROWSER") == "1":
-            pytest.fail("HASHGUARD_REQUIRE_BROWSER=1 but chromium is not installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed")
+    binary = chromium_or_skip()
     root = tmp_path_factory.mktemp("chromium")
     client = DevToolsPipe(binary, root / "profile", root / "chromium.log")
     try:
@@ -240,3 +247,13 @@ def test_browser_check_catches_broken_pages(browser: DevToolsPipe, tmp_path: Pat
     state, problems, _ = open_page(browser, page)
     assert state["images"][0]["width"] == 0
     assert any("undefinedFunction" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("required", ["0", "1"])
+def test_missing_browser_skips_or_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, required: str) -> None:
+    """Without chromium the browser test is skipped, or fails when HASHGUARD_REQUIRE_BROWSER=1 (as in CI)."""
+    monkeypatch.setenv("HASHGUARD_CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setenv("HASHGUARD_REQUIRE_BROWSER", required)
+    expected = pytest.fail.Exception if required == "1" else pytest.skip.Exception
+    with pytest.raises(expected, match="chromium is not installed"):
+        chromium_or_skip()
