@@ -437,3 +437,16 @@ def test_module_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], fast
     assert main([str(tmp_path / "nowhere")]) == 2
     assert main(["--sample", str(tmp_path / "sample")]) == 0
     assert (tmp_path / "sample" / "report.md").is_file()
+
+
+def test_without_matplotlib_the_tables_are_still_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    card = write_sample(tmp_path)
+    paths = write_report(card, tmp_path)
+    assert not [key for key in paths if key.startswith("figure:")]
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "<img" not in html and "matplotlib is not installed" in html
+    assert sections_of(html) == [a for a in ALL_SECTIONS if a not in ("pr-curves", "precision-at-n", "retrieval")]
+    assert "| Original | mAP | 96.86 | 93.04 | 91.71 |" in paths["md"].read_text(encoding="utf-8")

@@ -97,9 +97,11 @@ def curves_figure(models: Sequence[ModelResult], kind: str) -> bytes | None:
         row: list[tuple[str, list[tuple[str, Curve, str, str]]] | None] = []
         for targeted in (False, True):
             lines = []
-            clean = model.clean_curve(kind)
-            if targeted:
-                clean = next((a.clean_curve(kind) for a in model.attacks.values() if a.targeted), None)
+            # the clean queries' curve as the attacks judged it (same queries, same relevance), when the card has it
+            judged = [a.clean_curve(kind) for a in model.attacks.values() if a.targeted == targeted]
+            clean = next((c for c in judged if c is not None), None)
+            if clean is None and not targeted:
+                clean = model.clean_curve(kind)
             if clean is not None:
                 lines.append(
                     ("clean (vs target labels)" if targeted else "clean", clean, "#000000", ":" if targeted else "-")
