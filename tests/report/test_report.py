@@ -134,6 +134,7 @@ def test_both_reports_hold_every_section_and_number(full_run) -> None:
         assert "small_cnn" in report and "demo-mnist" in report and "32/255 (0.1255)" in report and "mAP@1000" in report
         assert fmt_seconds(75.4) in report and "1 min 15 s" in report  # stage timings
         assert "2.14.1" in report  # versions
+        assert "| CSQ (undefended) | 97.31 | 96.60 |" in md  # clean retrieval of the whole query split
         assert "0.1255" in report and "30.36" in report and "0.8123" in report  # perceptibility
 
 

@@ -217,6 +217,24 @@ def setup_table(card: Mapping[str, Any]) -> Table:
 # -------------------------------------------------------------------------------------------------- tables
 
 
+def clean_table(models: Sequence[ModelResult]) -> Table | None:
+    """Clean retrieval of every model on the whole query split: mAP@k, its tie-aware value, mAP@all."""
+    columns = [("map", "mAP"), ("map_tie_aware", "tie-aware mAP"), ("map_all", "mAP@all")]
+    columns = [
+        (key, title) for key, title in columns if any(as_float(dig(m.raw, "clean", key)) is not None for m in models)
+    ]
+    if not columns:
+        return None
+    topk = next((as_float(dig(m.raw, "clean", "topk")) for m in models if as_float(dig(m.raw, "clean", "topk"))), None)
+    suffix = f"@{int(topk)}" if topk is not None else ""
+    header = ("Model", *(f"{title}{suffix if key != 'map_all' else ''} (%)" for key, title in columns))
+    rows = tuple((m.label, *(fmt_map(dig(m.raw, "clean", key)) for key, _ in columns)) for m in models)
+    caption = (
+        "Clean retrieval on the whole query split. Tie-aware: the expected mAP when tied items are ranked at random."
+    )
+    return Table(header, rows, (False,) + (True,) * len(columns), caption)
+
+
 def attack_table(models: Sequence[ModelResult]) -> Table | None:
     """Table I: rows are attacks, columns the score per model plus the first model's details."""
     untargeted, targeted = attack_order(models)
@@ -441,6 +459,9 @@ def build_document(card: Mapping[str, Any], run_dir: Path, with_figures: bool = 
     if stats is not None:
         doc.add(stats)
     doc.add(setup_table(card))
+    table = clean_table(models)
+    if table is not None:
+        doc.add(table)
 
     table = attack_table(models) if models else None
     if table is not None:
