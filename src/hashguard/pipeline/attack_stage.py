@@ -92,8 +92,7 @@ def run_one_attack(
     )
     result = run.result.to_dict()
     result["curves"] = _curves(run.adv_codes, context, relevance, topk)
-    if attack.targeted:
-        result["clean_curves"] = _curves(run.clean_codes, context, relevance, topk)
+    result["clean_curves"] = _curves(run.clean_codes, context, relevance, topk)  # the same queries, unattacked
     return result
 
 
