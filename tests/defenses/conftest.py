@@ -61,3 +61,30 @@ def defense_bench(tiny_splits, tmp_path_factory) -> DefenseBench:
         },
     )
     return DefenseBench(directory, tiny_splits)
+
+
+def robust_map_of(model, splits, eps: float, iterations: int = 10) -> tuple[float, float]:
+    """(clean mAP, mAP under the non-targeted mainstay attack) of the 100 tiny queries against the 600-item
+    database, the attack seeded and using the attacked model's own training codes."""
+    from hashguard.attacks import build_attack, build_context
+    from hashguard.attacks.evaluate import evaluate_attack
+
+    context = build_context(model, splits.train, splits.database)
+    attack = build_attack("mainstay", model, context, eps=eps, iterations=iterations, step=eps / 4, seed=0)
+    run = evaluate_attack(attack, splits.query, context.database_codes, context.database_labels)
+    return run.result.clean_map, run.result.adv_map
+
+
+@pytest.fixture(scope="session")
+def robust_map():
+    """The :func:`robust_map_of` helper (test modules do not import each other)."""
+    return robust_map_of
+
+
+@pytest.fixture(scope="session")
+def base_robust_map(defense_bench):
+    """(clean, robust) mAP of the base checkpoint at eps 32/255, computed once."""
+    from hashguard.models import load_model
+
+    model, _ = load_model(defense_bench.checkpoint)
+    return robust_map_of(model, defense_bench.splits, 32 / 255)
