@@ -9,6 +9,13 @@ labels", IJCAI 2016; constants as in the SAAT code base (TIFS 2023).
 with eta = 50. The quantisation term is divided by N (the training-set size) as in the reference code, so it
 is small (SPEC §10 item 22): kept for fidelity, and kept with the same N when pairs are drawn from the batch
 (``pairs="batch"``), so that eta means the same in both forms.
+
+Training from scratch (the CPU demo; FIELD_NOTES, docs/methods.md): the bank form does not learn in a short
+run (zero-initialised, detached partners). ``pairs="batch"`` learns on single-label digits; on the
+multi-label demo it also needs BatchNorm1d on the code logits (``ModelSpec(hash_norm="batchnorm")``, against
+the saturation of the tanh codes) and Adam at lr 1e-3, and then reaches about +0.09 mAP over random codes
+after 4 epochs: the weakest of the methods there, as its unbalanced mean over pairs is dominated by the
+dissimilar ones.
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ distance between sorted samples). The continuation scale and a = 10/K are HashNe
 R is redrawn at every loss call from a CPU generator seeded by (seed, call number); the call number is the
 buffer ``calls``, so it is saved with the method's state and a resumed run draws the same R sequence as an
 uninterrupted one, on any device.
+
+Training from scratch (the CPU demo): as for HashNet, the reference settings (memory bank, plain tanh codes)
+barely beat random codes on the multi-label demo in a short run; ``pairs="batch"`` with BatchNorm1d on the
+code logits (``ModelSpec(hash_norm="batchnorm")``) and Adam at lr 1e-3 train it (see the HashNet module
+docstring and docs/methods.md). The SWD term alone does not prevent the saturation.
 """
 
 from __future__ import annotations
