@@ -20,7 +20,7 @@ the central term (the quantisation term still covers them); a batch with no labe
 
 Training from scratch (the CPU demo): CSQ is the one loss here that also trains with plain tanh codes (+0.20
 mAP over random codes on the multi-label demo after 4 epochs); the demo recipe of the tests (BatchNorm1d on
-the code logits, ``ModelSpec(hash_norm="batchnorm")``, Adam at lr 1e-3) adds about 0.05 (docs/methods.md).
+the code logits, ``ModelSpec(hash_norm="batchnorm")``, Adam at lr 5e-4) adds about 0.05 (docs/methods.md).
 """
 
 from __future__ import annotations

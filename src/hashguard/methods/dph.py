@@ -6,7 +6,7 @@ IEEE Trans. Cybernetics 2018 (the hashing loss of the HAG code base), as used by
     L = 1/(B N) sum_{i in batch} sum_{j=1..N} (<u_i, U_j> / K - (2 s_ij - 1))^2
 
 Training from scratch (the CPU demo): as for DPSH and HashNet, the short demo runs use ``pairs="batch"``,
-BatchNorm1d on the code logits (``ModelSpec(hash_norm="batchnorm")``) and Adam at lr 1e-3; the bank form
+BatchNorm1d on the code logits (``ModelSpec(hash_norm="batchnorm")``) and Adam at lr 5e-4; the bank form
 with plain tanh codes stays near random codes on the multi-label demo (docs/methods.md).
 """
 
