@@ -12,8 +12,8 @@ is small (SPEC §10 item 22): kept for fidelity, and kept with the same N when p
 
 Training from scratch (the CPU demo; FIELD_NOTES, docs/methods.md): the bank form does not learn in a short
 run (zero-initialised, detached partners). ``pairs="batch"`` learns on single-label digits; on the
-multi-label demo it also needs BatchNorm1d on the code logits (``ModelSpec(hash_norm="batchnorm")``, against
-the saturation of the tanh codes) and Adam at lr 5e-4, and then reaches +0.08 to +0.17 mAP over random codes
+multi-label demo it also needs BatchNorm1d on the code logits (``ModelSpec(hash_norm="batchnorm")``; without it
+the codes crowd into few sign patterns) and Adam at lr 5e-4, and then reaches +0.08 to +0.17 mAP over random codes
 after 4 epochs (3 seeds): the weakest and most seed-dependent of the methods there (its plain mean over
 pairs is not balanced between similar and dissimilar pairs, unlike HashNet's).
 """

@@ -15,7 +15,8 @@ uninterrupted one, on any device.
 Training from scratch (the CPU demo): as for HashNet, the reference settings (memory bank, plain tanh codes)
 barely beat random codes on the multi-label demo in a short run; ``pairs="batch"`` with BatchNorm1d on the
 code logits (``ModelSpec(hash_norm="batchnorm")``) and Adam at lr 5e-4 train it (see the HashNet module
-docstring and docs/methods.md). The SWD term alone does not prevent the saturation.
+docstring and docs/methods.md). The SWD bit-balance term alone did not
+prevent the crowding of the codes (plain tanh, in-batch pairs: mAP 0.392 vs 0.350 for random codes).
 """
 
 from __future__ import annotations
