@@ -75,3 +75,36 @@ def test_attack_command_writes_codes_and_result(tmp_path, attack_bench, capsys):
         ]
     )
     assert code == 0
+    p2p = json.loads((out / "p2p_result.json").read_text())
+    assert p2p["target_labels_file"] == result["target_labels_file"]
+    saved = (out / "target_labels.json").read_bytes()
+    # ProS-GAN end to end: the CLI hands it the training split (read lazily); without --targets it reuses the
+    # target labels already saved in --out, with a different --target-seed that would otherwise draw new ones
+    code = main(
+        [
+            "attack",
+            str(ckpt),
+            "--attack",
+            "prosgan",
+            "--out",
+            str(out),
+            "--data",
+            "demo-mnist",
+            "--limit",
+            "12",
+            "--target-seed",
+            "5",
+            "--device",
+            "cpu",
+            *[f"--param={p}" for p in ("proto_epochs=1", "proto_steps=3", "hidden=32", "epochs=1", "gan_steps=2")],
+            *[f"--param={p}" for p in ("width=4", "label_width=4", "disc_width=4", "res_blocks=0")],
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert (out / "target_labels.json").read_bytes() == saved
+    pros = json.loads((out / "prosgan_result.json").read_text())
+    assert pros["attack"] == "prosgan" and pros["targeted"] and pros["num_queries"] == 12
+    assert pros["params"]["gan_steps"] == 2 and pros["params"]["project"] is True
+    assert pros["perceptibility"]["linf"] <= 8 / 255 + 1e-6 and pros["theory_tmap"] is not None
+    assert pros["codes_file"] == str(out / "prosgan_codes.npz")
+    assert load_codes(out / "prosgan_codes.npz").codes.shape == (12, 32)

@@ -32,8 +32,10 @@ class AttackContext:
     train_labels: torch.Tensor | None = None
     database_codes: torch.Tensor | None = None
     database_labels: torch.Tensor | None = None
-    #: training images (N, C, H, W) in [0, 1], in the order of ``train_codes`` (optional; ProS-GAN trains on them)
-    train_images: torch.Tensor | None = None
+    #: training images in the order of ``train_codes`` (optional; ProS-GAN trains on them): a (N, C, H, W) tensor
+    #: in [0, 1], or a dataset whose items are images or ``(image, label, index)`` tuples, read batch by batch
+    #: (nothing is stacked in memory; :func:`build_context` passes the training split itself)
+    train_images: torch.Tensor | Dataset | None = None
 
     def require(self, what: str, attack: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(codes, labels) of ``what`` ("train" or "database"); a clear error when they are missing."""
@@ -61,6 +63,23 @@ class AttackContext:
         )
 
 
+def image_count(images: torch.Tensor | Dataset) -> int:
+    """Number of images in a tensor batch or a dataset."""
+    return int(images.shape[0]) if isinstance(images, torch.Tensor) else len(images)  # type: ignore[arg-type]
+
+
+def image_batch(images: torch.Tensor | Dataset, index: torch.Tensor) -> torch.Tensor:
+    """The images at ``index`` (a 1-D index tensor) as a float batch, from a tensor or a dataset (lazily)."""
+    if isinstance(images, torch.Tensor):
+        return images[index]
+    loader = getattr(images, "load_image", None)
+    items = []
+    for i in index.tolist():
+        item = loader(int(i)) if loader is not None else images[int(i)]
+        items.append(item[0] if isinstance(item, (tuple, list)) else item)
+    return torch.stack(items).float()
+
+
 def encode_dataset(
     model: nn.Module, dataset: Dataset, batch_size: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,14 +94,28 @@ def encode_dataset(
 
 
 def build_context(
-    model: nn.Module, train: Dataset | None = None, database: Dataset | None = None, batch_size: int = 256
+    model: nn.Module,
+    train: Dataset | None = None,
+    database: Dataset | None = None,
+    batch_size: int = 256,
+    *,
+    train_images: bool = False,
 ) -> AttackContext:
-    """Encode the training split and/or the database with the attacked model (eval mode, sign codes)."""
+    """Encode the training split and/or the database with the attacked model (eval mode, sign codes).
+
+    ``train_images=True`` also hands the training split to attacks that train on images (ProS-GAN) as
+    :attr:`AttackContext.train_images`. The split itself is stored, not a copy of its images: they are read batch
+    by batch when the attack trains, so memory stays at one batch whatever the size of the split.
+    """
+    if train_images and train is None:
+        raise ConfigError("train_images=True needs the training split")
     context = AttackContext()
     device = next(model.parameters()).device
     if train is not None:
         codes, labels = encode_dataset(model, train, batch_size)
         context.train_codes, context.train_labels = codes.to(device), labels.to(device)
+        if train_images:
+            context.train_images = train
     if database is not None:
         codes, labels = encode_dataset(model, database, batch_size)
         context.database_codes, context.database_labels = codes.to(device), labels.to(device)
@@ -105,6 +138,8 @@ class Objective:
     targeted: ClassVar[bool] = False
     #: which parts of the context it needs: "train" and/or "database"
     needs: ClassVar[tuple[str, ...]] = ()
+    #: whether it trains on the training images (:attr:`AttackContext.train_images`), e.g. ProS-GAN
+    needs_train_images: ClassVar[bool] = False
 
     def setup(self, model: nn.Module, context: AttackContext, generator: torch.Generator) -> None:
         """One-off preparation before the first batch (e.g. training a PrototypeNet). Default: nothing."""
@@ -206,6 +241,11 @@ class HashAttack:
     def _check_context(self) -> None:
         for part in self.objective.needs:
             self.context.require(part, self.name)
+        if self.objective.needs_train_images and self.context.train_images is None:
+            raise ConfigError(
+                f"attack {self.name} trains on images: pass the training images as AttackContext.train_images "
+                "(build_context(..., train_images=True))"
+            )
 
     def setup(self) -> None:
         """Run the objective's one-off preparation (idempotent)."""

@@ -29,7 +29,8 @@ attack projects x' = (G(x~, f(t)) + 1) / 2 onto the L-infinity ball of radius ``
 Tanh already guarantees up to rounding). The reported code is sign(f(x'; 1)) of the returned image.
 
 Training images: setup needs the training images in the same order as the training codes and labels of the
-:class:`~hashguard.attacks.base.AttackContext` (``AttackContext.train_images``).
+:class:`~hashguard.attacks.base.AttackContext` (``AttackContext.train_images``): a tensor, or a dataset read batch
+by batch (``build_context(..., train_images=True)`` passes the training split itself, so nothing is stacked).
 """
 
 from __future__ import annotations
@@ -40,8 +41,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
+from torch.utils.data import Dataset
 
-from hashguard.attacks.base import AttackContext, AttackOutput, HashAttack, Objective, PreparedObjective
+from hashguard.attacks.base import (
+    AttackContext,
+    AttackOutput,
+    HashAttack,
+    Objective,
+    PreparedObjective,
+    image_batch,
+    image_count,
+)
 from hashguard.attacks.optimizers import check_images, frozen_eval
 from hashguard.errors import ConfigError
 from hashguard.models.hash_model import sign_codes
@@ -233,7 +243,7 @@ def _flagged(labels: torch.Tensor, flag: float) -> torch.Tensor:
 def train_prosgan(
     model: nn.Module,
     prototype: ProSPrototypeNet,
-    images: torch.Tensor,
+    images: torch.Tensor | Dataset,
     labels: torch.Tensor,
     label_pool: torch.Tensor,
     *,
@@ -251,14 +261,21 @@ def train_prosgan(
 ) -> ProSGenerator:
     """Train ProS-GAN's generator and discriminator against the frozen ``model`` (SPEC §6.7).
 
-    ``images`` (N, C, S, S) in [0, 1] with float ``labels`` (N, C); targets are sampled uniformly from
+    ``images`` (N, C, S, S) in [0, 1] (a tensor, or a dataset read batch by batch) with float ``labels`` (N, C);
+    targets are sampled uniformly from
     ``label_pool`` (the unique database labels), one per training image. D is updated on every 3rd batch of an
     epoch; ``max_steps`` caps the batches per epoch (None = all). Returns the generator, frozen and in eval mode.
     """
     if epochs < 0 or batch_size < 1:
         raise ConfigError("ProS-GAN training needs epochs >= 0 and batch_size >= 1")
     device = next(model.parameters()).device
-    _, channels, height, width_px = images.shape
+    n = image_count(images)
+    if n < 1:
+        raise ConfigError("ProS-GAN needs at least one training image")
+    if labels.shape[0] != n:
+        raise ConfigError(f"ProS-GAN: {n} training images but {labels.shape[0]} training labels")
+    lazy = not isinstance(images, torch.Tensor)
+    _, channels, height, width_px = image_batch(images, torch.zeros(1, dtype=torch.long)).shape
     if height != width_px:
         raise ConfigError(f"ProS-GAN needs square images, got {height}x{width_px}")
     pool = label_pool.float().to(device)
@@ -278,7 +295,6 @@ def train_prosgan(
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, decay)
     gen.train()
     disc.train()
-    n = images.shape[0]
     with frozen_eval(model):
         for _ in range(epochs):
             order = torch.randperm(n, generator=generator)
@@ -286,7 +302,10 @@ def train_prosgan(
             if max_steps is not None:
                 batches = batches[:max_steps]
             for i, idx in enumerate(batches):
-                x = images[idx].to(device).float() * 2 - 1
+                batch = image_batch(images, idx)
+                if lazy:
+                    check_images(batch)
+                x = batch.to(device).float() * 2 - 1
                 y = labels[idx].to(device).float()
                 t = pool[torch.randint(0, pool.shape[0], (len(idx),), generator=generator).to(device)]
                 with torch.no_grad():
@@ -325,6 +344,7 @@ class ProSGANObjective(Objective):
     name = "prosgan"
     targeted = True
     needs = ("train", "database")
+    needs_train_images = True
 
     def __init__(
         self,
@@ -392,9 +412,8 @@ class ProSGANObjective(Objective):
             raise ConfigError(
                 f"attack {self.name} trains a generator: pass the training images as AttackContext.train_images"
             )
-        if images.shape[0] != labels.shape[0]:
-            raise ConfigError(f"{self.name}: {images.shape[0]} training images but {labels.shape[0]} training labels")
-        check_images(images)
+        if isinstance(images, torch.Tensor):  # a dataset is checked batch by batch while training
+            check_images(images)
         pool = torch.unique(db_labels.float(), dim=0)
         self.prototype_net = train_prosgan_prototype(
             codes,

@@ -117,11 +117,14 @@ def run_attack(
     splits = open_splits(data_config)
     check_compatible(model, splits, checkpoint)
     attack_obj = build_attack(spec.name, model, **(params or {}))
+    objective = attack_obj.objective
+    needs_train = "train" in objective.needs or objective.needs_train_images
     context = build_context(
         model,
-        splits.train if "train" in attack_obj.objective.needs else None,
+        splits.train if needs_train else None,
         splits.database,
         batch_size=max(batch_size, 256),
+        train_images=objective.needs_train_images,  # the split itself, read batch by batch (ProS-GAN)
     )
     attack_obj.set_context(context)
     out = Path(out)
