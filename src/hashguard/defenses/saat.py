@@ -2,7 +2,7 @@
 
 SAAT: X. Yuan, Z. Zhang, X. Wang, L. Wu, "Semantic-Aware Adversarial Training for Reliable Deep Hashing
 Retrieval", IEEE TIFS 18:4681-4694, 2023.
-CgAT: X. Wang, Y. Lin, Y. Xu, L. Wu, et al., "CgAT: Center-Guided Adversarial Training for Deep Hashing-Based
+CgAT: X. Wang et al., "CgAT: Center-Guided Adversarial Training for Deep Hashing-Based
 Retrieval", WWW 2023.
 
 Both keep a bank ``U_ben`` of sign codes of the training split, initialised from the clean model (SPEC §7.1
