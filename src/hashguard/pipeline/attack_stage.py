@@ -40,7 +40,7 @@ class AttackedModel:
     def context(self) -> AttackContext:
         """Training and database codes of this model (computed on first use)."""
         if self._context is None:
-            self._context = build_context(self.model, self.train_set, self.splits.database)
+            self._context = build_context(self.model, self.train_set, self.splits.database, train_images=True)
         return self._context
 
 
