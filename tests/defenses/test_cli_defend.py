@@ -32,6 +32,7 @@ def _digest(directory):
         (["--defense", "cgat", "--set", "lamda=1"], "lamda: Extra inputs are not permitted"),
         (["--defense", "saat", "--set", "defense=atrdh"], "contradicts the chosen defense 'saat'"),
         (["--defense", "saat", "--set", "epochs"], "must look like key.path=value"),
+        (["--defense", "saat", "--data", "nosuch"], "unknown dataset source 'nosuch'"),
     ],
 )
 def test_bad_settings_are_one_line_and_write_nothing(defense_bench, tmp_path, capsys, extra, message):
