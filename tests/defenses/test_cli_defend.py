@@ -94,6 +94,7 @@ def test_defend_command_writes_hardened_checkpoint_with_provenance(defense_bench
     assert provenance["config"]["batch_size"] == 64  # from the demo preset
     assert provenance["train_items"] == 64 and provenance["steps_per_epoch"] == 1
     assert provenance["base"]["path"] == str(defense_bench.checkpoint)
+    assert meta["train_source"] == "base checkpoint's training split" and meta["data"]["source"] == "demo-mnist"
     expected = hashlib.sha256((defense_bench.checkpoint / "model.safetensors").read_bytes()).hexdigest()
     assert provenance["base"]["weights_sha256"] == expected
     assert len(json.loads((out / "history.json").read_text())) == 1

@@ -121,6 +121,7 @@ def defend(
     checkpoint = Path(checkpoint_dir)
     check_output(checkpoint, Path(out_dir))
     model, meta = load_model(checkpoint, device=resolve_device(device))
+    train_source = "base checkpoint's training split" if train_set is None else "given by the caller"
     if train_set is None:
         train_set = training_split(meta, checkpoint)
     if settings.train_items is not None and settings.train_items < len(train_set):
@@ -151,6 +152,7 @@ def defend(
     describe: dict[str, Any] = {"base": base, "dataset": meta.get("dataset")}
     if meta.get("data"):
         describe["data"] = meta["data"]
+    describe["train_source"] = train_source
     return adversarial_train(
         model,
         method,
