@@ -1,6 +1,7 @@
 """Defense evidence on the demo digits: undefended vs SAAT, ATRDH and CgAT under three attacks at one eps.
 
     .venv/bin/python benchmarks/bench_defenses.py [--quick] [--eps 32/255] [--threads 1]
+        [--source demo-mnist-multi] [--defenses saat,cgat] [--train-items N] [--workdir DIR]
 
 1. Train a clean base model (CSQ, small CNN, 32 bits, Adam 1e-3, seeded) on the demo-mnist training split and
    save it as a hashguard checkpoint.
@@ -42,11 +43,13 @@ BITS = 32
 DEFENSES = ("saat", "atrdh", "cgat")
 
 
-def train_base(splits, n_train: int, epochs: int, directory: Path) -> Path:
+def train_base(splits, source: str, n_train: int, epochs: int, directory: Path) -> Path:
     """A clean CSQ small-CNN checkpoint (seeded), saved with the description ``defend`` needs."""
     torch.manual_seed(0)
+    channels, size, _ = splits.image_shape
     spec = ModelSpec(
-        backbone="small_cnn", bits=BITS, in_channels=1, image_size=28, mean=list(splits.mean), std=list(splits.std)
+        backbone="small_cnn", bits=BITS, in_channels=channels, image_size=size, mean=list(splits.mean),
+        std=list(splits.std),
     )
     model = HashModel(spec)
     x = torch.stack([splits.train.load_image(i) for i in range(n_train)])
@@ -69,7 +72,7 @@ def train_base(splits, n_train: int, epochs: int, directory: Path) -> Path:
         model,
         method={"name": "csq", "params": method.params()},
         num_classes=y.shape[1],
-        extra={"training": {"seed": 0, "config": {"val_fraction": 0.0}}, "data": {"source": "demo-mnist", "seed": 0}},
+        extra={"training": {"seed": 0, "config": {"val_fraction": 0.0}}, "data": {"source": source, "seed": 0}},
     )
 
 
@@ -93,11 +96,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--base-epochs", type=int, default=None)
     parser.add_argument("--workdir", default=None, help="keep (and reuse) the checkpoints in this directory")
+    parser.add_argument("--source", default="demo-mnist", help="demo-mnist (default) or demo-mnist-multi")
+    parser.add_argument("--defenses", default=",".join(DEFENSES), help="comma-separated subset of saat,atrdh,cgat")
+    parser.add_argument("--train-items", type=int, default=None, help="training digits (default 1000 / all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     eps = float(Fraction(args.eps)) if args.eps else float(PRESETS["demo"]["saat"]["eps"])
-    splits = open_dataset("demo-mnist", seed=0)
-    n_train = 1000 if args.quick else len(splits.train)
+    splits = open_dataset(args.source, seed=0)
+    n_train = args.train_items or (1000 if args.quick else len(splits.train))
+    defenses = [name.strip() for name in args.defenses.split(",") if name.strip()]
     base_epochs = args.base_epochs or (6 if args.quick else 8)
     n_query = 100 if args.quick else 250
     iterations = (
@@ -106,11 +113,11 @@ def main() -> None:
     train_set = SubsetDataset(splits.train, np.arange(n_train))
 
     with tempfile.TemporaryDirectory(prefix="bench-defenses-") as tmp:
-        root = Path(args.workdir or tmp) / f"n{n_train}-e{base_epochs}"
+        root = Path(args.workdir or tmp) / f"{args.source}-n{n_train}-e{base_epochs}"
         t0 = time.perf_counter()
         base_dir = root / "base"
         if not (base_dir / "model.safetensors").is_file():
-            train_base(splits, n_train, base_epochs, base_dir)
+            train_base(splits, args.source, n_train, base_epochs, base_dir)
         print(f"base: CSQ small_cnn {BITS} bits, {n_train} digits x {base_epochs} epochs, "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
         rows: dict[str, dict[str, float]] = {}
@@ -118,7 +125,7 @@ def main() -> None:
         base, _ = load_model(base_dir)
         rows["undefended"] = measure(base, splits, eps, n_query, iterations)
         print(f"undefended: {rows['undefended']}", flush=True)
-        for name in DEFENSES:
+        for name in defenses:
             t0 = time.perf_counter()
             if not (root / name / "model.safetensors").is_file():
                 defend(base_dir, name, root / name, {"progress": False}, preset="demo", train_set=train_set,
@@ -131,7 +138,7 @@ def main() -> None:
                   f"eps {config['eps']:.4f}, step {config['step']:.4f}, lr {config['lr']})", flush=True)
 
     eps_text = f"{Fraction(eps).limit_denominator(255)}"
-    print(f"\n### Demo defenses: {n_train} training digits, {n_query} queries x {len(splits.database)} database, "
+    print(f"\n### {args.source}: {n_train} training images, {n_query} queries x {len(splits.database)} database, "
           f"{BITS} bits, attack eps {eps_text}\n")
     its = ", ".join(f"{k} {v}" for k, v in iterations.items())
     print(f"attack iterations: {its} (mainstay step eps/8); defenses with `preset=\"demo\"`\n")
