@@ -49,6 +49,17 @@ def eps_label(eps: float) -> str:
     return f"{eps:.4g}"
 
 
+SIGN_STEP_OPTIMIZERS = frozenset({"pgd", "bim", "mi", "ni", "sini", "vmi", "di"})
+
+
+def _takes_sign_steps(name: str, params: dict[str, Any]) -> bool:
+    """Whether attack ``name`` (with its own ``params``) runs a sign-step optimizer, whose step is in pixels."""
+    from hashguard.attacks import attack_spec
+
+    optimizer = str(params.get("optimizer") or attack_spec(name).optimizer).lower().replace("-", "")
+    return optimizer.replace("fgsm", "") in SIGN_STEP_OPTIMIZERS
+
+
 class AttackEntry(StrictModel):
     """One attack of the suite: a registered name and parameters overriding the suite's and SPEC §6.8's."""
 
@@ -91,6 +102,8 @@ class AttackSuiteConfig(StrictModel):
 
     eps: float = Field(default=8 / 255, ge=0, le=1)
     iterations: int | None = Field(default=None, ge=0, description="None: each attack's own default (SPEC §6.8)")
+    #: pixel step of the attacks that take sign steps (PGD, BIM, MI, NI, SI-NI, VMI, DI); HAG's SGD and SDHA's
+    #: Adam keep their learning rates (set ``step`` in their own ``params`` to change those)
     step: float | None = Field(default=None, gt=0, le=1)
     seed: int = 0
     queries: int | None = Field(default=None, gt=0, description="attack the first N queries (None: all)")
@@ -117,7 +130,7 @@ class AttackSuiteConfig(StrictModel):
         params: dict[str, Any] = {"eps": self.eps if eps is None else eps, "seed": self.seed}
         if self.iterations is not None:
             params["iterations"] = self.iterations
-        if self.step is not None:
+        if self.step is not None and _takes_sign_steps(name, self.entry(name).params):
             params["step"] = self.step
         params.update({k: parse_fraction(v) if k in ("eps", "step") else v for k, v in self.entry(name).params.items()})
         if eps is not None:
