@@ -3,8 +3,11 @@
     .venv/bin/python benchmarks/bench_attacks.py [--quick]
 
 1. Throughput (images x iterations per second) of each optimizer with the mainstay objective against the bare
-   cost of the same model and batch: forward + gradient with respect to the input (parameters frozen), which is
-   the least any gradient attack must pay per iteration. Overhead = 1 - attack / bare throughput.
+   cost of the same passes: forward + gradient with respect to the input (parameters frozen), the least any
+   gradient attack must pay. An optimizer that takes g gradients per iteration (SI-NI: one per scale copy,
+   VMI: 1 + samples) is compared with g bare passes of the same batch; SI-NI with ``batch_scales=True`` (all
+   copies in one m x B batch) with one bare pass of that m x B batch. Overhead = bare time / attack time - 1
+   per iteration, i.e. the time the optimizer adds on top of the passes it cannot avoid.
 2. eps sweep: mAP (non-targeted) or t-mAP (targeted) of every registered attack on the demo data with a small
    CSQ model trained here (seeded), at a fixed iteration budget.
 Never run as a test; prints Markdown tables.
@@ -57,23 +60,24 @@ def train_model(splits, n_train, epochs, bits=32):
     return model, x, y
 
 
-def bare_throughput(model, images, iterations):
+def bare_seconds(model, images, passes):
+    """Best-of-REPEATS seconds of ``passes`` forward + input-gradient passes on ``images`` (parameters frozen)."""
     with frozen_eval(model):
-        for _ in range(2):
-            x = images.clone().requires_grad_(True)
-            torch.autograd.grad(model(x).sum(), x)
-        best = float("inf")
-        for _ in range(REPEATS):
+
+        def run(n):
             start = time.perf_counter()
-            for _ in range(iterations):
+            for _ in range(n):
                 x = images.clone().requires_grad_(True)
                 torch.autograd.grad(model(x).sum(), x)
-            best = min(best, time.perf_counter() - start)
-        return images.shape[0] * iterations / best
+            return time.perf_counter() - start
+
+        run(2)
+        return min(run(passes) for _ in range(REPEATS))
 
 
-def attack_throughput(model, images, target, name, iterations):
-    optimizer = build_optimizer(name, step={"sgd": 100.0, "adam": 0.01}.get(name, 1 / 255))
+def attack_seconds(model, images, target, name, iterations, **params):
+    """Best-of-REPEATS seconds of ``iterations`` iterations of the optimizer ``name`` with the mainstay loss."""
+    optimizer = build_optimizer(name, step={"sgd": 100.0, "adam": 0.01}.get(name, 1 / 255), **params)
 
     def run(n):
         start = time.perf_counter()
@@ -88,13 +92,47 @@ def attack_throughput(model, images, target, name, iterations):
         return time.perf_counter() - start
 
     run(2)
-    return images.shape[0] * iterations / min(run(iterations) for _ in range(REPEATS))
+    return min(run(iterations) for _ in range(REPEATS))
+
+
+#: (label, optimizer, extra parameters, gradient passes per iteration, batch multiple of each pass)
+VARIANTS = [
+    ("pgd", "pgd", {}, 1, 1),
+    ("bim", "bim", {}, 1, 1),
+    ("mi", "mi", {}, 1, 1),
+    ("ni", "ni", {}, 1, 1),
+    ("sini (5 passes of B)", "sini", {}, 5, 1),
+    ("sini, batch_scales (1 pass of 5B)", "sini", {"batch_scales": True}, 1, 5),
+    ("vmi", "vmi", {}, 6, 1),
+    ("di", "di", {}, 1, 1),
+    ("sgd", "sgd", {}, 1, 1),
+    ("adam", "adam", {}, 1, 1),
+]
+
+
+def throughput_table(model, images, target, iters):
+    batch = images.shape[0]
+    print(f"\n### Throughput, batch {batch}, 1x28x28, {torch.get_num_threads()} thread(s)\n")
+    print("reference = the same gradient passes without the optimizer (forward + gradient w.r.t. the input),")
+    print("measured right before each optimizer; best of 3 each; images x iterations / s\n")
+    print("| optimizer | reference passes / iteration | attack img*it/s | reference img*it/s | overhead |")
+    print("|---|---|---|---|---|")
+    for label, name, params, passes, multiple in VARIANTS:
+        batch_images = images.repeat(multiple, 1, 1, 1) if multiple > 1 else images
+        bare = bare_seconds(model, batch_images, passes * iters)
+        attack = attack_seconds(model, images, target, name, iters, **params)
+        shape = f"{passes} x B" if multiple == 1 else f"{passes} x {multiple}B"
+        print(
+            f"| {label} | {shape} | {batch * iters / attack:.0f} | {batch * iters / bare:.0f} | "
+            f"{100 * (attack / bare - 1):+.1f}% |",
+            flush=True,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--throughput-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -107,17 +145,7 @@ def main() -> None:
     batch = 128
     images, labels = stack(splits.query, batch)
     target = torch.sign(torch.randn(batch, 32, generator=torch.Generator().manual_seed(0)))
-    iters = 10 if args.quick else 30
-    print(f"\n### Throughput, batch {batch}, 1x28x28, {torch.get_num_threads()} threads (images x iterations / s)\n")
-    print("bare = forward + gradient w.r.t. the input, measured right before each optimizer (best of 3 each)\n")
-    print("| optimizer | gradients / iteration | attack img*it/s | bare img/s | overhead per gradient |")
-    print("|---|---|---|---|---|")
-    for name in ("pgd", "bim", "mi", "ni", "sini", "vmi", "di", "sgd", "adam"):
-        grads = {"vmi": 6, "sini": 5}.get(name, 1)
-        bare = bare_throughput(model, images, iters)
-        rate = attack_throughput(model, images, target, name, iters)
-        overhead = 1 - rate * grads / bare
-        print(f"| {name} | {grads} | {rate:.0f} | {bare:.0f} | {100 * overhead:+.1f}% |", flush=True)
+    throughput_table(model, images, target, 10 if args.quick else 30)
     if args.throughput_only:
         return
 

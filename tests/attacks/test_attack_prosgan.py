@@ -1,7 +1,12 @@
 """ProS-GAN (Wang et al., CVPR 2021; SPEC §6.7) on the small trained demo model, with tiny widths and budgets.
 
-Tiny budgets on CPU make it a weak attack: only robust properties are asserted (shape, eps ball, [0, 1], no
-NaN, seeded determinism, model untouched, t-mAP not worse than clean beyond a small tolerance).
+The attack is trained once (1 thread) in its original, unbounded form (``project=False``; the original has no
+eps bound, SPEC §10 item 28) with settings that make it learn within ~100 GAN steps on the 800 demo digits:
+learning rate 3e-3 instead of 1e-4 and reconstruction weight 10 instead of 50-100. Measured on this fixture
+(seeds 0, 1, 3): t-mAP 0.10 (clean queries) -> 0.78 / 0.75 / 0.78 (theory 0.93 / 0.91 / 0.95), mean |delta|
+about 0.10, L-inf about 1 (strokes drawn or erased: a visible perturbation, as the reconstruction weight is low).
+Projected onto the 16/255 ball the same generator barely moves t-mAP (0.11): its perturbation is not
+concentrated on a few pixels, so only the bound is asserted for the projected output.
 """
 
 from __future__ import annotations
@@ -10,27 +15,33 @@ import dataclasses
 
 import pytest
 import torch
+from torch.utils.data import Subset
 
 from hashguard.attacks import ATTACKS, build_attack
+from hashguard.attacks.evaluate import perceptibility
 from hashguard.attacks.prosgan import ProSDiscriminator, ProSGenerator, ProSPrototypeNet, prosgan_prototype_loss
 from hashguard.errors import ConfigError
 from hashguard.retrieval import targeted_mean_average_precision
 
 EPS = 16 / 255
+#: learns within the test budget (module docstring)
 TINY = dict(
     proto_epochs=1,
     proto_steps=60,
     hidden=256,
     proto_lr=1e-3,
-    epochs=2,
-    gan_steps=12,
+    epochs=4,
+    gan_steps=25,
     batch_size=32,
-    lr=1e-3,
+    lr=3e-3,
+    rec_weight=10.0,
     width=8,
     label_width=16,
     disc_width=8,
     res_blocks=1,
 )
+#: seconds to train, for the seeding and guard tests
+MINI = dict(TINY, proto_steps=3, hidden=32, epochs=1, gan_steps=2, width=4, label_width=4, disc_width=4)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -44,9 +55,9 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def bench(attack_bench, demo_splits):
+    """The attack bench with its training split as lazily read training images (as the CLI passes them)."""
     n = attack_bench.context.train_codes.shape[0]
-    images = torch.stack([demo_splits.train.load_image(i) for i in range(n)])
-    return attack_bench, dataclasses.replace(attack_bench.context, train_images=images)
+    return attack_bench, dataclasses.replace(attack_bench.context, train_images=Subset(demo_splits.train, range(n)))
 
 
 def _tmap(b, ctx, codes) -> float:
@@ -56,7 +67,7 @@ def _tmap(b, ctx, codes) -> float:
 @pytest.fixture(scope="module")
 def outcome(bench):
     b, ctx = bench
-    attack = build_attack("prosgan", b.model, ctx, eps=EPS, seed=3, **TINY)
+    attack = build_attack("prosgan", b.model, ctx, eps=EPS, seed=3, project=False, **TINY)
     out = attack.run(b.query_images, b.query_labels, b.target_labels)
     return attack, out
 
@@ -84,49 +95,67 @@ def test_prototype_net_heads_and_loss():
     assert torch.isfinite(loss) and loss > 0
 
 
-def test_prosgan_is_bounded_seeded_and_leaves_model_untouched(bench, outcome):
+def test_prosgan_raises_targeted_map(bench, outcome):
     b, ctx = bench
     attack, out = outcome
-    x = b.query_images
-    assert ATTACKS["prosgan"].targeted and attack.targeted
-    assert out.adv_images.shape == x.shape
+    clean = _tmap(b, ctx, b.model.encode(b.query_images))
+    adv = _tmap(b, ctx, out.adv_codes)
+    theory = _tmap(b, ctx, out.theory_codes)
+    delta = perceptibility(b.query_images, out.adv_images)
+    print(f"prosgan t-mAP clean {clean:.3f} adv {adv:.3f} theory {theory:.3f}; {delta}")
+    assert adv > clean + 0.3  # measured +0.65 over three seeds (module docstring)
+    assert theory > clean + 0.5
+    assert out.info["projected"] is False and attack.params()["project"] is False
     assert torch.isfinite(out.adv_images).all()
-    assert (out.adv_images - x).abs().max() <= EPS + 1e-6
     assert out.adv_images.min() >= 0 and out.adv_images.max() <= 1
     assert torch.equal(out.adv_codes, b.model.encode(out.adv_images))
     assert set(out.theory_codes.unique().tolist()) <= {-1, 1}
     assert all(p.grad is None for p in b.model.parameters())
     assert all(p.requires_grad for p in b.model.parameters())
     assert not b.model.training
-    again = build_attack("prosgan", b.model, ctx, eps=EPS, seed=3, **TINY)
-    assert torch.equal(again(x, b.query_labels, b.target_labels), out.adv_images)
 
 
-def test_prosgan_targeted_map_does_not_drop(bench, outcome):
-    b, ctx = bench
-    _, out = outcome
-    clean = _tmap(b, ctx, b.model.encode(b.query_images))
-    adv = _tmap(b, ctx, out.adv_codes)
-    theory = _tmap(b, ctx, out.theory_codes)
-    print(f"prosgan t-mAP clean {clean:.3f} adv {adv:.3f} theory {theory:.3f}")
-    assert adv >= clean - 0.02
-
-
-def test_unprojected_output_and_guards(bench, outcome):
-    b, ctx = bench
-    attack, _ = outcome
+def test_projected_output_stays_in_the_ball(bench, outcome):
+    b, _ = bench
+    attack, out = outcome
     objective = attack.objective
-    raw, _ = objective.generate(b.query_images[:4], b.target_labels[:4])
-    assert raw.min() >= 0 and raw.max() <= 1
-    objective.project = False
+    objective.project = True
     try:
-        out = attack.run(b.query_images[:4], b.query_labels[:4], b.target_labels[:4])
+        projected = attack.run(b.query_images, b.query_labels, b.target_labels)
     finally:
-        objective.project = True
-    assert torch.equal(out.adv_images, raw.clamp(0, 1))
+        objective.project = False
+    x = b.query_images
+    assert ATTACKS["prosgan"].targeted and attack.targeted
+    assert projected.adv_images.shape == x.shape and torch.isfinite(projected.adv_images).all()
+    assert (projected.adv_images - x).abs().max() <= EPS + 1e-6
+    assert projected.adv_images.min() >= 0 and projected.adv_images.max() <= 1
+    assert (out.adv_images - x).abs().max() > EPS  # the unprojected output does leave the ball
+    expected = torch.min(torch.max(out.adv_images, x - EPS), x + EPS).clamp(0, 1)
+    assert torch.equal(projected.adv_images, expected)
+
+
+def test_same_seed_same_codes(bench):
+    b, ctx = bench
+    x, y, t = b.query_images[:16], b.query_labels[:16], b.target_labels[:16]
+
+    def codes(seed):
+        return build_attack("prosgan", b.model, ctx, eps=EPS, seed=seed, **MINI).run(x, y, t)
+
+    first, again, other = codes(1), codes(1), codes(2)
+    assert torch.equal(first.adv_images, again.adv_images) and torch.equal(first.adv_codes, again.adv_codes)
+    assert not torch.equal(first.adv_images, other.adv_images)
+
+
+def test_guards(bench):
+    b, ctx = bench
     with pytest.raises(ConfigError, match="train_images"):
-        build_attack("prosgan", b.model, b.context, **TINY).run(
+        build_attack("prosgan", b.model, b.context, **MINI).run(
             b.query_images[:2], b.query_labels[:2], b.target_labels[:2]
         )
     with pytest.raises(ConfigError, match="targeted"):
-        attack.run(b.query_images[:2], b.query_labels[:2])
+        build_attack("prosgan", b.model, ctx, **MINI).run(b.query_images[:2], b.query_labels[:2])
+    short = dataclasses.replace(ctx, train_images=Subset(ctx.train_images.dataset, range(10)))
+    with pytest.raises(ConfigError, match="10 training images"):
+        build_attack("prosgan", b.model, short, **MINI).run(
+            b.query_images[:2], b.query_labels[:2], b.target_labels[:2]
+        )

@@ -1,10 +1,17 @@
 """Every registered attack on a small trained demo model (SPEC §6): effect, guards, seeds, the model untouched.
 
-Measured on this fixture (32-bit CSQ, 800 training digits, 60 queries, 1,000 database items, eps 16/255):
-mainstay (PGD, 20 it.) 0.64, HAG (20 it.) 0.77, SDHA (20 it.) 0.61 from clean mAP 0.80; at 100 iterations
-0.61 / 0.77 / 0.61; at 32/255 and 100 iterations 0.40 / 0.46 / 0.33 (SDHA with the reference weight
-(d_H + 1e-8)^-1/2: 0.49). So mainstay beats HAG everywhere, while SDHA with our d_H >= 1 guard matches or beats
-it on this model: the paper's Table I ordering (mainstay < SDHA) is not reproduced here; see docs/attacks.md.
+Issue item 6 ("mainstay at least as strong as HAG and SDHA at the same eps and budget") measured on this fixture
+(32-bit CSQ, 800 training digits, 60 queries, 1,000 database items; clean mAP 0.80), mAP after the attack:
+
+| eps, iterations | mainstay (PGD) | HAG | SDHA | SDHA, reference weight |
+|---|---|---|---|---|
+| 8/255, 20 | 0.716 | 0.792 | 0.703 | 0.705 |
+| 8/255, 100 | 0.710 | 0.800 | 0.689 | 0.691 |
+| 16/255, 20 | 0.639 | 0.759 | 0.614 | 0.626 |
+
+(full table in docs/attacks.md). Mainstay beats HAG everywhere; SDHA (Adam on the pixels) matches or beats
+mainstay on this model, so only "mainstay at least as strong as HAG" is asserted; the SDHA ordering of the
+paper's Table I is not reproduced here and docs/attacks.md says so.
 """
 
 from __future__ import annotations
@@ -63,10 +70,10 @@ def test_attack_works_and_stays_in_the_ball(attack_bench, outcomes, name):
     assert all(p.requires_grad for p in attack_bench.model.parameters())
 
 
-def test_mainstay_beats_hag_and_is_close_to_sdha(outcomes):
-    mainstay, hag, sdha = (outcomes[n][3] for n in ("mainstay", "hag", "sdha"))
-    assert mainstay <= hag
-    assert mainstay <= sdha + 0.06  # measured: SDHA slightly stronger on this model (module docstring)
+def test_mainstay_is_at_least_as_strong_as_hag(outcomes):
+    """Same eps (16/255) and budget (15 iterations): the relation of the paper's Table I that holds here."""
+    mainstay, hag = (outcomes[n][3] for n in ("mainstay", "hag"))
+    assert mainstay <= hag, f"mainstay mAP {mainstay:.3f} > HAG {hag:.3f}"
 
 
 def test_same_seed_same_codes(attack_bench):
@@ -144,3 +151,10 @@ def test_evaluate_attack_reports_everything(attack_bench):
     assert r.num_queries == 20 and r.adv_tmap > r.clean_tmap and r.theory_tmap is not None
     assert 0 < r.perceptibility["linf"] <= EPS + 1e-6 and 0 < r.perceptibility["ssim"] < 1
     assert r.bits_flipped > 0 and r.wall_time_s > 0 and run.adv_codes.shape == (20, 32)
+    # non-targeted: the theory code (-mainstay) is the ideal the attack moves towards
+    attack = build_attack("mainstay", attack_bench.model, attack_bench.context, eps=EPS, iterations=5)
+    r = evaluate_attack(
+        attack, queries, attack_bench.context.database_codes, attack_bench.context.database_labels, batch_size=8
+    ).result
+    assert r.theory_map is not None and r.theory_map < r.adv_map < r.clean_map
+    assert r.clean_tmap is None and r.adv_tmap is None and r.bits_flipped > 0

@@ -107,9 +107,10 @@ def test_unknown_optimizer_or_parameter():
     assert build_optimizer("SI-NI-FGSM").name == "sini"
 
 
-def test_sini_uses_the_intended_scales_and_gradients_wrt_x_nes(setup):
+@pytest.mark.parametrize("batch_scales", [False, True])
+def test_sini_uses_the_intended_scales_and_gradients_wrt_x_nes(setup, batch_scales):
     model, images, target = setup
-    optimizer = SINIFGSM(scales=5)
+    optimizer = SINIFGSM(scales=5, batch_scales=batch_scales)
     assert optimizer.scale_factors() == [1.0, 0.5, 0.25, 0.125, 0.0625]
 
     def loss(u, x):

@@ -405,11 +405,17 @@ class SINIFGSM(NIFGSM):
 
     As NI-FGSM, but g = (1/m) sum_{i=0}^{m-1} grad_{x_nes} L(x_nes / 2^i): the intended scale copies
     x_nes, x_nes/2, x_nes/4, ... (not the cumulative 1, 1/2, 1/8, ... of the reference code), each gradient
-    taken with respect to x_nes (chain rule included). The m copies go through the model as one batch.
+    taken with respect to x_nes (chain rule included).
+
+    ``batch_scales=False`` (default) runs one forward + backward per scale copy on the caller's batch and sums
+    the gradients in place; ``True`` sends all m copies through the model as one batch of m x B. Both give the
+    same gradient. On CPU the per-copy passes are faster (a 5 x 128 batch of the demo CNN took 1.56x the time of
+    five 128 batches: the activations stop fitting the caches) and need 1/m of the activation memory; on an
+    accelerator with spare parallelism one large batch can be faster.
     """
 
     name = "sini"
-    extra_params = ("decay", "scales")
+    extra_params = ("decay", "scales", "batch_scales")
 
     def __init__(
         self,
@@ -418,31 +424,38 @@ class SINIFGSM(NIFGSM):
         alpha: float = 1.0,
         decay: float = 1.0,
         scales: int = 5,
+        batch_scales: bool = False,
     ) -> None:
         super().__init__(step, alpha_schedule, alpha, decay)
         if scales < 1:
             raise ConfigError(f"scales must be at least 1, got {scales}")
         self.scales = int(scales)
+        self.batch_scales = bool(batch_scales)
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "scales": self.scales}
+        return {**super().params(), "scales": self.scales, "batch_scales": self.batch_scales}
 
     def scale_factors(self) -> list[float]:
         """1 / 2^i for i = 0 .. scales - 1."""
         return [1.0 / (2**i) for i in range(self.scales)]
 
     def lookahead_gradient(self, model, images, delta_nes, loss_fn, alpha):  # noqa: ANN001, ANN201
-        delta_nes = delta_nes.detach().requires_grad_(True)
-        x_nes = images + delta_nes
+        x_nes = (images + delta_nes).detach().requires_grad_(True)
         factors = self.scale_factors()
-        batch = images.shape[0]
-        codes = model(torch.cat([x_nes * f for f in factors]), alpha=alpha)
-        loss = sum(loss_fn(codes[k * batch : (k + 1) * batch], x_nes) for k in range(len(factors))) / len(
-            factors
-        )
-        (grad,) = torch.autograd.grad(loss, delta_nes)
-        self._last_loss = loss.detach()
-        return grad
+        if self.batch_scales:
+            batch = images.shape[0]
+            codes = model(torch.cat([x_nes * f for f in factors]), alpha=alpha)
+            loss = sum(loss_fn(codes[k * batch : (k + 1) * batch], x_nes) for k in range(len(factors)))
+            (grad,) = torch.autograd.grad(loss, x_nes)
+        else:  # one graph per copy, freed before the next; the gradients accumulate in place
+            grad = torch.zeros_like(images)
+            loss = torch.zeros((), device=images.device)
+            for factor in factors:
+                copy_loss = loss_fn(model(x_nes * factor, alpha=alpha), x_nes)
+                grad.add_(torch.autograd.grad(copy_loss, x_nes)[0])
+                loss = loss + copy_loss.detach()
+        self._last_loss = loss.detach() / len(factors)
+        return grad.div_(len(factors))
 
 
 class VMIFGSM(PerturbationOptimizer):
