@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_defenses.py [--quick] [--eps 32/255] [--threads 1]
         [--source demo-mnist-multi] [--defenses saat,cgat] [--train-items N] [--workdir DIR]
+        [--set KEY=VALUE ...] [--no-baseline]
 
 1. Train a clean base model (CSQ, small CNN, 32 bits, Adam 1e-3, seeded) on the demo-mnist training split and
    save it as a hashguard checkpoint.
@@ -99,6 +100,9 @@ def main() -> None:
     parser.add_argument("--source", default="demo-mnist", help="demo-mnist (default) or demo-mnist-multi")
     parser.add_argument("--defenses", default=",".join(DEFENSES), help="comma-separated subset of saat,atrdh,cgat")
     parser.add_argument("--train-items", type=int, default=None, help="training digits (default 1000 / all)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a defense setting for every defense (on top of the demo preset)")
+    parser.add_argument("--no-baseline", action="store_true", help="do not attack the undefended model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     eps = float(Fraction(args.eps)) if args.eps else float(PRESETS["demo"]["saat"]["eps"])
@@ -123,14 +127,17 @@ def main() -> None:
         rows: dict[str, dict[str, float]] = {}
         seconds: dict[str, float] = {}
         base, _ = load_model(base_dir)
-        rows["undefended"] = measure(base, splits, eps, n_query, iterations)
-        print(f"undefended: {rows['undefended']}", flush=True)
+        if not args.no_baseline:
+            rows["undefended"] = measure(base, splits, eps, n_query, iterations)
+            print(f"undefended: {rows['undefended']}", flush=True)
+        suffix = "-" + "-".join(sorted(args.overrides)).replace("/", "_") if args.overrides else ""
         for name in defenses:
             t0 = time.perf_counter()
-            if not (root / name / "model.safetensors").is_file():
-                defend(base_dir, name, root / name, {"progress": False}, preset="demo", train_set=train_set,
-                       log=None, resume=True)
-            hardened, meta = load_model(root / name)
+            out = root / f"{name}{suffix}"
+            if not (out / "model.safetensors").is_file():
+                defend(base_dir, name, out, {"progress": False}, args.overrides, preset="demo",
+                       train_set=train_set, log=None, resume=True)
+            hardened, meta = load_model(out)
             seconds[name] = sum(record["seconds"] for record in meta["defense"]["history"])
             rows[name] = measure(hardened, splits, eps, n_query, iterations)
             config = meta["defense"]["config"]
@@ -141,7 +148,8 @@ def main() -> None:
     print(f"\n### {args.source}: {n_train} training images, {n_query} queries x {len(splits.database)} database, "
           f"{BITS} bits, attack eps {eps_text}\n")
     its = ", ".join(f"{k} {v}" for k, v in iterations.items())
-    print(f"attack iterations: {its} (mainstay step eps/8); defenses with `preset=\"demo\"`\n")
+    extra = "".join(f" `{o}`" for o in args.overrides)
+    print(f"attack iterations: {its} (mainstay step eps/8); defenses with `preset=\"demo\"`{extra}\n")
     print("| model | clean mAP | mainstay | HAG | SDHA | harden time |")
     print("|---|---|---|---|---|---|")
     for name, row in rows.items():
