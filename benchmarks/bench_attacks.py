@@ -28,7 +28,7 @@ from hashguard.methods import build_method
 from hashguard.models.hash_model import HashModel, ModelSpec
 from hashguard.retrieval import mean_average_precision, targeted_mean_average_precision
 
-REPEATS = 3  # best of 3: the machine is shared, the minimum is the least disturbed run
+REPEATS = 5  # best of 5: the machine is shared, the minimum is the least disturbed run
 
 
 def stack(dataset, count):
@@ -60,39 +60,44 @@ def train_model(splits, n_train, epochs, bits=32):
     return model, x, y
 
 
-def bare_seconds(model, images, passes):
-    """Best-of-REPEATS seconds of ``passes`` forward + input-gradient passes on ``images`` (parameters frozen)."""
-    with frozen_eval(model):
+def bare_runner(model, images, passes):
+    """A callable timing ``passes`` forward + input-gradient passes on ``images`` (parameters frozen)."""
 
-        def run(n):
+    def run():
+        with frozen_eval(model):
             start = time.perf_counter()
-            for _ in range(n):
+            for _ in range(passes):
                 x = images.clone().requires_grad_(True)
                 torch.autograd.grad(model(x).sum(), x)
             return time.perf_counter() - start
 
-        run(2)
-        return min(run(passes) for _ in range(REPEATS))
+    return run
 
 
-def attack_seconds(model, images, target, name, iterations, **params):
-    """Best-of-REPEATS seconds of ``iterations`` iterations of the optimizer ``name`` with the mainstay loss."""
+def attack_runner(model, images, target, name, iterations, **params):
+    """A callable timing ``iterations`` iterations of the optimizer ``name`` with the mainstay loss."""
     optimizer = build_optimizer(name, step={"sgd": 100.0, "adam": 0.01}.get(name, 1 / 255), **params)
 
-    def run(n):
+    def run():
         start = time.perf_counter()
         optimizer.run(
             model,
             images,
             lambda u, x: mainstay_loss(u, target),
             eps=8 / 255,
-            iterations=n,
+            iterations=iterations,
             generator=torch.Generator().manual_seed(0),
         )
         return time.perf_counter() - start
 
-    run(2)
-    return min(run(iterations) for _ in range(REPEATS))
+    return run
+
+
+def best_of(first, second):
+    """Warm both up, then alternate them REPEATS times (load drift hits both alike); the best time of each."""
+    first(), second()
+    times = [(first(), second()) for _ in range(REPEATS)]
+    return min(t[0] for t in times), min(t[1] for t in times)
 
 
 #: (label, optimizer, extra parameters, gradient passes per iteration, batch multiple of each pass)
@@ -114,13 +119,15 @@ def throughput_table(model, images, target, iters):
     batch = images.shape[0]
     print(f"\n### Throughput, batch {batch}, 1x28x28, {torch.get_num_threads()} thread(s)\n")
     print("reference = the same gradient passes without the optimizer (forward + gradient w.r.t. the input),")
-    print("measured right before each optimizer; best of 3 each; images x iterations / s\n")
+    print("timed alternately with each optimizer; best of 5 each; images x iterations / s\n")
     print("| optimizer | reference passes / iteration | attack img*it/s | reference img*it/s | overhead |")
     print("|---|---|---|---|---|")
     for label, name, params, passes, multiple in VARIANTS:
         batch_images = images.repeat(multiple, 1, 1, 1) if multiple > 1 else images
-        bare = bare_seconds(model, batch_images, passes * iters)
-        attack = attack_seconds(model, images, target, name, iters, **params)
+        bare, attack = best_of(
+            bare_runner(model, batch_images, passes * iters),
+            attack_runner(model, images, target, name, iters, **params),
+        )
         shape = f"{passes} x B" if multiple == 1 else f"{passes} x {multiple}B"
         print(
             f"| {label} | {shape} | {batch * iters / attack:.0f} | {batch * iters / bare:.0f} | "

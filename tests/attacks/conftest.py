@@ -35,6 +35,15 @@ def _model(bits: int, mean: float, std: float) -> HashModel:
     return HashModel(spec)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Small batches gain little from a second thread, and the CI machine is shared: 1 thread, restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def attack_bench(demo_splits) -> AttackBench:
     """CSQ (class centres, learns from scratch) on 800 demo digits, 3 epochs of Adam 1e-3: clean mAP ~0.9."""
