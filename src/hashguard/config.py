@@ -34,6 +34,9 @@ class ModelConfig(StrictModel):
     backbone: str = "small_cnn"
     bits: int = Field(default=32, gt=0, le=4096)
     pretrained: str | None = None
+    #: ``batchnorm``: BatchNorm1d on the code logits before tanh (the from-scratch recipe of docs/methods.md);
+    #: a method that needs it (OrthoHash) sets it whatever this says
+    hash_norm: Literal["none", "batchnorm"] = "none"
 
 
 class MethodConfig(StrictModel):

@@ -77,3 +77,15 @@ def test_bad_inputs_get_one_clear_line(trained_run, tmp_path, capsys):
                                                    "--db-codes", str(tmp_path / "b.npz")])
     # the trained checkpoint survived all of the above untouched
     assert (trained_run / "model.safetensors").is_file()
+
+
+def test_model_hash_norm_reaches_the_model_spec(demo_splits):
+    from hashguard.config import ExperimentConfig
+    from hashguard.pipeline.train import model_spec_for
+
+    plain = ExperimentConfig.model_validate({"method": {"name": "csq"}})
+    normed = ExperimentConfig.model_validate({"method": {"name": "csq"}, "model": {"hash_norm": "batchnorm"}})
+    ortho = ExperimentConfig.model_validate({"method": {"name": "orthohash"}})
+    assert model_spec_for(plain, demo_splits).hash_norm == "none"
+    assert model_spec_for(normed, demo_splits).hash_norm == "batchnorm"
+    assert model_spec_for(ortho, demo_splits).hash_norm == "batchnorm"  # the method's own need wins

@@ -38,6 +38,7 @@ def model_spec_for(config: ExperimentConfig, splits: DatasetSplits) -> ModelSpec
         mean=mean,
         std=std,
         pretrained=config.model.pretrained,
+        hash_norm=config.model.hash_norm,
     )
     fields.update(method_class(config.method.name).model_overrides())
     spec = ModelSpec(**fields)
