@@ -105,7 +105,7 @@ def test_prosgan_raises_targeted_map(bench, outcome):
     print(f"prosgan t-mAP clean {clean:.3f} adv {adv:.3f} theory {theory:.3f}; {delta}")
     assert adv > clean + 0.3  # measured +0.65 over three seeds (module docstring)
     assert theory > clean + 0.5
-    assert out.info["projected"] is False and attack.params()["project"] is False
+    assert out.info["projected_queries"] == 0 and attack.params()["project"] is False
     assert torch.isfinite(out.adv_images).all()
     assert out.adv_images.min() >= 0 and out.adv_images.max() <= 1
     assert torch.equal(out.adv_codes, b.model.encode(out.adv_images))
@@ -127,6 +127,7 @@ def test_projected_output_stays_in_the_ball(bench, outcome):
     x = b.query_images
     assert ATTACKS["prosgan"].targeted and attack.targeted
     assert projected.adv_images.shape == x.shape and torch.isfinite(projected.adv_images).all()
+    assert projected.info["projected_queries"] == x.shape[0]
     assert (projected.adv_images - x).abs().max() <= EPS + 1e-6
     assert projected.adv_images.min() >= 0 and projected.adv_images.max() <= 1
     assert (out.adv_images - x).abs().max() > EPS  # the unprojected output does leave the ball

@@ -106,5 +106,5 @@ def test_attack_command_writes_codes_and_result(tmp_path, attack_bench, capsys):
     assert pros["attack"] == "prosgan" and pros["targeted"] and pros["num_queries"] == 12
     assert pros["params"]["gan_steps"] == 2 and pros["params"]["project"] is True
     assert pros["perceptibility"]["linf"] <= 8 / 255 + 1e-6 and pros["theory_tmap"] is not None
-    assert pros["codes_file"] == str(out / "prosgan_codes.npz")
+    assert pros["codes_file"] == str(out / "prosgan_codes.npz") and pros["info"]["projected_queries"] == 12
     assert load_codes(out / "prosgan_codes.npz").codes.shape == (12, 32)

@@ -513,5 +513,6 @@ class ProSGANAttack(HashAttack):
                 adv = torch.min(torch.max(adv, images - self.eps), images + self.eps)
             adv = adv.clamp(0.0, 1.0).detach()
         codes = self.model.encode(adv)
-        info = {"projected": self.objective.project, "linf": float((adv - images).abs().max())}
+        # numbers only, summed over batches by evaluate_attack (perceptibility is reported there)
+        info = {"projected_queries": int(images.shape[0]) if self.objective.project else 0}
         return AttackOutput(adv_images=adv, adv_codes=codes, theory_codes=sign_codes(prototypes), info=info)
