@@ -159,7 +159,7 @@ def main() -> None:
     n_query, n_db = (100, 1500) if args.quick else (200, 4500)
     qx, qy = stack(splits.query, n_query)
     dbx, dby = stack(splits.database, n_db)
-    context = AttackContext(model.encode(train_x), train_y, model.encode(dbx), dby)
+    context = AttackContext(model.encode(train_x), train_y, model.encode(dbx), dby, train_images=train_x)
     targets = torch.as_tensor(select_target_labels(qy, dby, seed=0))
     clean = model.encode(qx)
     clean_map = mean_average_precision(clean, context.database_codes, qy, dby)
@@ -172,7 +172,25 @@ def main() -> None:
     )
     print("| attack | metric | " + " | ".join(f"{e}/255" for e in eps_list) + " | time @16/255 |")
     print("|---|---|" + "---|" * len(eps_list) + "---|")
-    extra = {"tha": dict(epochs=1, steps=200, hidden=1024, lr=1e-3)}
+    extra = {
+        "tha": dict(epochs=1, steps=200, hidden=1024, lr=1e-3),
+        # the settings of tests/attacks/test_attack_prosgan.py (projected onto each eps; see docs/attacks.md)
+        "prosgan": dict(
+            proto_epochs=1,
+            proto_steps=60,
+            hidden=256,
+            proto_lr=1e-3,
+            epochs=4,
+            gan_steps=25,
+            batch_size=32,
+            lr=3e-3,
+            rec_weight=10.0,
+            width=8,
+            label_width=16,
+            disc_width=8,
+            res_blocks=1,
+        ),
+    }
     for name in ATTACKS:
         cells, elapsed = [], 0.0
         for e in eps_list:
