@@ -125,11 +125,13 @@ def evaluate_attack(
     batch_size: int = 128,
     topk: int | None = None,
     limit: int | None = None,
+    progress: bool = False,
 ) -> AttackRun:
     """Attack every query of ``queries`` (in index order, batch by batch) and measure the outcome.
 
     ``target_labels`` (Q x C) is required for a targeted attack (see :mod:`hashguard.attacks.targets`).
     ``limit`` attacks only the first ``limit`` queries. ``topk`` is the mAP cut-off (None: whole ranking).
+    ``progress`` shows a progress bar over the query batches.
     """
     n = len(queries) if limit is None else min(int(limit), len(queries))
     if n < 1:
@@ -148,7 +150,12 @@ def evaluate_attack(
     sums: dict[str, float] = {}
     info: dict[str, Any] = {}
     elapsed = 0.0
-    for images, batch_labels, index in loader:
+    batches: Any = loader
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(loader, desc=attack.name, leave=False, unit="batch")
+    for images, batch_labels, index in batches:
         batch_targets = None if targets is None else targets[index]
         device_sync(attack.device)
         start = time.perf_counter()

@@ -82,6 +82,7 @@ def run_one_attack(
         batch_size=suite.batch_size,
         topk=topk,
         limit=suite.queries,
+        progress=True,
     )
     relevance = run.target_labels if attack.targeted and run.target_labels is not None else run.labels
     save_codes(

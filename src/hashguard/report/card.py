@@ -18,6 +18,7 @@ ATTACK_NAMES = {
     "mainstay-targeted": "Mainstay (targeted)",
     "hag": "HAG",
     "sdha": "SDHA",
+    "sdha-targeted": "SDHA (targeted)",
     "dhta": "DHTA",
     "p2p": "P2P",
     "tha": "THA",
@@ -27,7 +28,9 @@ ATTACK_NAMES = {
 
 
 #: Canonical order of attacks (the paper's Table I: competitors first, the mainstay attack last) and of models.
-ATTACK_ORDER = ("hag", "sdha", "mainstay", "p2p", "dhta", "prosgan", "pros-gan", "tha", "mainstay-targeted")
+ATTACK_ORDER = (
+    "hag", "sdha", "mainstay", "p2p", "dhta", "prosgan", "pros-gan", "tha", "sdha-targeted", "mainstay-targeted"
+)
 MODEL_ORDER = ("undefended", "original", "saat", "atrdh", "cgat")
 
 
