@@ -48,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hashguard: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hashguard: interrupted; finished checkpoints are kept, rerun with --resume", file=sys.stderr)
+        hint = "rerun the same command" if args.command == "study" else "rerun with --resume"
+        print(f"hashguard: interrupted; finished checkpoints and stages are kept, {hint}", file=sys.stderr)
         return 130
 
 

@@ -216,3 +216,16 @@ def test_config_rejects_unknown_keys():
         from hashguard.defenses import build_defense_config
 
         build_defense_config("saat", {"eps": 3})
+
+
+def test_missing_dataset_is_one_clear_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    monkeypatch.chdir(tmp_path)
+    args = ["study", str(path), "--set", "data.source=listfile", "--set", "data.options={}",
+            "--set", "data_dir=datasets", "--set", "data.root=NUS-WIDE"]
+    for extra in (["--dry-run"], ["--out", "run"]):
+        assert cli_main(args + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("hashguard: error:") and "NUS-WIDE" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]

@@ -212,10 +212,10 @@ def run_study(
 ) -> dict[str, Any]:
     """Run (or resume) every stage of the study into ``out_dir`` and return the results card."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     splits = _check_data(config)
     _check_attacks(config, _base_model(config, splits))
     plan = build_plan(config, splits, log)
+    out.mkdir(parents=True, exist_ok=True)  # only once the configuration and the data are known to be usable
     device = resolve_device(config.device)
     topk = config.evaluation.topk
     train_key = _train_key(config, splits)
