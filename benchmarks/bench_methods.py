@@ -37,6 +37,7 @@ from hashguard.data import SubsetDataset, open_dataset
 from hashguard.encoding import encode_dataset
 from hashguard.methods import build_method, method_class
 from hashguard.models.hash_model import HashModel, ModelSpec
+from hashguard.retrieval import mean_average_precision
 from hashguard.seeding import seed_everything
 from hashguard.training import train_model
 
@@ -63,23 +64,8 @@ DATABASE_ITEMS = 1000
 
 
 def mean_ap(q: np.ndarray, d: np.ndarray, ql: np.ndarray, dl: np.ndarray) -> float:
-    """mAP over the whole database with a stable (distance, index) order."""
-    try:
-        from hashguard.retrieval import mean_average_precision
-    except ImportError:
-        mean_average_precision = None
-    if mean_average_precision is not None:
-        return float(mean_average_precision(q, d, ql, dl, topk=None))
-    distances = 0.5 * (q.shape[1] - q.astype(np.float64) @ d.astype(np.float64).T)
-    scores = []
-    for i in range(len(q)):
-        relevant = (dl[np.argsort(distances[i], kind="stable")] @ ql[i] > 0).astype(np.float64)
-        if relevant.sum() == 0:
-            scores.append(0.0)
-            continue
-        precision = np.cumsum(relevant) / np.arange(1, len(relevant) + 1)
-        scores.append(float((precision * relevant).sum() / relevant.sum()))
-    return float(np.mean(scores))
+    """mAP over the whole database with the project's stable (distance, index) order."""
+    return float(mean_average_precision(q, d, ql, dl, topk=None))
 
 
 def run_one(

@@ -7,6 +7,7 @@ and the problem.
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +15,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hashguard.errors import ConfigError
+
+
+def parse_fraction(value: Any) -> Any:
+    """``"8/255"`` -> 0.0313...; other values pass through for pydantic to check."""
+    if isinstance(value, str):
+        try:
+            return float(Fraction(value.strip()))
+        except (ValueError, ZeroDivisionError):
+            return value
+    return value
 
 
 class StrictModel(BaseModel):

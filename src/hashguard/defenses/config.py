@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hashguard.config import StrictModel
+from hashguard.config import StrictModel, parse_fraction
 
 DEFENSE_NAMES = ("saat", "atrdh", "cgat")
 INNER_BN_MODES = ("frozen", "batch", "update")
@@ -50,16 +50,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "cgat": dict(_DEMO_COMMON, epochs=4),
     },
 }
-
-
-def parse_fraction(value: Any) -> Any:
-    """``"8/255"`` -> 0.0313...; other values pass through for pydantic to check."""
-    if isinstance(value, str):
-        try:
-            return float(Fraction(value.strip()))
-        except (ValueError, ZeroDivisionError):
-            return value
-    return value
 
 
 class DefenseConfig(StrictModel):

@@ -48,16 +48,15 @@ from hashguard.data.base import HashingDataset
 from hashguard.defenses.base import Batch, Defense
 from hashguard.defenses.config import DefenseConfig, lr_factor, milestone_steps
 from hashguard.encoding import encode_dataset
-from hashguard.errors import CheckpointError, HashguardError
+from hashguard.errors import HashguardError
 from hashguard.io_utils import atomic_write_json
 from hashguard.methods.base import HashingMethod
 from hashguard.models.checkpoint import save_model
 from hashguard.models.hash_model import HashModel
 from hashguard.training.state import (
-    latest_checkpoint,
-    optimizer_from_flat,
+    existing_run,
     optimizer_to_flat,
-    read_checkpoint,
+    restore_checkpoint,
     write_checkpoint,
 )
 from hashguard.training.trainer import HISTORY_FILE, config_digest, derived_seed
@@ -155,12 +154,7 @@ def adversarial_train(
         "base": describe.get("base"),
     }
     identity = config_digest(run_identity)
-    existing = latest_checkpoint(out)
-    if existing is not None and not resume:
-        raise HashguardError(
-            f"{out} already holds an adversarial-training run (up to {existing.name}); pass --resume to "
-            "continue it or choose another output directory"
-        )
+    existing = existing_run(out, resume, "an adversarial-training run")
 
     # SPEC §7.1 step 1: the clean model's sign codes of the training split (eval mode) seed every bank.
     codes, labels = encode_dataset(model, train_set)
@@ -176,15 +170,7 @@ def adversarial_train(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume and existing is not None:
-        tensors, meta = read_checkpoint(existing)
-        if meta.get("identity") != identity:
-            raise CheckpointError(
-                f"{existing}: this run was started with another configuration or base model; resume it "
-                "with the same settings or choose another output directory"
-            )
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        method.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("method.")})
-        optimizer_from_flat(optimizer, tensors, meta["optimizer"])
+        tensors, meta = restore_checkpoint(existing, identity, model, method, optimizer)
         n = len(_DEFENSE_PREFIX)
         defense.load_state({k[n:]: v for k, v in tensors.items() if k.startswith(_DEFENSE_PREFIX)}, meta["defense"])
         start_epoch = int(meta["epochs_done"])

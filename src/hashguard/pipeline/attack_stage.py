@@ -109,10 +109,10 @@ def attack_model(
     log: Any,
 ) -> dict[str, Any]:
     """Run the suite (and the sweep) against one model; returns ``{"attacks": ..., "eps_sweep": ...}``."""
-    results: dict[str, Any] = {}
-    for name in attacks:
-        params = suite.params_for(name)
-        key = {
+
+    def stage_key(name: str, params: dict[str, Any]) -> dict[str, Any]:
+        """What an attack stage's result depends on."""
+        return {
             "model": target.identity,
             "attack": name,
             "params": params,
@@ -120,11 +120,14 @@ def attack_model(
             "topk": topk,
             "targets": targets_digest if attack_spec(name).targeted else None,
         }
-        directory = target.directory / "attacks" / name
+
+    results: dict[str, Any] = {}
+    for name in attacks:
+        params = suite.params_for(name)
         results[name] = run_stage(
             stage_name(target.key, name),
-            directory,
-            key,
+            target.directory / "attacks" / name,
+            stage_key(name, params),
             lambda d, n=name, p=params: run_one_attack(target, n, p, suite, target_labels, topk, d),
             log,
             plan,
@@ -135,22 +138,13 @@ def attack_model(
             points = []
             for eps in suite.sweep.eps:
                 params = suite.params_for(name, eps=eps)
-                if name in results and abs(eps - suite.eps) < 1e-12 and params == suite.params_for(name):
+                if name in results and params == suite.params_for(name):  # the suite's own run
                     outcome = results[name]
                 else:
-                    key = {
-                        "model": target.identity,
-                        "attack": name,
-                        "params": params,
-                        "queries": suite.queries,
-                        "topk": topk,
-                        "targets": targets_digest if attack_spec(name).targeted else None,
-                    }
-                    directory = target.directory / "sweep" / f"{name}-eps{eps:.6f}"
                     outcome = run_stage(
                         stage_name(target.key, name, eps),
-                        directory,
-                        key,
+                        target.directory / "sweep" / f"{name}-eps{eps:.6f}",
+                        stage_key(name, params),
                         lambda d, n=name, p=params: _sweep_point(target, n, p, suite, target_labels, topk, d),
                         log,
                         plan,

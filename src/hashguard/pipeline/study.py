@@ -1,6 +1,6 @@
 """``hashguard study``: the main job, as cached stages in one run directory.
 
-train (or load ``checkpoint``) -> encode query and database -> clean evaluation -> target labels -> attack
+train (or load ``checkpoint``) -> clean evaluation (encode query and database) -> target labels -> attack
 suite and eps sweep against the trained model -> retrieval grid -> for each defense: adversarial training
 (SAAT, ATRDH, CgAT), encode + clean evaluation of the hardened model, its attacks -> ``results.json``,
 ``report.md`` and ``report.html``.
@@ -8,7 +8,7 @@ suite and eps sweep against the trained model -> retrieval grid -> for each defe
 Run directory::
 
     model/                      trained checkpoint (or absent when ``checkpoint`` names one)
-    codes/ clean/               clean codes and metrics of the trained model
+    clean/                      clean codes and metrics of the trained model
     targets/target_labels.json  seeded target labels, shared by every targeted attack of the study
     models/<key>/attacks/<name> one directory per attack (result + adversarial codes), <key> = undefended,
     models/<key>/sweep/...      saat, ...; eps-sweep points
@@ -46,7 +46,7 @@ from hashguard.pipeline.stages import digest, forget_stage, run_stage, stage_don
 from hashguard.pipeline.study_config import StudyConfig, eps_label, load_study_config
 from hashguard.pipeline.summary import summary_table
 from hashguard.pipeline.train import model_spec_for, open_splits, run_training
-from hashguard.retrieval import load_codes, save_codes
+from hashguard.retrieval import save_codes
 from hashguard.versions import environment_versions
 
 __all__ = ["StudyConfig", "build_plan", "dry_run", "load_study_config", "run_study"]
@@ -79,8 +79,7 @@ def build_plan(config: StudyConfig, splits: DatasetSplits, log: Callable[[str], 
     costs: dict[str, float] = {}
     if config.checkpoint is None:
         costs["train"] = stage_cost(fit_items, 3 * config.train.epochs)
-    costs["encode"] = stage_cost(encode_items, 1)
-    costs["clean evaluation"] = 1.0
+    costs["clean evaluation"] = stage_cost(encode_items, 1)
     costs["target labels"] = 1.0
 
     def add_attacks(key: str, names: list[str], sweep: bool) -> None:
@@ -237,23 +236,8 @@ def run_study(
         fit_set, _ = carve_validation(splits.train, fraction, int((meta.get("training") or {}).get("seed", 0)))
     model, meta = load_model(model_dir, device=device)
 
-    def _encode(directory: Path) -> dict[str, Any]:
-        for split in ("query", "database"):
-            codes, labels = encode_dataset(model, splits.split(split), progress=True, description=split)
-            save_codes(directory / f"{split}.npz", codes, labels, meta={"split": split, "stage": "clean"})
-        return {"fingerprint": splits.fingerprint()}
-
-    codes_dir = out / "codes"
-    run_stage("encode", codes_dir, {"train": train_key, "data": splits.fingerprint()}, _encode, log, plan)
-
-    def _evaluate(directory: Path) -> dict[str, Any]:
-        query, database = load_codes(codes_dir / "query.npz"), load_codes(codes_dir / "database.npz")
-        metrics = evaluate_codes(query.codes, database.codes, query.labels, database.labels, topk)
-        atomic_write_json(directory / "metrics.json", metrics)
-        return _clean_summary(metrics)
-
     clean_key = {"train": train_key, "evaluation": config.evaluation.model_dump(), "data": splits.fingerprint()}
-    clean = run_stage("clean evaluation", out / "clean", clean_key, _evaluate, log, plan)
+    clean = _clean_stage("clean evaluation", model, splits, out / "clean", clean_key, topk, plan, log)
 
     targets_path = out / "targets" / "target_labels.json"
 

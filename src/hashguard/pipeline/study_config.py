@@ -16,27 +16,23 @@ Fractions such as ``8/255`` are accepted wherever an eps or step is expected. Un
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hashguard.config import ExperimentConfig, StrictModel, apply_overrides, build_config, read_yaml
+from hashguard.config import (
+    ExperimentConfig,
+    StrictModel,
+    apply_overrides,
+    build_config,
+    parse_fraction,
+    read_yaml,
+)
 
 #: The paper's attack suite (Table I): non-targeted mainstay / HAG / SDHA, targeted mainstay / SDHA / DHTA /
 #: P2P / THA. ProS-GAN is registered too but trains a GAN; add it explicitly where a GPU is available.
 DEFAULT_SUITE = ("mainstay", "hag", "sdha", "mainstay-targeted", "sdha-targeted", "dhta", "p2p", "tha")
-
-
-def parse_fraction(value: Any) -> Any:
-    """``"8/255"`` -> 0.03137...; other values pass through for pydantic to check."""
-    if isinstance(value, str):
-        try:
-            return float(Fraction(value.strip()))
-        except (ValueError, ZeroDivisionError):
-            return value
-    return value
 
 
 def eps_label(eps: float) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from hashguard.errors import CheckpointError
+from hashguard.errors import CheckpointError, HashguardError
 from hashguard.models.checkpoint import load_state_file, save_state_file
 
 STATE_WEIGHTS = "state.safetensors"
@@ -88,3 +88,35 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path / STATE_META}: unreadable training state ({exc})") from None
     return load_state_file(path / STATE_WEIGHTS), meta
+
+
+def existing_run(out: Path, resume: bool, what: str) -> Path | None:
+    """The newest checkpoint of the run in ``out``; an error when there is one and ``resume`` is not set."""
+    existing = latest_checkpoint(out)
+    if existing is not None and not resume:
+        raise HashguardError(
+            f"{out} already holds {what} (up to {existing.name}); pass --resume to continue it "
+            "or choose another output directory"
+        )
+    return existing
+
+
+def restore_checkpoint(
+    path: Path,
+    identity: str,
+    model: torch.nn.Module,
+    method: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load model, method and optimizer state from checkpoint ``path`` after checking the run identity;
+    returns the checkpoint's tensors and metadata for whatever else the caller keeps in it."""
+    tensors, meta = read_checkpoint(path)
+    if meta.get("identity") != identity:
+        raise CheckpointError(
+            f"{path}: this run was started with another configuration; resume it with the same "
+            "configuration or choose another output directory"
+        )
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    method.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("method.")})
+    optimizer_from_flat(optimizer, tensors, meta["optimizer"])
+    return tensors, meta

@@ -23,16 +23,15 @@ from torch.utils.data import DataLoader
 from hashguard.config import TrainConfig
 from hashguard.data.base import HashingDataset
 from hashguard.encoding import encode_dataset
-from hashguard.errors import CheckpointError, HashguardError
+from hashguard.errors import HashguardError
 from hashguard.io_utils import atomic_write_json
 from hashguard.methods.base import HashingMethod
 from hashguard.models.checkpoint import load_state_file, save_model, save_state_file
 from hashguard.models.hash_model import HashModel
 from hashguard.training.state import (
-    latest_checkpoint,
-    optimizer_from_flat,
+    existing_run,
     optimizer_to_flat,
-    read_checkpoint,
+    restore_checkpoint,
     write_checkpoint,
 )
 
@@ -119,22 +118,9 @@ def train_model(
     best_epoch: int | None = None
     best_score: float | None = None
 
-    existing = latest_checkpoint(out)
-    if existing is not None and not resume:
-        raise HashguardError(
-            f"{out} already holds a training run (up to {existing.name}); pass --resume to continue it "
-            "or choose another output directory"
-        )
+    existing = existing_run(out, resume, "a training run")
     if resume and existing is not None:
-        tensors, meta = read_checkpoint(existing)
-        if meta.get("identity") != identity:
-            raise CheckpointError(
-                f"{existing}: this run was started with another configuration; resume it with the same "
-                "configuration or choose another output directory"
-            )
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        method.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("method.")})
-        optimizer_from_flat(optimizer, tensors, meta["optimizer"])
+        _, meta = restore_checkpoint(existing, identity, model, method, optimizer)
         start_epoch = int(meta["epochs_done"])
         history = list(meta["history"])
         best_epoch, best_score = meta.get("best_epoch"), meta.get("best_score")
