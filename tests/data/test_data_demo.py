@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -77,14 +75,6 @@ def test_resize_and_channels_options() -> None:
     image = splits.train[0][0]
     assert image.shape == (3, 32, 32) and torch.equal(image[0], image[1])
     assert len(splits.query) == 100 and len(splits.database) == 4900
-
-
-def test_construction_is_fast() -> None:
-    open_dataset("demo-mnist")  # warm the CSV cache
-    start = time.perf_counter()
-    open_dataset("demo-mnist", seed=3)
-    open_dataset("demo-mnist-multi", seed=3)
-    assert time.perf_counter() - start < 2.0
 
 
 def test_bad_source_and_options() -> None:
