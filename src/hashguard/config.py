@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hashguard.errors import ConfigError
+from hashguard.protocol import MAP_TOPK
 from hashguard.protocol import TRAINING as PROTOCOL_TRAINING
 
 
@@ -73,7 +74,8 @@ class TrainConfig(StrictModel):
     lr_gamma: float = Field(default=0.1, gt=0, le=1)
     val_fraction: float = Field(default=0.0, ge=0, lt=1)
     eval_every: int = Field(default=1, gt=0)
-    eval_topk: int | None = Field(default=None, gt=0)
+    #: cut-off of the validation mAP that selects the best epoch (only with ``val_fraction`` > 0)
+    eval_topk: int | None = Field(default=MAP_TOPK, gt=0)
     checkpoint_every: int = Field(default=1, gt=0)
     select: Literal["best", "last"] = "last"
     num_workers: int = Field(default=0, ge=0)
