@@ -99,8 +99,8 @@ DEFENSES: dict[str, dict[str, Any]] = {
         "adv_weight": 1.0, "quant_weight": 1e-4, "augment": False,
     },
     "atrdh": {
-        **_INNER, "epochs": 100, "optimizer": "adam", "lr": 1e-4, "betas": (0.5, 0.999), "momentum": 0.0,
-        "weight_decay": 0.0, "adv_weight": 2.0, "quant_weight": 0.0, "memory_init": "zeros", "augment": False,
+        **_INNER, "epochs": 100, "optimizer": "adam", "lr": 1e-4, "betas": (0.5, 0.999), "weight_decay": 0.0,
+        "adv_weight": 2.0, "quant_weight": 0.0, "memory_init": "zeros", "augment": False,
         "prototype_hidden": 4096, "prototype_lr": 1e-4, "prototype_gamma": 1.0,
     },
     "cgat": {

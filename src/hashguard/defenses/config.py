@@ -75,8 +75,8 @@ class DefenseConfig(StrictModel):
     #: random crop (zero padding of size / 14 on each side, then a crop back to the same size: 16 px at 224,
     #: 2 px at 28) and horizontal flip of every training batch, before the inner attack (CgAT's protocol)
     augment: bool = False
-    # ATRDH only: the continuous benign memory U_ben starts from zeros (protocol) or from the sign codes
-    memory_init: Literal["zeros", "sign"] = "zeros"
+    # ATRDH only: the continuous benign memory U_ben starts from zeros (its protocol value) or the sign codes
+    memory_init: Literal["zeros", "sign"] = "sign"
     # ATRDH only: the online PrototypeNet (Wang et al., SIGIR 2021)
     prototype_hidden: int = Field(default=4096, gt=0)
     prototype_lr: float = Field(default=1e-4, gt=0)
