@@ -284,13 +284,16 @@ def resolved_budgets(config: StudyConfig) -> dict[str, dict[str, Any]]:
 
 def budget_table(config: StudyConfig) -> str:
     """The resolved per-attack budgets as a fixed-width table (printed by ``hashguard study --dry-run``)."""
+    from hashguard.attacks.registry import resolve_attack_params
     from hashguard.protocol import GENERATOR_ATTACKS, format_value
 
     header = ["attack", "targeted", "eps", "iterations", "optimizer", "step"]
     rows = []
     for name, budget in resolved_budgets(config).items():
         if name in GENERATOR_ATTACKS:
-            rows.append([name, "yes" if budget["targeted"] else "no", "-", "-", "generator", "-"])
+            projected = resolve_attack_params(name, **config.attacks.params_for(name)).get("project", False)
+            eps = budget["eps_label"] if projected else "-"
+            rows.append([name, "yes" if budget["targeted"] else "no", eps, "-", "generator", "-"])
             continue
         rows.append([
             name, "yes" if budget["targeted"] else "no", budget["eps_label"], str(budget["iterations"]),
