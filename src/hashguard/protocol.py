@@ -250,7 +250,7 @@ def training_departures(config: StudyConfig) -> list[str]:
     if step != max(train.epochs // 3, 1):
         when = "never decayed" if step is None else f"decayed every {step} epochs"
         lines.append(f"train: learning rate {when} (protocol: / 10 every floor(epochs / 3) epochs)")
-    if train.val_fraction > 0 or train.select != TRAINING["select"]:
+    if train.val_fraction > 0:  # without a validation part "select: best" keeps the last epoch anyway
         lines.append(f"train.val_fraction = {format_value(train.val_fraction)}, select {train.select} "
                      "(protocol: whole training split, last epoch)")
     return lines
