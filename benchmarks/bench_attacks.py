@@ -189,6 +189,7 @@ def main() -> None:
             label_width=16,
             disc_width=8,
             res_blocks=1,
+            project=True,  # a named departure (the protocol's ProS-GAN is unbounded): the sweep needs the bound
         ),
     }
     for name in ATTACKS:

@@ -97,7 +97,7 @@ def test_attack_command_writes_codes_and_result(tmp_path, attack_bench, capsys):
             "--device",
             "cpu",
             *[f"--param={p}" for p in ("proto_epochs=1", "proto_steps=3", "hidden=32", "epochs=1", "gan_steps=2")],
-            *[f"--param={p}" for p in ("width=4", "label_width=4", "disc_width=4", "res_blocks=0")],
+            *[f"--param={p}" for p in ("width=4", "label_width=4", "disc_width=4", "res_blocks=0", "project=true")],
         ]
     )
     assert code == 0, capsys.readouterr().err

@@ -77,7 +77,7 @@ def _bn_buffers(model):
 
 
 def test_inner_attack_accumulates_no_parameter_gradient_and_keeps_bn_statistics(defense_bench):
-    model, defense, config, batch = _inner_setup(defense_bench)
+    model, defense, config, batch = _inner_setup(defense_bench, inner_bn="frozen", inner_dropout=False)  # eval mode
     for parameter in model.parameters():
         parameter.grad = None
     before = _bn_buffers(model)

@@ -31,7 +31,8 @@ def test_one_cgat_epoch_improves_robust_map(defense_bench, tmp_path, robust_map,
     clean_before, robust_before = base_robust_map
     train = defense_bench.splits.train
     # CgAT's own recipe (SGD 0.01, momentum 0.9); batches of 16 give it 19 steps in the one epoch
-    settings = _settings(batch_size=16)
+    # (measured with the inner attack in eval mode and without the crop-and-flip augmentation: set explicitly)
+    settings = _settings(batch_size=16, augment=False, inner_bn="frozen", inner_dropout=False)
     result = defend(defense_bench.checkpoint, "cgat", tmp_path / "cgat", settings, train_set=train, log=None)
     assert result.finished
     hardened, meta = load_model(tmp_path / "cgat")
@@ -50,7 +51,8 @@ def test_one_atrdh_epoch_trains_its_prototypes_and_keeps_the_model_usable(
     defense_bench, tmp_path, robust_map, base_robust_map
 ):
     clean_before, robust_before = base_robust_map
-    settings = _settings(preset="demo", batch_size=32)
+    # measured with the original ATRDH weight 1 and U_ben from the sign codes: set explicitly
+    settings = _settings(preset="demo", batch_size=32, adv_weight=1.0, memory_init="sign")
     train = defense_bench.splits.train
     result = defend(defense_bench.checkpoint, "atrdh", tmp_path / "atrdh", settings, train_set=train, log=None)
     assert result.finished

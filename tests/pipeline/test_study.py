@@ -24,8 +24,7 @@ TINY = {
     "train": {"recipe": "fast", "epochs": 3, "val_fraction": 0.0, "progress": False},
     "evaluation": {"topk": 300},
     "attacks": {
-        "eps": "32/255",
-        "iterations": 10,
+        "override": {"eps": "32/255", "iterations": 10},
         "queries": 24,
         "suite": ["mainstay", "hag", "mainstay-targeted"],
         "sweep": {"attacks": ["mainstay"], "eps": [0, "8/255", "32/255"]},
@@ -195,7 +194,8 @@ def test_dry_run_validates_and_trains_nothing(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ("attacks.eps=2", "attacks.eps"),
+        ("attacks.override.eps=2", "attacks.override.eps"),
+        ("attacks.eps=8/255", "attacks.override.eps"),
         ("attacks.suite=[nosuchattack]", "unknown attack"),
         ("defenses.run=[{name: saat, settings: {nosuchfield: 1}}]", "nosuchfield"),
         ("attacks.sweep.eps=[1.5]", "outside"),

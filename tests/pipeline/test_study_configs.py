@@ -37,17 +37,20 @@ def test_config_validates(path):
         assert config.model.bits == int(path.stem.rsplit("-", 1)[1])
 
 
-def test_suite_step_is_a_pixel_step_for_sign_optimizers_only():
+def test_override_step_is_a_pixel_step_for_sign_optimizers_only():
     from hashguard.pipeline.study_config import AttackSuiteConfig
 
     suite = AttackSuiteConfig.model_validate(
-        {"eps": "32/255", "step": "4/255", "suite": ["mainstay", "hag", {"name": "sdha", "params": {"step": 0.02}}]}
+        {"override": {"eps": "32/255", "step": "4/255"},
+         "suite": ["mainstay", "hag", {"name": "sdha", "params": {"step": 0.02}}]}
     )
     assert suite.params_for("mainstay")["step"] == pytest.approx(4 / 255)
     assert suite.params_for("dhta")["step"] == pytest.approx(4 / 255)
     assert suite.params_for("sdha")["step"] == 0.02  # its own learning rate, not the pixel step
     assert "step" not in suite.params_for("hag")  # HAG's SGD keeps its learning rate
     hag_over_pgd = {"name": "hag", "params": {"optimizer": "pgd"}}
-    over_pgd = AttackSuiteConfig.model_validate({"step": "4/255", "suite": [hag_over_pgd]})
+    over_pgd = AttackSuiteConfig.model_validate({"override": {"step": "4/255"}, "suite": [hag_over_pgd]})
     assert over_pgd.params_for("hag")["step"] == pytest.approx(4 / 255)  # HAG's objective over PGD: sign steps
     assert suite.params_for("mainstay", eps=0.5)["eps"] == 0.5
+    assert suite.params_for("dhta")["eps"] == pytest.approx(32 / 255)
+    assert AttackSuiteConfig().params_for("dhta")["eps"] == 0.032  # no override: the attack's own radius

@@ -1,10 +1,10 @@
-"""The attack registry: name -> (objective, default optimizer and budget, declared parameters) (SPEC §6.8).
+"""The attack registry: name -> (objective, default optimizer and budget, declared parameters).
 
-Parameters are declared with a type, a default and a range (ART style) and validated by :func:`build_attack`;
-unknown names or bad values raise :class:`~hashguard.errors.ConfigError` with a one-line message. Every
-default
-of SPEC §6.8 can be overridden, including the optimizer (e.g. ``optimizer="sini"`` for the mainstay
-objective).
+The defaults are the paper protocol's (:data:`hashguard.protocol.ATTACKS`, ``docs/protocol.md``): each attack
+keeps its own eps, iterations, optimizer and step. Parameters are declared with a type, a default and a range
+(ART style) and validated by :func:`build_attack`; unknown names or bad values raise
+:class:`~hashguard.errors.ConfigError` with a one-line message. Every default can be overridden, including
+the optimizer (e.g. ``optimizer="sini"`` for the mainstay objective).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from hashguard.attacks.prosgan import ProSGANAttack, ProSGANObjective
 from hashguard.attacks.sdha import SDHAObjective, TargetedSDHAObjective
 from hashguard.attacks.tha import THAObjective
 from hashguard.errors import ConfigError
+from hashguard.protocol import ATTACKS as PROTOCOL
+from hashguard.protocol import PROSGAN_REC_WEIGHT_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class Param:
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """A registered attack: its objective, defaults (SPEC §6.8) and objective parameters."""
+    """A registered attack: its objective, defaults (the paper protocol's) and objective parameters."""
 
     name: str
     objective: type[Objective]
@@ -91,7 +93,7 @@ class AttackSpec:
             Param("seed", int, 0, "seed of the attack's generator"),
             Param("optimizer", str, self.optimizer, "perturbation optimizer", choices=tuple(OPTIMIZERS)),
             Param("step", float, self.step, "sign step size (or learning rate of sgd/adam)", 0.0, None),
-            Param("alpha_schedule", bool, True, "use the SAAT alpha schedule (SPEC §6.0)"),
+            Param("alpha_schedule", bool, True, "use the SAAT alpha schedule (Yuan et al., TIFS 2023)"),
             Param("alpha", float, 1.0, "fixed tanh scale when the schedule is off", 0.0, None),
         )
 
@@ -125,107 +127,103 @@ _MAINSTAY_PARAMS = (
         choices=(None, "positive", "negative", "random"),
     ),
 )
+_SDHA = PROTOCOL["sdha"]
 _SDHA_PARAMS = (
-    Param("weight", float, 25.0, "weight of the surrogate term (times 1/K)", 0.0, None),
+    Param("weight", float, _SDHA["weight"], "weight of the surrogate term (times 1/K)", 0.0, None),
     Param(
-        "min_distance", float, 1.0, "floor of d_H in the non-targeted weight (1e-8 = reference)", 1e-12, None
+        "min_distance",
+        float,
+        _SDHA["min_distance"],
+        "d_H floor of the non-targeted weight (d_H + 1e-8)^-1/2; 1 = guard against the 1e4 weight of identical codes",
+        1e-12,
+        None,
     ),
-    Param("mse_weight", float, 1.0, "weight of the MSE(x', x) term", 0.0, None),
+    Param("mse_weight", float, _SDHA["mse_weight"], "weight of the MSE(x', x) term", 0.0, None),
 )
+_THA = PROTOCOL["tha"]
 _THA_PARAMS = (
-    Param("epochs", int, 100, "PrototypeNet epochs", 0, None),
-    Param("steps", int, 300, "PrototypeNet steps per epoch", 1, None),
-    Param("batch_size", int, 128, "PrototypeNet label batch", 1, None),
-    Param("lr", float, 1e-4, "PrototypeNet Adam learning rate", 0.0, None),
-    Param("hidden", int, 4096, "PrototypeNet hidden width", 1, None),
-    Param("gamma", float, 1.0, "circle-loss scale", 0.0, None),
+    Param("epochs", int, _THA["epochs"], "PrototypeNet epochs", 0, None),
+    Param("steps", int, _THA["steps"], "PrototypeNet steps per epoch", 1, None),
+    Param("batch_size", int, _THA["batch_size"], "PrototypeNet label batch", 1, None),
+    Param("lr", float, _THA["lr"], "PrototypeNet Adam learning rate", 0.0, None),
+    Param("hidden", int, _THA["hidden"], "PrototypeNet hidden width", 1, None),
+    Param("gamma", float, _THA["gamma"], "circle-loss scale", 0.0, None),
 )
 
+_PROS = PROTOCOL["prosgan"]
 _PROSGAN_PARAMS = (
-    Param("proto_epochs", int, 100, "PrototypeNet epochs", 0, None),
-    Param("proto_steps", int, 300, "PrototypeNet steps per epoch", 1, None),
-    Param("proto_batch_size", int, 64, "PrototypeNet label batch", 1, None),
-    Param("proto_lr", float, 1e-4, "PrototypeNet Adam learning rate", 0.0, None),
-    Param("hidden", int, 4096, "PrototypeNet hidden width", 1, None),
-    Param("epochs", int, 100, "GAN epochs (constant lr for the first half, then linear decay)", 0, None),
+    Param("proto_epochs", int, _PROS["proto_epochs"], "PrototypeNet epochs", 0, None),
+    Param("proto_steps", int, _PROS["proto_steps"], "PrototypeNet steps per epoch", 1, None),
+    Param("proto_batch_size", int, _PROS["proto_batch_size"], "PrototypeNet label batch", 1, None),
+    Param("proto_lr", float, _PROS["proto_lr"], "PrototypeNet Adam learning rate", 0.0, None),
+    Param("hidden", int, _PROS["hidden"], "PrototypeNet hidden width", 1, None),
+    Param("epochs", int, _PROS["epochs"], "GAN epochs (constant lr for the first half, then linear decay)", 0, None),
     Param("gan_steps", int, 0, "cap on GAN batches per epoch (0 = the whole training set)", 0, None),
-    Param("batch_size", int, 24, "GAN batch size", 1, None),
-    Param("lr", float, 1e-4, "G and D Adam learning rate", 0.0, None),
-    Param("rec_weight", float, 50.0, "reconstruction weight w_rec (100 FLICKR-25K, 50 NUS-WIDE / MS-COCO)", 0.0, None),
-    Param("hash_weight", float, 5.0, "weight of the prototype hash term", 0.0, None),
+    Param("batch_size", int, _PROS["batch_size"], "GAN batch size", 1, None),
+    Param("lr", float, _PROS["lr"], "G and D Adam learning rate", 0.0, None),
+    Param(
+        "rec_weight",
+        float,
+        PROSGAN_REC_WEIGHT_DEFAULT,
+        "reconstruction weight w_rec (protocol: 100 FLICKR-25K, 50 NUS-WIDE / MS-COCO; default 50)",
+        0.0,
+        None,
+    ),
+    Param("hash_weight", float, _PROS["hash_weight"], "weight of the prototype hash term", 0.0, None),
     Param("width", int, 64, "generator image-encoder width", 1, None),
     Param("label_width", int, 128, "generator label-encoder width", 1, None),
     Param("disc_width", int, 64, "discriminator width", 1, None),
     Param("res_blocks", int, 3, "residual blocks in the encoder and in the decoder", 0, None),
-    Param("project", bool, True, "project onto the eps ball and [0, 1] (False = unbounded original)"),
+    Param(
+        "project",
+        bool,
+        _PROS["project"],
+        "project onto the eps ball and [0, 1] (a bounded departure; the original generator is unbounded)",
+    ),
 )
+
+
+def _budget(name: str) -> tuple[float, int, str, float]:
+    """(eps, iterations, optimizer, step) of attack ``name`` in the paper protocol."""
+    settings = PROTOCOL[name]
+    return settings["eps"], settings["iterations"], settings["optimizer"], settings["step"]
+
 
 ATTACKS: dict[str, AttackSpec] = {
     spec.name: spec
     for spec in (
-        AttackSpec(
-            "mainstay",
-            MainstayObjective,
-            "Yuan et al., IEEE TIFS 2023",
-            8 / 255,
-            100,
-            "pgd",
-            1 / 255,
-            _MAINSTAY_PARAMS,
-        ),
-        AttackSpec(
-            "mainstay-targeted",
-            TargetedMainstayObjective,
-            "Yuan et al., IEEE TIFS 2023",
-            8 / 255,
-            100,
-            "pgd",
-            1 / 255,
-            _MAINSTAY_PARAMS,
-        ),
+        AttackSpec("mainstay", MainstayObjective, "Yuan et al., IEEE TIFS 2023", *_budget("mainstay"),
+                   _MAINSTAY_PARAMS),
+        AttackSpec("mainstay-targeted", TargetedMainstayObjective, "Yuan et al., IEEE TIFS 2023",
+                   *_budget("mainstay-targeted"), _MAINSTAY_PARAMS),
         AttackSpec(
             "hag",
             HAGObjective,
             "Yang et al., IEEE TCYB 2018",
-            8 / 255,
-            2000,
-            "sgd",
-            100.0,
-            (Param("beta", float, 1.0, "weight of the bit-balance term", 0.0, None),),
-            {"momentum": 0.9},
+            *_budget("hag"),
+            (Param("beta", float, PROTOCOL["hag"]["beta"], "weight of the bit-balance term", 0.0, None),),
+            {"momentum": PROTOCOL["hag"]["momentum"]},
         ),
-        AttackSpec("sdha", SDHAObjective, "Lu et al., ICMR 2021", 8 / 255, 1500, "adam", 0.01, _SDHA_PARAMS),
-        AttackSpec(
-            "sdha-targeted",
-            TargetedSDHAObjective,
-            "Lu et al., ICMR 2021",
-            8 / 255,
-            1500,
-            "adam",
-            0.01,
-            _SDHA_PARAMS,
-        ),
+        AttackSpec("sdha", SDHAObjective, "Lu et al., ICMR 2021", *_budget("sdha"), _SDHA_PARAMS),
+        AttackSpec("sdha-targeted", TargetedSDHAObjective, "Lu et al., ICMR 2021", *_budget("sdha-targeted"),
+                   _SDHA_PARAMS),
         AttackSpec(
             "dhta",
             AnchorObjective,
             "Bai et al., ECCV 2020",
-            0.032,
-            2000,
-            "bim",
-            1 / 255,
-            (Param("n_anchors", int, 9, "database codes summed into the anchor", 1, None),),
+            *_budget("dhta"),
+            (Param("n_anchors", int, PROTOCOL["dhta"]["n_anchors"], "database codes summed into the anchor", 1,
+                   None),),
         ),
         AttackSpec(
             "p2p",
             P2PObjective,
             "Bai et al., ECCV 2020",
-            0.032,
-            2000,
-            "bim",
-            1 / 255,
-            (Param("n_anchors", int, 1, "database codes summed into the anchor", 1, None),),
+            *_budget("p2p"),
+            (Param("n_anchors", int, PROTOCOL["p2p"]["n_anchors"], "database codes summed into the anchor", 1,
+                   None),),
         ),
-        AttackSpec("tha", THAObjective, "Wang et al., SIGIR 2021", 8 / 255, 100, "bim", 1 / 255, _THA_PARAMS),
+        AttackSpec("tha", THAObjective, "Wang et al., SIGIR 2021", *_budget("tha"), _THA_PARAMS),
         AttackSpec(
             "prosgan",
             ProSGANObjective,
@@ -254,16 +252,8 @@ def describe_attacks() -> str:
     return "\n".join(spec.describe() for spec in ATTACKS.values())
 
 
-def build_attack(
-    name: str, model: nn.Module, context: AttackContext | None = None, **params: Any
-) -> HashAttack:
-    """Build the attack ``name`` on ``model`` with the defaults of SPEC §6.8, overridden by ``params``.
-
-    Common parameters: eps, iterations, seed, optimizer, step, alpha_schedule, alpha. Objective parameters are
-    listed by :func:`describe_attacks`; optimizer parameters (random_start, decay, scales, samples, beta,
-    resize_rate, diversity_prob, momentum, beta1, beta2) are checked by the chosen optimizer.
-    """
-    spec = attack_spec(name)
+def _split_params(spec: AttackSpec, params: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """(common, objective, optimizer) values of ``spec``: declared defaults overridden by validated ``params``."""
     common = {p.name: p for p in spec.common_params()}
     objective_decl = {p.name: p for p in spec.objective_params}
     values = {key: p.default for key, p in common.items()}
@@ -276,12 +266,15 @@ def build_attack(
             objective_values[key] = objective_decl[key].validate(value, spec.name)
         else:
             optimizer_values[key] = value
-    optimizer_name = values["optimizer"]
-    if optimizer_name == spec.optimizer:
+    if values["optimizer"] == spec.optimizer:
         optimizer_values = {**spec.optimizer_defaults, **optimizer_values}
+    return values, objective_values, optimizer_values
+
+
+def _optimizer(spec: AttackSpec, values: dict[str, Any], optimizer_values: dict[str, Any]) -> Any:
     try:
-        optimizer = build_optimizer(
-            optimizer_name,
+        return build_optimizer(
+            values["optimizer"],
             step=values["step"],
             alpha_schedule=values["alpha_schedule"],
             alpha=values["alpha"],
@@ -290,8 +283,37 @@ def build_attack(
     except TypeError as exc:
         raise ConfigError(f"{spec.name}: {exc}") from None
     except ConfigError as exc:
-        accepted = sorted([*common, *objective_decl])
+        accepted = sorted([*(p.name for p in spec.common_params()), *(p.name for p in spec.objective_params)])
         raise ConfigError(f"{spec.name}: {exc} (attack parameters: {', '.join(accepted)})") from None
+
+
+def resolve_attack_params(name: str, **params: Any) -> dict[str, Any]:
+    """Every setting attack ``name`` runs with: its defaults (the paper protocol's) overridden by ``params``.
+
+    The result holds the common parameters (eps, iterations, seed, optimizer, step, alpha_schedule, alpha),
+    the objective's parameters and the optimizer's own (e.g. ``random_start``, ``momentum``), as
+    :func:`build_attack` would use them. Bad names or values raise :class:`ConfigError`.
+    """
+    spec = attack_spec(name)
+    values, objective_values, optimizer_values = _split_params(spec, params)
+    optimizer = _optimizer(spec, values, optimizer_values)
+    resolved = {**values, **objective_values, **optimizer.params()}
+    resolved["optimizer"] = values["optimizer"]
+    return resolved
+
+
+def build_attack(
+    name: str, model: nn.Module, context: AttackContext | None = None, **params: Any
+) -> HashAttack:
+    """Build the attack ``name`` on ``model`` with the paper protocol's defaults, overridden by ``params``.
+
+    Common parameters: eps, iterations, seed, optimizer, step, alpha_schedule, alpha. Objective parameters are
+    listed by :func:`describe_attacks`; optimizer parameters (random_start, decay, scales, samples, beta,
+    resize_rate, diversity_prob, momentum, beta1, beta2) are checked by the chosen optimizer.
+    """
+    spec = attack_spec(name)
+    values, objective_values, optimizer_values = _split_params(spec, params)
+    optimizer = _optimizer(spec, values, optimizer_values)
     objective = spec.objective(**objective_values)
     return spec.attack_class(
         model,

@@ -25,6 +25,7 @@ from hashguard.attacks.optimizers import check_eps
 from hashguard.commands.common import add_data_arguments, data_config_from_args
 from hashguard.errors import ConfigError
 from hashguard.io_utils import atomic_write_json
+from hashguard.protocol import MAP_TOPK
 from hashguard.retrieval.codes_io import save_codes
 
 
@@ -80,7 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--targets", metavar="FILE", help="target-label file to reuse (targeted attacks)")
     parser.add_argument("--target-seed", type=int, default=0, help="seed when target labels are created")
     parser.add_argument("--limit", type=int, help="attack only the first N queries")
-    parser.add_argument("--topk", type=int, help="mAP cut-off (default: whole ranking)")
+    parser.add_argument("--topk", type=int, default=MAP_TOPK,
+                        help=f"mAP cut-off (0 = whole ranking; default {MAP_TOPK}, the paper protocol's)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
     add_data_arguments(parser)
@@ -96,7 +98,7 @@ def run_attack(
     targets: str | Path | None = None,
     target_seed: int = 0,
     limit: int | None = None,
-    topk: int | None = None,
+    topk: int | None = MAP_TOPK,
     batch_size: int = 128,
     device: str = "auto",
     data: Any = None,
@@ -179,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
     if args.optimizer is not None:
         params["optimizer"] = args.optimizer
     params["seed"] = args.seed
+    if args.topk is not None and args.topk < 0:
+        raise ConfigError(f"--topk must be positive or 0 for the whole ranking, got {args.topk}")
+    topk = None if args.topk == 0 else args.topk
     result = run_attack(
         args.checkpoint,
         args.attack,
@@ -187,12 +192,13 @@ def run(args: argparse.Namespace) -> int:
         targets=args.targets,
         target_seed=args.target_seed,
         limit=args.limit,
-        topk=args.topk,
+        topk=topk,
         batch_size=args.batch_size,
         device=args.device,
         data=data_config_from_args(args),
     )
-    metric = "t-mAP" if result["targeted"] else "mAP"
+    cut = "all" if topk is None else topk
+    metric = f"t-mAP@{cut}" if result["targeted"] else f"mAP@{cut}"
     before = result["clean_tmap"] if result["targeted"] else result["clean_map"]
     after = result["adv_tmap"] if result["targeted"] else result["adv_map"]
     print(

@@ -6,7 +6,7 @@
 A thin layer over :func:`hashguard.defenses.defend`: the hardened checkpoint (``model.safetensors`` +
 ``model.json`` with the ``defense`` provenance: base checkpoint and its SHA-256, defense, paper, full
 configuration, history) goes to ``--out``; per-epoch training states go to ``--out/checkpoints`` so that
-``--resume`` continues an interrupted run. Defenses (SPEC §7): ``saat`` (Yuan et al., IEEE TIFS 2023),
+``--resume`` continues an interrupted run. Defenses (docs/protocol.md): ``saat`` (Yuan et al., IEEE TIFS 2023),
 ``atrdh`` (Wang et al., SIGIR 2021), ``cgat`` (Wang et al., WWW 2023).
 """
 
@@ -17,17 +17,20 @@ import argparse
 from hashguard.commands.common import add_data_arguments, data_config_from_args
 from hashguard.data.base import HashingDataset
 
-_EPILOG = """defenses (SPEC §7):
+_EPILOG = """defenses (protocol recipes: docs/protocol.md):
   saat   SAAT, inner PGD away from the DMFL mainstay code, outer L_hash - lambda<f(x_adv), m> + mu Q
          (Yuan et al., IEEE TIFS 2023); paper recipe: SGD 0.05, 20 epochs, eps 8/255, step 2/255, 7 steps
   atrdh  ATRDH, targeted PGD towards online THA prototypes, pairwise DPH term on adversarial codes
-         (Wang et al., SIGIR 2021); paper recipe: Adam 1e-4, 100 epochs
-  cgat   CgAT, as SAAT with the unweighted centre code (Wang et al., WWW 2023); SGD 0.01, 30 epochs
+         (Wang et al., SIGIR 2021); paper recipe: Adam 1e-4, 100 epochs, weight 2, U_ben from zeros
+  cgat   CgAT, as SAAT with the unweighted centre code (Wang et al., WWW 2023); SGD 0.01, 30 epochs,
+         random crop and flip
+  every paper recipe runs the inner attack in train mode (inner_bn update, inner_dropout true)
 
 --set keys (DefenseConfig): epochs batch_size optimizer lr momentum betas weight_decay milestones lr_gamma
-  eps step iterations random_start inner_bn inner_dropout adv_weight quant_weight refresh_bank
-  prototype_hidden prototype_lr prototype_gamma train_items seed checkpoint_every progress
-presets: paper (SPEC §7, default) and demo (CPU recipe for the demo digits); --set overrides either.
+  eps step iterations random_start inner_bn inner_dropout adv_weight quant_weight refresh_bank augment
+  memory_init prototype_hidden prototype_lr prototype_gamma train_items seed checkpoint_every progress
+presets: paper (the protocol, default) and demo (CPU recipe for the demo digits: inner attack in eval mode,
+  fewer epochs, eps 32/255); --set overrides either.
 """
 
 

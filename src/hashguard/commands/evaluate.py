@@ -10,6 +10,7 @@ from hashguard.commands.common import add_data_arguments, data_config_from_args
 from hashguard.errors import ConfigError
 from hashguard.io_utils import atomic_write, atomic_write_json
 from hashguard.pipeline.evaluate import evaluate_checkpoint, evaluate_codes
+from hashguard.protocol import MAP_TOPK
 from hashguard.retrieval import load_codes
 
 
@@ -22,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT_DIR")
     parser.add_argument("--query-codes", metavar="Q.npz", help="evaluate code files instead of a checkpoint")
     parser.add_argument("--db-codes", metavar="DB.npz")
-    parser.add_argument("--topk", type=int, default=5000, help="mAP@k cut-off (0 = whole ranking; default 5000)")
+    parser.add_argument("--topk", type=int, default=MAP_TOPK,
+                        help=f"mAP@k cut-off (0 = whole ranking; default {MAP_TOPK}, the paper protocol's)")
     parser.add_argument("--out", metavar="METRICS.json", help="write every metric as JSON")
     parser.add_argument("--pr-out", metavar="PR.csv", help="write the precision-recall curve as CSV")
     parser.add_argument("--device", default="auto")
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise ConfigError("name a checkpoint directory, or --query-codes and --db-codes")
     k = metrics["topk"] if metrics["topk"] is not None else "all"
-    print(f"queries {metrics['n_queries']}, database {metrics['n_database']}, {metrics['bits']} bits")
+    print(f"queries {metrics['n_queries']}, database {metrics['n_database']}, {metrics['bits']} bits; "
+          f"cut-off mAP@{k}" + (f" (--topk {args.topk}, capped at the database size)" if topk and k != topk else ""))
     print(f"mAP@{k}            {metrics['map']:.4f}   (ties broken by database index)")
     print(f"tie-aware mAP@{k}  {metrics['map_tie_aware']:.4f}   (expected over random order within ties)")
     print(f"mAP (all)          {metrics['map_all']:.4f}")

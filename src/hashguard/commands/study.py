@@ -21,9 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("config", metavar="CONFIG.yaml")
     parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<config name>)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. attacks.eps=16/255 (repeatable)")
+                        help="override a config value, e.g. attacks.override.eps=16/255 (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="validate the config, dataset, model, attacks and defenses; print the plan; train nothing")
+                        help="print the resolved attack budgets and the departures from the paper protocol; validate "
+                        "the config, dataset, model, attacks and defenses; print the plan; train nothing")
     parser.add_argument("--no-report", action="store_true", help="write results.json only")
     parser.set_defaults(handler=run)
 

@@ -1,18 +1,21 @@
-"""ATRDH: adversarial training with targeted prototype attacks (SPEC §7.2, original weight 1, no mask).
+"""ATRDH: adversarial training with targeted prototype attacks (no triangular mask).
 
-Reference: X. Wang, Z. Zhang, G. Lu, Y. Xu, "Targeted Attack and Defense for Deep Hashing", SIGIR 2021.
+Reference: X. Wang, Z. Zhang, G. Lu, Y. Xu, "Targeted Attack and Defense for Deep Hashing", SIGIR 2021; the
+protocol is the port that produced the SAAT paper's Table II (Yuan et al., IEEE TIFS 2023).
 
-State: a sign-code memory ``B_train`` (N x K) and a continuous memory ``U_ben`` (N x K), both initialised from
-the clean model's sign codes of the training split, and a fresh THA PrototypeNet (SPEC §6.6) trained online.
+State: a sign-code memory ``B_train`` (N x K) initialised from the clean model's sign codes of the training
+split, a continuous memory ``U_ben`` (N x K) initialised to zeros (protocol, ``memory_init="zeros"``; or to
+the sign codes, ``memory_init="sign"``), and a fresh THA PrototypeNet trained online.
 Per batch (x, y, idx):
 
 1. sample B target labels uniformly (with replacement) from the unique training labels, take one Adam step
    of the PrototypeNet with THA's circle loss against (B_train, Y_train) over **all** pairs (no triangular
-   mask, SPEC §10 item 17; :func:`hashguard.attacks.tha.prototype_loss`);
+   mask, which in the reference code dropped the pairs j <= i; :func:`hashguard.attacks.tha.prototype_loss`);
 2. x_adv: targeted PGD towards p = sign(PrototypeNet(t)) with the plain loss -mean(f(x + delta) * p);
 3. u = f(x), u_adv = f(x_adv); B_train[idx] <- sign(u); U_ben[idx] <- u (continuous);
    L = L_hash(u, y, idx) + w * mean_{i,j} (<u_adv_i, U_ben_j> / K - s_ij)^2 with s_ij = +1 when y_i and Y_j
-   share a label and -1 otherwise, and w = ``adv_weight`` = 1 (the original ATRDH; the SAAT port used 2).
+   share a label and -1 otherwise, and w = ``adv_weight`` = 2 (the protocol: the port behind Table II;
+   the original ATRDH used 1).
 
 Differences from the SAAT port, documented: targets come from the unique *training* labels (the port used
 the database labels; on the standard benchmarks the label sets coincide, and training never touches another
@@ -42,7 +45,7 @@ _PROTO_OPT = "prototype_optimizer."
 
 
 class ATRDH(Defense):
-    """ATRDH (Wang et al., SIGIR 2021, "Targeted Attack and Defense for Deep Hashing"; SPEC §7.2)."""
+    """ATRDH (Wang et al., SIGIR 2021, "Targeted Attack and Defense for Deep Hashing")."""
 
     name = "atrdh"
     reference = "Wang et al., Targeted Attack and Defense for Deep Hashing, SIGIR 2021"
@@ -58,7 +61,10 @@ class ATRDH(Defense):
 
     def setup(self, train_codes: torch.Tensor, train_labels: torch.Tensor, bits: int, seed: int) -> None:
         self.codes = train_codes.detach().float().clone()
-        self.memory = self.codes.clone()
+        if self.config.memory_init == "zeros":
+            self.memory = torch.zeros_like(self.codes)
+        else:
+            self.memory = self.codes.clone()
         self.labels = train_labels.detach().float().clone()
         self.pool = torch.unique(self.labels, dim=0)
         with torch.random.fork_rng(devices=[]):

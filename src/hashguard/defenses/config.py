@@ -1,13 +1,15 @@
-"""Configuration of an adversarial-training run: per-defense defaults (SPEC §7), presets, the LR schedule.
+"""Configuration of an adversarial-training run: per-defense defaults (the paper protocol), presets, the LR
+schedule.
 
-``DefenseConfig(defense="saat")`` holds SAAT's reference recipe (SPEC §7.1); ``preset: demo`` is the CPU demo
-recipe; any field can be overridden (``--set epochs=5``). ``eps`` and ``step`` also accept fractions such as
-``8/255``.
+``DefenseConfig(defense="saat")`` holds SAAT's protocol recipe (:data:`hashguard.protocol.DEFENSES`, read
+from there; ``docs/protocol.md``); ``preset: demo`` is the CPU demo recipe, an explicit departure (fewer
+epochs, a larger batch, a larger radius, and the inner attack in eval mode); any field can be overridden
+(``--set epochs=5``). ``eps`` and ``step`` also accept fractions such as ``8/255``.
 
 The learning rate follows MultiStepLR stepped once per iteration: it is multiplied by ``lr_gamma`` at each
-milestone step ``int(fraction * total_iterations)`` (SPEC §7.1 step 2). The milestones are computed as
-integers, so every epoch count decays (SPEC §10 item 26: the reference code's float milestones were silently
-skipped unless integral).
+milestone step ``int(fraction * total_iterations)`` (Yuan et al., TIFS 2023: milestones at 50 % and 75 % of
+the iterations). The milestones are computed as integers, so every epoch count decays (the reference code's
+float milestones were silently skipped unless integral).
 """
 
 from __future__ import annotations
@@ -19,29 +21,20 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from hashguard.config import StrictModel, parse_fraction
+from hashguard.protocol import DEFENSES as PROTOCOL_DEFENSES
 
 DEFENSE_NAMES = ("saat", "atrdh", "cgat")
 INNER_BN_MODES = ("frozen", "batch", "update")
 
-#: The reference recipes (SPEC §7.1, §7.2 with the original weight 1, §7.4).
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "saat": dict(
-        epochs=20, batch_size=32, optimizer="sgd", lr=0.05, momentum=0.0, weight_decay=1e-5,
-        adv_weight=1.0, quant_weight=1e-4,
-    ),
-    "atrdh": dict(
-        epochs=100, batch_size=32, optimizer="adam", lr=1e-4, betas=(0.5, 0.999), momentum=0.0,
-        weight_decay=0.0, adv_weight=1.0, quant_weight=0.0,
-    ),
-    "cgat": dict(
-        epochs=30, batch_size=32, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
-        adv_weight=1.0, quant_weight=0.0,
-    ),
-}
+#: The paper protocol's recipes (SAAT: Yuan et al., TIFS 2023; ATRDH as ported for the paper's Table II,
+#: adversarial weight 2 and U_ben from zeros; CgAT: Wang et al., WWW 2023, with its crop-and-flip augmentation).
+DEFAULTS: dict[str, dict[str, Any]] = {name: dict(PROTOCOL_DEFENSES[name]) for name in DEFENSE_NAMES}
 
-#: CPU demo recipes for the 28x28 demo digits (small CNN): fewer epochs, a larger batch, and the
-#: eps / step the demo evidence uses (digits need eps 16/255-32/255 before an attack hurts; FIELD_NOTES).
-_DEMO_COMMON: dict[str, Any] = dict(batch_size=64, eps=32 / 255, step=8 / 255, iterations=7)
+#: CPU demo recipes for the 28x28 demo digits (small CNN): fewer epochs, a larger batch, the eps / step the
+#: demo uses (digits need eps 16/255-32/255 before an attack hurts), and the inner attack in eval mode.
+_DEMO_COMMON: dict[str, Any] = dict(
+    batch_size=64, eps=32 / 255, step=8 / 255, iterations=7, inner_bn="frozen", inner_dropout=False
+)
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {name: {} for name in DEFENSE_NAMES},
     "demo": {
@@ -53,7 +46,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 class DefenseConfig(StrictModel):
-    """One adversarial-training run. Unset fields take the defense's reference value, then the preset's."""
+    """One adversarial-training run. Unset fields take the defense's protocol value, then the preset's."""
 
     defense: Literal["saat", "atrdh", "cgat"] = "saat"
     preset: Literal["paper", "demo"] = "paper"
@@ -68,18 +61,23 @@ class DefenseConfig(StrictModel):
     weight_decay: float = Field(default=1e-5, ge=0)
     milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75])
     lr_gamma: float = Field(default=0.1, gt=0, le=1)
-    # inner attack (PGD, random start, sign steps, alpha = 1, SPEC §7.1)
+    # inner attack (PGD, random start, sign steps, alpha = 1); protocol: train mode (``update`` + dropout on)
     eps: float = Field(default=8 / 255, ge=0, le=1)
     step: float = Field(default=2 / 255, gt=0, le=1)
     iterations: int = Field(default=7, ge=0)
     random_start: bool = True
-    inner_bn: Literal["frozen", "batch", "update"] = "frozen"
-    inner_dropout: bool = False
+    inner_bn: Literal["frozen", "batch", "update"] = "update"
+    inner_dropout: bool = True
     # outer loss weights: lambda (adversarial term) and mu (quantisation of the adversarial codes)
     adv_weight: float = Field(default=1.0, ge=0)
     quant_weight: float = Field(default=1e-4, ge=0)
     refresh_bank: bool = True
-    # ATRDH only: the online PrototypeNet (SPEC §6.6)
+    #: random crop (zero padding of size / 14 on each side, then a crop back to the same size: 16 px at 224,
+    #: 2 px at 28) and horizontal flip of every training batch, before the inner attack (CgAT's protocol)
+    augment: bool = False
+    # ATRDH only: the continuous benign memory U_ben starts from zeros (its protocol value) or the sign codes
+    memory_init: Literal["zeros", "sign"] = "sign"
+    # ATRDH only: the online PrototypeNet (Wang et al., SIGIR 2021)
     prototype_hidden: int = Field(default=4096, gt=0)
     prototype_lr: float = Field(default=1e-4, gt=0)
     prototype_gamma: float = Field(default=1.0, gt=0)
@@ -121,7 +119,8 @@ class DefenseConfig(StrictModel):
 
 
 def milestone_steps(total_iterations: int, fractions: list[float]) -> list[int]:
-    """Integer MultiStepLR milestones: ``int(f * total)`` for each fraction, at least 1 (SPEC §10 item 26)."""
+    """Integer MultiStepLR milestones: ``int(f * total)`` for each fraction, at least 1 (float milestones of the
+    reference code were skipped unless integral)."""
     return [max(1, int(Fraction(f).limit_denominator(10**6) * total_iterations)) for f in fractions]
 
 

@@ -1,12 +1,12 @@
-"""SAAT and CgAT: adversarial training against a semantic code of the training set (SPEC §7.1, §7.4).
+"""SAAT and CgAT: adversarial training against a semantic code of the training set.
 
 SAAT: X. Yuan, Z. Zhang, X. Wang, L. Wu, "Semantic-Aware Adversarial Training for Reliable Deep Hashing
 Retrieval", IEEE TIFS 18:4681-4694, 2023.
 CgAT: X. Wang et al., "CgAT: Center-Guided Adversarial Training for Deep Hashing-Based
 Retrieval", WWW 2023.
 
-Both keep a bank ``U_ben`` of sign codes of the training split, initialised from the clean model (SPEC §7.1
-step 1) and refreshed with each batch's benign sign codes. Per batch:
+Both keep a bank ``U_ben`` of sign codes of the training split, initialised from the clean model (SAAT's
+first step) and refreshed with each batch's benign sign codes. Per batch:
 
 * inner: m = code(y; U_ben, Y) (SAAT: the DMFL mainstay code, cosine-weighted positives; CgAT: the centre
   code, unweighted positives, :func:`hashguard.mainstay.center_codes`); PGD minimises the plain loss
@@ -103,7 +103,7 @@ class SAAT(CodeBankDefense):
 
 
 class CgAT(CodeBankDefense):
-    """CgAT: centre-guided adversarial training (Wang et al., WWW 2023; SPEC §7.4), unweighted centre codes."""
+    """CgAT: centre-guided adversarial training (Wang et al., WWW 2023), unweighted centre codes."""
 
     name = "cgat"
     reference = "Wang et al., CgAT: Center-Guided Adversarial Training for Deep Hashing-Based Retrieval, WWW 2023"

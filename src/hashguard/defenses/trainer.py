@@ -3,24 +3,28 @@
 Per batch: the defense supplies the inner loss; PGD (random start, sign steps of ``step``, ``iterations``
 iterations, alpha = 1, :class:`hashguard.attacks.optimizers.PGD`) minimises it over the L-infinity ball of
 radius ``eps`` with the model's parameters frozen (``requires_grad=False``: no parameter gradient is
-computed or accumulated, SPEC §10 item 24); then the model (train mode) takes one optimiser step on the
-defense's outer loss, which contains the method's own hashing loss.
+computed or accumulated; the reference code accumulated and then discarded them); then the model (train
+mode) takes one optimiser step on the defense's outer loss, which contains the method's own hashing loss.
 
-Mode of the model during the inner attack (SPEC §10 item 24; the reference code ran it in train mode):
+Mode of the model during the inner attack (the paper protocol runs it in train mode):
 
-* ``inner_bn="frozen"`` (default): batch norm uses and keeps its running statistics, exactly as at test
-  time, so adversarial batches never touch them and the attack targets the model that will be deployed;
+* ``inner_bn="update"`` with ``inner_dropout=True`` (protocol default): train mode, batch norm normalises
+  with the batch's statistics and updates its running statistics, dropout is on;
+* ``inner_bn="frozen"`` with ``inner_dropout=False`` (the ``demo`` preset): eval mode, batch norm uses and
+  keeps its running statistics, exactly as at test time, so adversarial batches never touch them;
 * ``inner_bn="batch"``: batch norm normalises with the adversarial batch's own statistics, but its running
-  statistics are restored afterwards;
-* ``inner_bn="update"``: the reference behaviour, batch statistics used and running statistics updated;
-* ``inner_dropout`` (default False) switches dropout on during the inner attack.
+  statistics are restored afterwards.
 
-The outer forward passes run in train mode as in the reference code (SPEC §7.1): batch norm sees the
-adversarial and then the benign batch. All forward passes use alpha = 1 (SAAT pins HashNet's continuation
-scale at 1, SPEC §7.1).
+``augment=True`` (CgAT's protocol) randomly crops (zero padding of about size / 14 pixels on each side, then a
+crop back to the same size: 16 px at 224 x 224, the margin of Resize(256) + RandomCrop(224)) and horizontally
+flips (probability 1/2) every training batch, per image, before the inner attack.
+
+The outer forward passes run in train mode as in the reference code (Yuan et al., TIFS 2023): batch norm sees
+the adversarial and then the benign batch. All forward passes use alpha = 1 (SAAT pins HashNet's continuation
+scale at 1).
 
 Memory banks of the hashing method are preinstalled from the clean model's sign codes of the training split
-(SPEC §7.1 step 1) and so is the defense's own code bank.
+and so is the defense's own code bank.
 
 Determinism and resumption follow :func:`hashguard.training.train_model`: epoch ``e`` draws its shuffle
 order, dropout randomness and attack randomness (random starts, sampled target labels) from seeds derived
@@ -82,7 +86,7 @@ def build_outer_optimizer(params: Any, config: DefenseConfig) -> torch.optim.Opt
 
 
 @contextlib.contextmanager
-def inner_modes(model: nn.Module, inner_bn: str = "frozen", dropout: bool = False) -> Iterator[nn.Module]:
+def inner_modes(model: nn.Module, inner_bn: str = "update", dropout: bool = True) -> Iterator[nn.Module]:
     """Module modes for the inner attack (see the module docstring); everything is restored afterwards."""
     was_training = model.training
     model.eval()
@@ -103,6 +107,23 @@ def inner_modes(model: nn.Module, inner_bn: str = "frozen", dropout: bool = Fals
                 for name, value in buffers.items():
                     getattr(module, name).copy_(value)
         model.train(was_training)
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random crop (zero padding of max(1, round(size / 14)) pixels, crop back) and horizontal flip per image.
+
+    CgAT's training augmentation (Wang et al., WWW 2023: RandomCrop + RandomHorizontalFlip on the train split);
+    on already centre-cropped images the padding reproduces the 256 -> 224 crop margin. Seeded by ``generator``.
+    """
+    b, _, h, w = images.shape
+    pad = max(1, round(min(h, w) / 14))
+    padded = nn.functional.pad(images, (pad, pad, pad, pad))
+    tops = torch.randint(0, 2 * pad + 1, (b,), generator=generator).tolist()
+    lefts = torch.randint(0, 2 * pad + 1, (b,), generator=generator).tolist()
+    flips = (torch.rand(b, generator=generator) < 0.5).to(images.device).view(b, 1, 1, 1)
+    windows = zip(tops, lefts, strict=True)
+    cropped = torch.stack([padded[i, :, t : t + h, s : s + w] for i, (t, s) in enumerate(windows)])
+    return torch.where(flips, cropped.flip(-1), cropped)
 
 
 def run_inner_attack(
@@ -156,7 +177,7 @@ def adversarial_train(
     identity = config_digest(run_identity)
     existing = existing_run(out, resume, "an adversarial-training run")
 
-    # SPEC §7.1 step 1: the clean model's sign codes of the training split (eval mode) seed every bank.
+    # the clean model's sign codes of the training split (eval mode) seed every bank (Yuan et al., TIFS 2023)
     codes, labels = encode_dataset(model, train_set)
     train_codes = torch.from_numpy(codes).float().to(device)
     train_labels = torch.from_numpy(labels).float().to(device)
@@ -204,7 +225,10 @@ def adversarial_train(
             factor = lr_factor(step, milestones, config.lr_gamma)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * factor
-            batch = Batch(images.to(device), batch_labels.to(device).float(), index.to(device))
+            images = images.to(device)
+            if config.augment:
+                images = augment_batch(images, generator)
+            batch = Batch(images, batch_labels.to(device).float(), index.to(device))
             inner = defense.inner_loss(model, batch, generator, factor)
             adv = run_inner_attack(model, batch.images, inner, config, generator)
             model.train()

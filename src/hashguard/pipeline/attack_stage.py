@@ -172,7 +172,7 @@ def _sweep_point(
 def attack_cost(suite: AttackSuiteConfig, name: str, num_queries: int, params: dict[str, Any] | None = None) -> float:
     """Forward+backward passes of one attack stage (for the ETA)."""
     spec = attack_spec(name)
-    iterations = (params or {}).get("iterations", suite.iterations if suite.iterations is not None else spec.iterations)
+    iterations = {**suite.params_for(name), **(params or {})}.get("iterations", spec.iterations)
     return float(num_queries) * max(int(iterations), 1)
 
 

@@ -43,13 +43,20 @@ from hashguard.pipeline.attack_stage import AttackedModel, attack_cost, attack_m
 from hashguard.pipeline.evaluate import evaluate_codes
 from hashguard.pipeline.progress import StagePlan, format_seconds, stage_cost
 from hashguard.pipeline.stages import digest, forget_stage, run_stage, stage_done
-from hashguard.pipeline.study_config import StudyConfig, eps_label, load_study_config
+from hashguard.pipeline.study_config import (
+    StudyConfig,
+    budget_table,
+    eps_label,
+    load_study_config,
+    resolved_budgets,
+)
 from hashguard.pipeline.summary import summary_table
 from hashguard.pipeline.train import model_spec_for, open_splits, run_training
+from hashguard.protocol import GENERATOR_ATTACKS, PROTOCOL_NAME, departures, protocol_card
 from hashguard.retrieval import save_codes
 from hashguard.versions import environment_versions
 
-__all__ = ["StudyConfig", "build_plan", "dry_run", "load_study_config", "run_study"]
+__all__ = ["StudyConfig", "build_plan", "dry_run", "load_study_config", "protocol_lines", "run_study"]
 
 CARD_FORMAT = "hashguard-study/1"
 
@@ -89,7 +96,7 @@ def build_plan(config: StudyConfig, splits: DatasetSplits, log: Callable[[str], 
         if sweep:
             for name in suite.sweep.attacks:
                 for eps in suite.sweep.eps:
-                    if name in names and abs(eps - suite.eps) < 1e-12:
+                    if name in names and suite.params_for(name, eps=eps) == suite.params_for(name):
                         continue
                     costs[stage_name(key, name, eps)] = 3 * attack_cost(suite, name, queries)
 
@@ -110,7 +117,8 @@ def build_plan(config: StudyConfig, splits: DatasetSplits, log: Callable[[str], 
 
 def _check_attacks(config: StudyConfig, model: HashModel) -> None:
     """Build every attack of the study once (no context needed): unknown names and parameters fail here."""
-    check_eps(config.attacks.eps)
+    if config.attacks.override.eps is not None:
+        check_eps(config.attacks.override.eps)
     names = [e.key for e in config.attacks.suite] + list(config.attacks.sweep.attacks) + config.defense_attacks()
     for name in dict.fromkeys(names):
         build_attack(name, model, **config.attacks.params_for(name))
@@ -154,8 +162,24 @@ def _base_model(config: StudyConfig, splits: DatasetSplits) -> HashModel:
     return HashModel(spec)
 
 
+def protocol_lines(config: StudyConfig) -> list[str]:
+    """The resolved per-attack budgets and the departures from the paper protocol, as printed lines."""
+    lines = ["attack budgets (each attack's own unless attacks.override or its params set them):"]
+    lines += [f"  {line}" for line in budget_table(config).splitlines()]
+    found = departures(config)
+    if found:
+        lines.append(f"departures from the {PROTOCOL_NAME} protocol ({len(found)}):")
+        lines += [f"  - {line}" for line in found]
+    else:
+        lines.append(f"departures from the {PROTOCOL_NAME} protocol: none")
+    return lines
+
+
 def dry_run(config: StudyConfig, log: Callable[[str], None] = print) -> StagePlan:
-    """Validate the configuration, the dataset, the model, every attack and defense; print the plan."""
+    """Print the resolved attack budgets and the protocol departures; validate the configuration, the dataset,
+    the model, every attack and defense; print the plan."""
+    for line in protocol_lines(config):
+        log(line)
     splits = _check_data(config, images=True)
     model = _base_model(config, splits)
     _check_attacks(config, model)
@@ -169,13 +193,28 @@ def dry_run(config: StudyConfig, log: Callable[[str], None] = print) -> StagePla
         f"study {config.name!r}: {splits.name}, {len(splits.train)} train / {len(splits.query)} query / "
         f"{len(splits.database)} database items, {splits.num_classes} classes, image "
         f"{'x'.join(map(str, splits.image_shape))}; {config.method.name}, {model.bits} bits; "
-        f"threat model L-inf eps {eps_label(config.attacks.eps)} on {_num_queries(config, splits)} queries"
+        f"L-inf attacks on {_num_queries(config, splits)} queries, mAP@{_topk_label(config.evaluation.topk)}"
     )
     total = sum(plan.costs.values())
     for index, (name, cost) in enumerate(plan.costs.items(), 1):
         log(f"  {index:>2}. {name:<48} {100 * cost / total:5.1f}% of the work")
     log("configuration, dataset, model, attacks and defenses are valid (dry run: nothing was trained)")
     return plan
+
+
+def _topk_label(topk: int | None) -> str:
+    return "all" if topk is None else str(topk)
+
+
+def _threat_eps(config: StudyConfig, budgets: dict[str, dict[str, Any]]) -> float:
+    """The radius the report draws as "the threat model's eps": the override's, else the first swept (or
+    first suite) attack's own."""
+    if config.attacks.override.eps is not None:
+        return config.attacks.override.eps
+    for name in [*config.attacks.sweep.attacks, *(e.key for e in config.attacks.suite)]:
+        if name in budgets and name not in GENERATOR_ATTACKS:
+            return budgets[name]["eps"]
+    return 8 / 255
 
 
 def _clean_stage(
@@ -198,7 +237,7 @@ def _clean_stage(
 
 
 def _clean_summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    keys = ("map", "map_tie_aware", "map_all", "topk", "precision_at_n", "pr_curve")
+    keys = ("map", "map_tie_aware", "map_all", "topk", "n_queries", "precision_at_n", "pr_curve")
     return {key: metrics.get(key) for key in keys}
 
 
@@ -286,19 +325,23 @@ def run_study(
             method_name, plan, log,
         )
 
+    budgets = resolved_budgets(config)
+    threat_eps = _threat_eps(config, budgets)
     card = {
         "format": CARD_FORMAT,
         "study": config.name,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "threat_model": {
             "norm": "Linf",
-            "eps": config.attacks.eps,
-            "eps_label": eps_label(config.attacks.eps),
-            "iterations": config.attacks.iterations,
+            "eps": threat_eps,
+            "eps_label": eps_label(threat_eps),
+            "iterations": config.attacks.override.iterations,
             "queries": _num_queries(config, splits),
             "topk": clean.get("topk"),
             "target_seed": config.attacks.target_seed,
+            "attacks": budgets,
         },
+        "protocol": protocol_card(config),
         "dataset": meta.get("dataset"),
         "model": {"backbone": (meta.get("spec") or {}).get("backbone", config.model.backbone), "bits": model.bits},
         "method": meta.get("method") or {"name": config.method.name},

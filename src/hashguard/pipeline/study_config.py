@@ -4,8 +4,9 @@ A study is an :class:`~hashguard.config.ExperimentConfig` (data, model, method, 
 
 * ``checkpoint``: an already trained model to load instead of training one;
 * ``evaluation``: the clean-retrieval cut-off;
-* ``attacks``: the threat model (L-inf ``eps``), the attack suite (names of :mod:`hashguard.attacks`, each with
-  optional parameters), the queries attacked, the target-label seed and an eps sweep;
+* ``attacks``: the attack suite (names of :mod:`hashguard.attacks`, each with optional parameters; every attack
+  keeps its own eps, iterations, optimizer and step, the paper protocol's, unless its ``params`` or the
+  suite-wide ``override`` set them), the queries attacked, the target-label seed and an eps sweep;
 * ``defenses``: adversarial-training runs (SAAT, ATRDH, CgAT) started from the trained model, each attacked
   again with ``defenses.attacks``;
 * ``report``: the retrieval grid of the report.
@@ -29,6 +30,7 @@ from hashguard.config import (
     parse_fraction,
     read_yaml,
 )
+from hashguard.protocol import MAP_TOPK
 
 #: The paper's attack suite (Table I): non-targeted mainstay / HAG / SDHA, targeted mainstay / SDHA / DHTA /
 #: P2P / THA. ProS-GAN is registered too but trains a GAN; add it explicitly where a GPU is available.
@@ -57,7 +59,7 @@ def _takes_sign_steps(name: str, params: dict[str, Any]) -> bool:
 
 
 class AttackEntry(StrictModel):
-    """One attack of the suite: a registered name and parameters overriding the suite's and SPEC §6.8's."""
+    """One attack of the suite: a registered name and parameters overriding the protocol's and the override's."""
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -93,14 +95,31 @@ class SweepConfig(StrictModel):
         return sorted(set(value))
 
 
-class AttackSuiteConfig(StrictModel):
-    """The threat model and the attack suite run against every model of the study."""
+class BudgetOverride(StrictModel):
+    """A suite-wide budget replacing every attack's own (a departure from the paper protocol).
 
-    eps: float = Field(default=8 / 255, ge=0, le=1)
-    iterations: int | None = Field(default=None, ge=0, description="None: each attack's own default (SPEC §6.8)")
-    #: pixel step of the attacks that take sign steps (PGD, BIM, MI, NI, SI-NI, VMI, DI); HAG's SGD and SDHA's
-    #: Adam keep their learning rates (set ``step`` in their own ``params`` to change those)
+    ``step`` is the pixel step of the sign-step optimizers (PGD, BIM, MI, NI, SI-NI, VMI, DI) only: HAG's SGD
+    and SDHA's Adam keep their learning rates (set ``step`` in their own ``params`` to change those). An
+    attack's own ``params`` win over the override. Generator attacks (ProS-GAN) have no budget to override.
+    """
+
+    eps: float | None = Field(default=None, ge=0, le=1)
+    iterations: int | None = Field(default=None, ge=0)
     step: float | None = Field(default=None, gt=0, le=1)
+
+    @field_validator("eps", "step", mode="before")
+    @classmethod
+    def _fractions(cls, value: Any) -> Any:
+        return parse_fraction(value)
+
+
+_MOVED_KEYS = ("eps", "iterations", "step")
+
+
+class AttackSuiteConfig(StrictModel):
+    """The attack suite run against every model of the study, each attack with its own budget."""
+
+    override: BudgetOverride = Field(default_factory=BudgetOverride)
     seed: int = 0
     queries: int | None = Field(default=None, gt=0, description="attack the first N queries (None: all)")
     batch_size: int = Field(default=128, gt=0)
@@ -108,10 +127,17 @@ class AttackSuiteConfig(StrictModel):
     suite: list[AttackEntry] = Field(default_factory=lambda: [AttackEntry(name=n) for n in DEFAULT_SUITE])
     sweep: SweepConfig = Field(default_factory=SweepConfig)
 
-    @field_validator("eps", "step", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _fractions(cls, value: Any) -> Any:
-        return parse_fraction(value)
+    def _moved_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key in _MOVED_KEYS:
+                if key in value:
+                    raise ValueError(
+                        f"attacks.{key} moved to attacks.override.{key} (a suite-wide departure from each "
+                        f"attack's own {key}) or to one attack's params"
+                    )
+        return value
 
     def entry(self, name: str) -> AttackEntry:
         """The suite's entry for ``name`` (a bare entry when the suite does not list it)."""
@@ -121,13 +147,32 @@ class AttackSuiteConfig(StrictModel):
                 return entry
         return AttackEntry(name=key)
 
+    def overridden_keys(self, name: str) -> set[str]:
+        """The keys of ``override`` that apply to attack ``name`` (not set by its own params)."""
+        from hashguard.protocol import GENERATOR_ATTACKS
+
+        key = name.lower().replace("_", "-")
+        if key in GENERATOR_ATTACKS:
+            return set()
+        own = self.entry(name).params
+        keys = {k for k in ("eps", "iterations") if getattr(self.override, k) is not None and k not in own}
+        if self.override.step is not None and "step" not in own and _takes_sign_steps(name, own):
+            keys.add("step")
+        return keys
+
     def params_for(self, name: str, eps: float | None = None) -> dict[str, Any]:
-        """Parameters of attack ``name``: suite-wide eps / iterations / step / seed, then the entry's own."""
-        params: dict[str, Any] = {"eps": self.eps if eps is None else eps, "seed": self.seed}
-        if self.iterations is not None:
-            params["iterations"] = self.iterations
-        if self.step is not None and _takes_sign_steps(name, self.entry(name).params):
-            params["step"] = self.step
+        """Parameters of attack ``name``: the override's budget and seed, then the entry's own params.
+
+        ``eps`` is always present (the attack's own radius unless overridden) so that an eps-sweep point at that
+        radius is recognised as the suite's own run; other unset keys take the attack's own defaults (the paper
+        protocol) in :func:`hashguard.attacks.build_attack`. ``eps`` (the eps sweep) replaces the radius
+        whatever the rest says.
+        """
+        from hashguard.attacks import attack_spec
+
+        params: dict[str, Any] = {"seed": self.seed, "eps": attack_spec(name).eps}
+        for key in sorted(self.overridden_keys(name)):
+            params[key] = getattr(self.override, key)
         params.update({k: parse_fraction(v) if k in ("eps", "step") else v for k, v in self.entry(name).params.items()})
         if eps is not None:
             params["eps"] = eps
@@ -160,7 +205,9 @@ class DefensesConfig(StrictModel):
 
 
 class EvaluationConfig(StrictModel):
-    topk: int | None = Field(default=5000, gt=0)
+    """The study's one mAP cut-off: clean evaluation, attacks, sweeps, summary and report (paper: 5000)."""
+
+    topk: int | None = Field(default=MAP_TOPK, gt=0)
 
 
 class ReportConfig(StrictModel):
@@ -212,3 +259,47 @@ def load_study_config(path: str | os.PathLike[str], overrides: list[str] | None 
     """Read a study YAML file, apply ``key.path=value`` overrides and validate it."""
     payload = apply_overrides(read_yaml(path), list(overrides or []))
     return build_config(StudyConfig, payload, str(path))
+
+
+def resolved_budgets(config: StudyConfig) -> dict[str, dict[str, Any]]:
+    """``{attack: {eps, eps_label, iterations, optimizer, step, targeted}}`` for every attack the study runs,
+    as resolved (the attack's own protocol budget < ``attacks.override`` < its ``params``)."""
+    from hashguard.attacks import attack_spec
+    from hashguard.attacks.registry import resolve_attack_params
+    from hashguard.protocol import study_attacks
+
+    budgets: dict[str, dict[str, Any]] = {}
+    for name in study_attacks(config):
+        resolved = resolve_attack_params(name, **config.attacks.params_for(name))
+        budgets[name] = {
+            "eps": float(resolved["eps"]),
+            "eps_label": eps_label(float(resolved["eps"])),
+            "iterations": int(resolved["iterations"]),
+            "optimizer": str(resolved["optimizer"]),
+            "step": float(resolved["step"]),
+            "targeted": bool(attack_spec(name).targeted),
+        }
+    return budgets
+
+
+def budget_table(config: StudyConfig) -> str:
+    """The resolved per-attack budgets as a fixed-width table (printed by ``hashguard study --dry-run``)."""
+    from hashguard.attacks.registry import resolve_attack_params
+    from hashguard.protocol import GENERATOR_ATTACKS, format_value
+
+    header = ["attack", "targeted", "eps", "iterations", "optimizer", "step"]
+    rows = []
+    for name, budget in resolved_budgets(config).items():
+        if name in GENERATOR_ATTACKS:
+            projected = resolve_attack_params(name, **config.attacks.params_for(name)).get("project", False)
+            eps = budget["eps_label"] if projected else "-"
+            rows.append([name, "yes" if budget["targeted"] else "no", eps, "-", "generator", "-"])
+            continue
+        rows.append([
+            name, "yes" if budget["targeted"] else "no", budget["eps_label"], str(budget["iterations"]),
+            budget["optimizer"], format_value(budget["step"]),
+        ])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -179,7 +179,8 @@ def train_model(
                 best_score, best_epoch = score, finished
                 save_state_file(out / BEST_WEIGHTS, model.state_dict())
         history.append(record)
-        val_text = f", val mAP {record['val_map']:.4f}" if "val_map" in record else ""
+        cut = "all" if config.eval_topk is None else config.eval_topk
+        val_text = f", val mAP@{cut} {record['val_map']:.4f}" if "val_map" in record else ""
         say(f"epoch {finished}/{config.epochs}: loss {record['loss']:.4f}{val_text} ({record['seconds']:.1f} s)")
         if finished % config.checkpoint_every == 0 or finished == end_epoch:
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
