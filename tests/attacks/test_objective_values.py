@@ -225,7 +225,7 @@ def test_sdha_loss_matches_the_loop_reference(targeted, min_distance):
     u_ref = u.clone().requires_grad_(True)
     floor = None if min_distance < 1e-6 else min_distance
     ref = sdha_reference(u_ref, clean, labels, images, x_adv, targeted, floor)
-    assert mine.item() == pytest.approx(float(ref), rel=1e-6)
+    assert mine.item() == pytest.approx(ref.item(), rel=1e-6)
     (g_mine,) = torch.autograd.grad(mine, u_mine)
     (g_ref,) = torch.autograd.grad(ref, u_ref)
     assert torch.allclose(g_mine, g_ref, rtol=1e-6, atol=1e-9)
