@@ -1,4 +1,4 @@
-"""Every registered attack on a small trained demo model (SPEC §6): effect, guards, seeds, the model untouched.
+"""Every registered attack on a small trained demo model: effect, guards, seeds, the model untouched.
 
 The budget here (15 iterations at eps 16/255; HAG's own budget is 2,000 iterations, SDHA's 1,500) is far too
 short to compare the attacks' strengths, so no ordering between attacks is asserted. What is asserted is that
@@ -52,7 +52,7 @@ def test_attack_moves_codes_towards_its_theory_code_and_stays_in_the_ball(attack
     assert torch.isfinite(out.adv_images).all()
     assert (out.adv_images - x).abs().max() <= EPS + 1e-6
     assert out.adv_images.min() >= 0 and out.adv_images.max() <= 1
-    # the reported code is the code of the returned image (SPEC §10 item 15)
+    # the reported code is the code of the returned image, not the code of the last forward pass before the final step
     assert torch.equal(out.adv_codes, attack_bench.model.encode(out.adv_images))
     assert set(out.theory_codes.unique().tolist()) <= {-1, 1}
     assert all(p.grad is None for p in attack_bench.model.parameters())
