@@ -12,6 +12,7 @@ concentrated on a few pixels, so only the bound is asserted for the projected ou
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -84,15 +85,30 @@ def test_architecture_is_size_generic(size, start, ups):
 
 
 def test_prototype_net_heads_and_loss():
+    """The PrototypeNet loss against a loop over every (target, training item) pair:
+    mean_ij [log(1 + e^theta_ij) - s_ij theta_ij] with theta = 1/2 <h_i, G_j>, s_ij = 1[<t_i, Y_j> > 0],
+    plus MSE(c, t), plus sum (sign h - h)^2 / (1e4 B)."""
+    torch.manual_seed(0)
     net = ProSPrototypeNet(4, 12, hidden=16)
-    t = torch.eye(4)
+    t = torch.tensor([[1.0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]])
     f, h, c = net(t)
-    assert f.shape == (4, 512) and h.shape == (4, 12) and c.shape == (4, 4)
+    assert f.shape == (3, 512) and h.shape == (3, 12) and c.shape == (3, 4)
     assert h.abs().max() < 1 and 0 < c.min() and c.max() < 1
-    codes = torch.randn(10, 12).sign()
+    g = torch.Generator().manual_seed(1)
+    codes = torch.randint(0, 2, (10, 12), generator=g).float() * 2 - 1
     labels = torch.eye(4)[torch.arange(10) % 4]
+    h, c = h.detach().double(), c.detach().double()
+    likelihood = 0.0
+    for i in range(3):
+        for j in range(10):
+            theta = 0.5 * float(h[i] @ codes[j].double())
+            s = 1.0 if float(t[i] @ labels[j]) > 0 else 0.0
+            likelihood += math.log1p(math.exp(theta)) - s * theta
+    likelihood /= 30
+    mse = float(((c - t.double()) ** 2).mean())
+    quantisation = float(((torch.sign(h) - h) ** 2).sum()) / (1e4 * 3)
     loss = prosgan_prototype_loss(net, t, codes, labels)
-    assert torch.isfinite(loss) and loss > 0
+    assert loss.item() == pytest.approx(likelihood + mse + quantisation, rel=1e-6)
 
 
 def test_prosgan_raises_targeted_map(bench, outcome):

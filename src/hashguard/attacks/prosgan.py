@@ -240,6 +240,42 @@ def _flagged(labels: torch.Tensor, flag: float) -> torch.Tensor:
     return torch.cat([labels, torch.full_like(labels[:, :1], flag)], dim=1)
 
 
+def discriminator_loss(
+    disc: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """ProS-GAN's LSGAN discriminator loss (Wang et al., CVPR 2021):
+    L_D = 1/2 [MSE(D(x~), [y, 0]) + MSE(D(x~_adv), [t, 1])], flag 0 = real, 1 = fake; ``x_adv`` is detached.
+
+    ``x`` and ``x_adv`` are images in [-1, 1], ``labels`` the true labels y and ``targets`` the target labels t.
+    """
+    real = F.mse_loss(disc(x), _flagged(labels, 0.0))
+    fake = F.mse_loss(disc(x_adv.detach()), _flagged(targets, 1.0))
+    return 0.5 * (real + fake)
+
+
+def generator_loss(
+    model: nn.Module,
+    disc: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    targets: torch.Tensor,
+    prototypes: torch.Tensor,
+    rec_weight: float,
+    hash_weight: float,
+) -> torch.Tensor:
+    """ProS-GAN's generator loss (Wang et al., CVPR 2021):
+    L_G = w_rec MSE(x~_adv, x~) + w_hash (1 - mean(H((x~_adv + 1) / 2) * p)) + MSE(D(x~_adv), [t, 0]),
+
+    with H the attacked hashing model fed [0, 1] images and ``prototypes`` p = sign(h_t) the target prototype codes.
+    """
+    codes = model((x_adv + 1) / 2)
+    return (
+        rec_weight * F.mse_loss(x_adv, x)
+        + hash_weight * (1 - (codes * prototypes).mean())
+        + F.mse_loss(disc(x_adv), _flagged(targets, 0.0))
+    )
+
+
 def train_prosgan(
     model: nn.Module,
     prototype: ProSPrototypeNet,
@@ -312,18 +348,11 @@ def train_prosgan(
                     f_t, h_t, _ = prototype(t)
                 x_adv = gen(x, f_t)
                 if i % 3 == 0:
-                    loss_d = 0.5 * (
-                        F.mse_loss(disc(x), _flagged(y, 0.0)) + F.mse_loss(disc(x_adv.detach()), _flagged(t, 1.0))
-                    )
+                    loss_d = discriminator_loss(disc, x, x_adv, y, t)
                     opt_d.zero_grad(set_to_none=True)
                     loss_d.backward()
                     opt_d.step()
-                codes = model((x_adv + 1) / 2)
-                loss_g = (
-                    rec_weight * F.mse_loss(x_adv, x)
-                    + hash_weight * (1 - (codes * torch.sign(h_t)).mean())
-                    + F.mse_loss(disc(x_adv), _flagged(t, 0.0))
-                )
+                loss_g = generator_loss(model, disc, x, x_adv, t, torch.sign(h_t), rec_weight, hash_weight)
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
