@@ -1,4 +1,4 @@
-"""SAAT on the shared trainer: robustness gain after one epoch, frozen inner attack, BN statistics, resume."""
+"""SAAT against its clean fine-tune, the inner attack's modes and BN statistics, resume."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from hashguard.attacks import build_attack, build_context
-from hashguard.attacks.evaluate import evaluate_attack
+from hashguard.attacks import build_context
 from hashguard.defenses import (
     Batch,
     build_defense,
@@ -21,40 +20,34 @@ from hashguard.models import load_model
 EPS = 32 / 255  # the tiny 16-bit base model keeps most of its mAP at 8/255; at 32/255 it collapses
 
 
-def robust_map(model, splits, eps=EPS, iterations=10):
-    """(clean mAP, mAP under the mainstay attack) of 100 queries against the 600-item database."""
-    context = build_context(model, splits.train, splits.database)
-    attack = build_attack("mainstay", model, context, eps=eps, iterations=iterations, step=eps / 4)
-    run = evaluate_attack(attack, splits.query, context.database_codes, context.database_labels)
-    return run.result.clean_map, run.result.adv_map
-
-
 def _settings(**extra):
     base = dict(epochs=1, eps=EPS, step=EPS / 4, batch_size=32, progress=False)
     return {**base, **extra}
 
 
-def test_one_saat_epoch_improves_robust_map(defense_bench, tmp_path):
-    splits = defense_bench.splits
-    base, _ = load_model(defense_bench.checkpoint)
-    clean_before, robust_before = robust_map(base, splits)
-    result = defend(
-        defense_bench.checkpoint, "saat", tmp_path / "saat", _settings(), train_set=splits.train, log=None
-    )
-    assert result.finished and result.epochs_done == 1
-    hardened, meta = load_model(tmp_path / "saat")
-    clean_after, robust_after = robust_map(hardened, splits)
-    assert robust_after > robust_before + 0.05, (robust_before, robust_after)
-    assert clean_after > 0.5, clean_after
+def test_saat_beats_its_clean_fine_tune_under_the_mainstay_attack(defense_bench, tmp_path, harden):
+    """Two SAAT epochs with the paper recipe (SGD 0.05, inner PGD-7 in train mode) against the same two epochs
+    without the adversarial term, both attacked by the mainstay attack at eps 32/255.
+
+    Measured over base models and runs of seeds 0-4 (2 threads; seeds stand in for CPUs, whose float
+    reductions differ in the last bits): robust mAP SAAT 0.451-0.484 vs control 0.357-0.399, difference
+    +0.070 to +0.122; clean mAP after SAAT 0.759-0.819. The margin is 0.035, half the smallest difference.
+    (A one-epoch gain over the base model alone, the earlier form of this test, measured +0.047 to +0.132:
+    it failed on some CPUs and mixed the defense's effect with extra clean training.)
+    """
+    run = harden(defense_bench, tmp_path, "saat", EPS, epochs=2, batch_size=32)
+    assert run.robust > run.control_robust + 0.035, (run.control_robust, run.robust)
+    assert run.clean > 0.5, run.clean
     # provenance: base checkpoint and its digest, the defense and its full configuration, history
-    provenance = meta["defense"]
+    provenance = run.meta["defense"]
     assert provenance["name"] == "saat" and "TIFS 2023" in provenance["reference"]
     assert provenance["base"]["path"] == str(defense_bench.checkpoint)
     assert len(provenance["base"]["weights_sha256"]) == 64
     assert provenance["config"]["eps"] == pytest.approx(EPS) and provenance["config"]["adv_weight"] == 1.0
-    assert provenance["history"][0]["epoch"] == 1 and meta["method"]["name"] == "csq"
-    assert json.loads((tmp_path / "saat" / "history.json").read_text())[0]["loss"] == pytest.approx(
-        provenance["history"][0]["loss"]
+    assert (provenance["config"]["inner_bn"], provenance["config"]["inner_dropout"]) == ("update", True)
+    assert provenance["history"][0]["epoch"] == 1 and run.meta["method"]["name"] == "csq"
+    assert json.loads((tmp_path / "saat" / "history.json").read_text())[1]["loss"] == pytest.approx(
+        provenance["history"][1]["loss"]
     )
 
 

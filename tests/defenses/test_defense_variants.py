@@ -1,4 +1,4 @@
-"""CgAT and ATRDH on the shared trainer; integer LR milestones (SPEC §10 item 26); SAAT's outer loss by hand."""
+"""CgAT and ATRDH against their clean fine-tunes; integer LR milestones; SAAT's outer loss by hand."""
 
 from __future__ import annotations
 
@@ -27,47 +27,43 @@ def _settings(**extra):
 # --------------------------------------------------------------------------------------------------- CgAT, ATRDH
 
 
-def test_one_cgat_epoch_improves_robust_map(defense_bench, tmp_path, robust_map, base_robust_map):
-    clean_before, robust_before = base_robust_map
-    train = defense_bench.splits.train
-    # CgAT's own recipe (SGD 0.01, momentum 0.9); batches of 16 give it 19 steps in the one epoch
-    # (measured with the inner attack in eval mode and without the crop-and-flip augmentation: set explicitly)
-    settings = _settings(batch_size=16, augment=False, inner_bn="frozen", inner_dropout=False)
-    result = defend(defense_bench.checkpoint, "cgat", tmp_path / "cgat", settings, train_set=train, log=None)
-    assert result.finished
-    hardened, meta = load_model(tmp_path / "cgat")
-    clean_after, robust_after = robust_map(hardened, defense_bench.splits, EPS)
-    assert robust_after > robust_before + 0.05, (robust_before, robust_after)
-    assert clean_after > 0.5, clean_after
-    provenance = meta["defense"]
+def test_cgat_beats_its_clean_fine_tune(defense_bench, tmp_path, harden):
+    """Two CgAT epochs with its reference recipe (SGD 0.01, momentum 0.9, inner attack in train mode; batches of
+    16 for 38 steps) against the same epochs without the adversarial term.
+
+    The crop-and-flip augmentation of the recipe is switched off here (``augment: false``; it has its own exact
+    test in tests/pipeline/test_protocol.py): a mirrored handwritten digit is often another digit, and on
+    these 28-px digits the augmentation alone cost 0.06-0.17 clean mAP and shrank the measured robust gain to
+    +0.038 to +0.129. Without it, over seeds 0-4 (2 threads): robust mAP CgAT 0.530-0.560 vs control
+    0.354-0.394, difference +0.137 to +0.191; clean mAP after CgAT 0.787-0.837. Margin 0.07.
+    """
+    run = harden(defense_bench, tmp_path, "cgat", EPS, epochs=2, batch_size=16, augment=False)
+    assert run.robust > run.control_robust + 0.07, (run.control_robust, run.robust)
+    assert run.clean > 0.6, run.clean
+    provenance = run.meta["defense"]
     assert provenance["name"] == "cgat" and provenance["code"] == "centre" and "WWW 2023" in provenance["reference"]
-    # CgAT's reference recipe (SPEC §7.4): SGD 0.01, momentum 0.9, weight decay 5e-4, no quantisation term
+    # CgAT's reference recipe: SGD 0.01, momentum 0.9, weight decay 5e-4, augmentation, no quantisation term
     config = provenance["config"]
     assert (config["optimizer"], config["lr"], config["momentum"], config["weight_decay"]) == ("sgd", 0.01, 0.9, 5e-4)
-    assert config["quant_weight"] == 0.0
+    assert config["quant_weight"] == 0.0 and config["augment"] is False
+    assert DefenseConfig(defense="cgat").augment is True  # the reference recipe augments
 
 
-def test_one_atrdh_epoch_trains_its_prototypes_and_keeps_the_model_usable(
-    defense_bench, tmp_path, robust_map, base_robust_map
-):
-    clean_before, robust_before = base_robust_map
-    # measured with the original ATRDH weight 1 and U_ben from the sign codes: set explicitly
-    settings = _settings(preset="demo", batch_size=32, adv_weight=1.0, memory_init="sign")
-    train = defense_bench.splits.train
-    result = defend(defense_bench.checkpoint, "atrdh", tmp_path / "atrdh", settings, train_set=train, log=None)
-    assert result.finished
-    history = result.history[0]
+def test_atrdh_beats_its_clean_fine_tune_and_trains_its_prototypes(defense_bench, tmp_path, harden):
+    """Two ATRDH epochs (demo recipe: Adam 1e-3, PrototypeNet 512 wide; the reference weight 2 and zero U_ben)
+    against the same epochs without the adversarial term.
+
+    Measured over seeds 0-4 (2 threads): robust mAP ATRDH 0.472-0.501 vs control 0.367-0.412, difference
+    +0.090 to +0.121; clean mAP 0.829-0.883. Margin 0.045, half the smallest difference.
+    """
+    run = harden(defense_bench, tmp_path, "atrdh", EPS, preset="demo", epochs=2, batch_size=32)
+    assert run.robust > run.control_robust + 0.045, (run.control_robust, run.robust)
+    assert run.clean > 0.5, run.clean
+    history = run.history[0]
     assert {"hash", "adv", "prototype"} <= set(history) and history["prototype"] > 0
-    hardened, meta = load_model(tmp_path / "atrdh")
-    base, _ = load_model(defense_bench.checkpoint)
-    moved = max((a - b).abs().max().item() for a, b in zip(hardened.parameters(), base.parameters(), strict=True))
-    assert moved > 1e-3  # the model was actually trained
-    clean_after, robust_after = robust_map(hardened, defense_bench.splits, EPS)
-    # one epoch of the weaker defense (targeted inner attack, pairwise outer term): retrieval is not broken
-    # (measured: clean 0.78 -> 0.84) and mAP under the mainstay attack does not drop (measured: 0.40 -> 0.45)
-    assert clean_after > clean_before - 0.05, (clean_before, clean_after)
-    assert robust_after > robust_before, (robust_before, robust_after)
-    assert meta["defense"]["mask"] == "none (all pairs)" and meta["defense"]["config"]["adv_weight"] == 1.0
+    config = run.meta["defense"]["config"]
+    assert run.meta["defense"]["mask"] == "none (all pairs)"
+    assert (config["adv_weight"], config["memory_init"]) == (2.0, "zeros")
 
 
 # --------------------------------------------------------------------------------------------- LR milestones

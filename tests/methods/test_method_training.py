@@ -11,19 +11,22 @@ the benchmark.
 
 Single label: 500 items, 2 epochs; random codes score ~0.11. Multi-label (2 x 2 grids): 1,000 items, 4
 epochs; random codes score ~0.35 (spread ~0.003 between draws). Gap over random codes measured over seeds
-0-2 (multi-label; single label all >= +0.37):
+0-4 (multi-label; the seed changes the initial weights, the batch order and the random codes, standing in for
+the last-bit differences between CPUs and thread counts; single label: see SINGLE_LABEL_MARGIN):
 
-=========  ======================  ======
-method     multi-label gap (3)     margin
-=========  ======================  ======
-csq        +0.239 +0.243 +0.252    0.15
-dpn        +0.229 +0.215 +0.248    0.15
-orthohash  +0.165 +0.154 +0.202    0.10
-hswd       +0.181 +0.142 +0.161    0.08
-hashnet    +0.195 +0.117 +0.186    0.07
-dph        +0.174 +0.119 +0.162    0.07
-dpsh       +0.167 +0.076 +0.115    0.04
-=========  ======================  ======
+=========  ======================================  ======
+method     multi-label gap, seeds 0-4              margin
+=========  ======================================  ======
+csq        +0.239 +0.243 +0.252 +0.274 +0.271      0.12
+dpn        +0.229 +0.215 +0.248 +0.271 +0.252      0.10
+orthohash  +0.165 +0.154 +0.202 +0.216 +0.206      0.075
+hswd       +0.181 +0.142 +0.161 +0.172 +0.174      0.07
+hashnet    +0.195 +0.117 +0.186 +0.196 +0.171      0.055
+dph        +0.174 +0.119 +0.162 +0.188 +0.212      0.055
+dpsh       +0.167 +0.076 +0.115 +0.142 +0.144      0.035
+=========  ======================================  ======
+
+Each margin is about half the smallest gap measured (a CPU outside the measured spread still passes).
 """
 
 from __future__ import annotations
@@ -44,15 +47,17 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ]
 #: Training length per source: (training items, epochs).
 BUDGET = {"demo-mnist": (500, 2), "demo-mnist-multi": (1000, 4)}
-SINGLE_LABEL_MARGIN = 0.25
+#: single label, gap over random codes measured over seeds 0-4: every method +0.37 or more (seeds 0-2), seeds 3-4
+#: +0.41 (dpsh) to +0.68 (csq)
+SINGLE_LABEL_MARGIN = 0.2
 MULTI_LABEL_MARGIN = {
-    "csq": 0.15,
-    "dpn": 0.15,
-    "orthohash": 0.10,
-    "hswd": 0.08,
-    "hashnet": 0.07,
-    "dph": 0.07,
-    "dpsh": 0.04,
+    "csq": 0.12,
+    "dpn": 0.10,
+    "orthohash": 0.075,
+    "hswd": 0.07,
+    "hashnet": 0.055,
+    "dph": 0.055,
+    "dpsh": 0.035,
 }
 
 
