@@ -1,4 +1,4 @@
-"""DPH and DPSH (SPEC §3.3): loss values against hand computation, memory-bank semantics, and learning."""
+"""DPH and DPSH: loss values against hand computation, memory-bank semantics, and learning."""
 
 import math
 
@@ -74,6 +74,12 @@ def test_unknown_parameters_and_pair_sources_are_refused():
         build_method("dph", bits=8, num_classes=2, num_train=4, pairs="all")
 
 
+#: gap over random codes after 3 epochs, measured over seeds 0-4 (2 threads; the seed changes the initial weights,
+#: the batch order and the random codes, standing in for CPUs): DPH +0.142 +0.187 +0.222 +0.170 +0.151,
+#: DPSH +0.259 +0.397 +0.393 +0.459 +0.415. Each margin is about half the smallest gap.
+MARGIN = {"dph": 0.07, "dpsh": 0.13}
+
+
 @pytest.mark.parametrize("name, params", [("dph", {"pairs": "batch"}), ("dpsh", {"pairs": "batch"})])
 def test_method_learns_on_demo_digits_and_beats_random_codes(name, params, demo_splits):
     torch.manual_seed(0)
@@ -98,4 +104,4 @@ def test_method_learns_on_demo_digits_and_beats_random_codes(name, params, demo_
     rng = np.random.default_rng(0)
     random_codes = np.where(rng.random(query_codes.shape) < 0.5, -1, 1)
     chance = mean_average_precision(random_codes, db_codes, query_labels, db_labels)
-    assert trained > chance + 0.08, (trained, chance)
+    assert trained > chance + MARGIN[name], (trained, chance)
