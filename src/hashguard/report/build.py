@@ -253,10 +253,10 @@ def attack_table(models: Sequence[ModelResult], budgets: Mapping[str, Mapping[st
         return None
     base = models[0]
     budget_header = BUDGET_HEADER if budgets else ()
-    header = ("Attack", "Metric", *(f"{m.label} (%)" for m in models), *budget_header, "Theory (%)", "L∞",
+    header = ("Attack", "Metric", *budget_header, *(f"{m.label} (%)" for m in models), "Theory (%)", "L∞",
               "PSNR (dB)", "SSIM", "Time")
     rows: list[tuple[Inline, ...]] = [
-        ("Original", "mAP", *(fmt_map(m.attacked_clean_map) for m in models), *("" for _ in budget_header),
+        ("Original", "mAP", *("" for _ in budget_header), *(fmt_map(m.attacked_clean_map) for m in models),
          "", "", "", "", ""),
     ]
     for group, lower in ((untargeted, True), (targeted, False)):
@@ -278,8 +278,8 @@ def attack_table(models: Sequence[ModelResult], budgets: Mapping[str, Mapping[st
                 else ("",) * 5
             )
             budget = budget_cells(budgets.get(name)) if budgets else ()
-            rows.append((first.display, first.metric, *cells, *budget, *extra))
-    numeric = (False, False) + (True,) * len(models) + (True, True, False, True)[: len(budget_header)]
+            rows.append((first.display, first.metric, *budget, *cells, *extra))
+    numeric = (False, False) + (True, True, False, True)[: len(budget_header)]
     numeric += (True,) * (len(header) - len(numeric))
     notes = ["Original: clean mAP of the attacked queries."]
     if untargeted:

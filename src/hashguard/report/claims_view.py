@@ -115,6 +115,13 @@ def claims_blocks(card: Mapping[str, Any]) -> list[Block]:
     return blocks
 
 
+def _lower_first(text: str) -> str:
+    """``"The mainstay ..."`` -> ``"the mainstay ..."``; names such as ``SAAT`` keep their case."""
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        return text[0].lower() + text[1:]
+    return text
+
+
 def _sentence(claim: Mapping[str, Any]) -> tuple[Inline, ...]:
     """One headline sentence on a claim, never crediting a method the measurement shows beaten."""
     comparisons = claim["comparisons"]
@@ -129,7 +136,7 @@ def _sentence(claim: Mapping[str, Any]) -> tuple[Inline, ...]:
     subject = _name(comparisons[0].get("a"), claim)
     statement = str(claim.get("statement") or claim.get("id"))
     if result == REPRODUCED:
-        return ("Paper claim ", Strong("reproduced"), f": {statement[0].lower()}{statement[1:]}.")
+        return ("Paper claim ", Strong("reproduced"), f": {_lower_first(statement)}.")
     if result == NOT_REPRODUCED:
         beaten_by = [c for c in comparisons if c.get("verdict") == NOT_REPRODUCED]
         if claim.get("model") is None:  # two models under several attacks (Table II)
@@ -141,8 +148,7 @@ def _sentence(claim: Mapping[str, Any]) -> tuple[Inline, ...]:
         better = "lower" if comparisons[0].get("side") == "negative" else "higher"
         return ("Paper claim ", Strong("not reproduced"), f": {who} gives a {better} {claim.get('metric', 'mAP')} "
                 f"than {subject}.")
-    return ("Paper claim ", Strong("inconclusive"), f": {statement[0].lower()}{statement[1:]} — not measurable "
-            "at this number of queries.")
+    return ("Paper claim ", Strong("inconclusive"), f" (an interval contains 0): {_lower_first(statement)}.")
 
 
 def claims_headline(card: Mapping[str, Any]) -> Headline | None:
