@@ -287,7 +287,7 @@ def attack_table(models: Sequence[ModelResult], budgets: Mapping[str, Mapping[st
     if targeted:
         notes.append("t-mAP rows: targeted attacks, judged against the target labels (higher = stronger attack).")
     notes.append(
-        "Bold: the lowest mAP / highest t-mAP per model, a single number and not a tested difference (see "
+        "Bold: the strongest number per model and kind, a single number and not a tested difference (see "
         f"Claims and verdicts). Theory, perceptibility and time are for {base.label}."
     )
     caption = " ".join(notes)
