@@ -154,11 +154,15 @@ def test_tables_bold_the_best_entries(full_run) -> None:
     md = paths["md"].read_text(encoding="utf-8")
     table_one = md.split("## Attacks (Table I)")[1].split("## ")[0]
     # "Original" is the clean mAP of the attacked queries, the reference of every attack row
-    assert "| Original | mAP | 96.86 | 93.04 | 91.71 |" in table_one
+    assert "| Original | mAP |  |  |  |  | 96.86 | 93.04 | 91.71 |" in table_one
     # strongest non-targeted attack (lowest mAP) and strongest targeted attack (highest t-mAP) per model
-    assert "| Mainstay | mAP | **10.34** | **60.77** | **51.33** | 2.13 |" in table_one
-    assert "| Mainstay (targeted) | t-mAP | **88.62** | **31.27** | **35.61** | 93.11 |" in table_one
-    assert "| HAG | mAP | 22.47 | 69.21 | 70.45 |" in table_one
+    # each attack's budget (card["threat_model"]["attacks"]) beside its name
+    assert "| Mainstay | mAP | 32/255 | 20 | pgd | 1/255 | **10.34** | **60.77** | **51.33** | 2.13 |" in table_one
+    assert (
+        "| Mainstay (targeted) | t-mAP | 32/255 | 20 | pgd | 1/255 | **88.62** | **31.27** | **35.61** | 93.11 |"
+        in table_one
+    )
+    assert "| HAG | mAP | 32/255 | 20 | sgd | 100 | 22.47 | 69.21 | 70.45 |" in table_one
     table_two = md.split("## Defenses (Table II)")[1].split("## ")[0]
     # most robust model (highest mAP) per column
     assert (
@@ -216,6 +220,8 @@ def test_strings_are_escaped(tmp_path: Path, fast_figures: None) -> None:
         ("curves", {"pr-curves", "precision-at-n"}),
         ("stages", {"timings"}),
         ("provenance", {"provenance"}),
+        ("claims", {"claims"}),
+        ("protocol", {"protocol"}),
     ],
 )
 def test_partial_cards_leave_sections_out(tmp_path: Path, drop: str, missing: set[str], fast_figures: None) -> None:
@@ -233,6 +239,7 @@ def test_partial_cards_leave_sections_out(tmp_path: Path, drop: str, missing: se
         for model in models.values():
             model["attacks"] = {k: v for k, v in model["attacks"].items() if not v["targeted"]}
             model["eps_sweep"].pop("mainstay-targeted")
+        card["claims"] = [c for c in card["claims"] if c["metric"] != "t-mAP"]  # a study without them has none
     elif drop == "curves":
         for model in models.values():
             model["clean"].pop("pr_curve"), model["clean"].pop("precision_at_n")
@@ -242,6 +249,10 @@ def test_partial_cards_leave_sections_out(tmp_path: Path, drop: str, missing: se
         card["stages"] = []
     elif drop == "provenance":
         card.pop("versions"), card.pop("config")
+    elif drop == "claims":
+        card.pop("claims")
+    elif drop == "protocol":
+        card.pop("protocol")
     paths = write_report(card, tmp_path)
     md, html = paths["md"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
     parse(html)
@@ -267,6 +278,10 @@ def test_partial_cards_leave_sections_out(tmp_path: Path, drop: str, missing: se
         {"models": {"undefended": {"label": "x", "clean": None, "attacks": {"hag": {"adv_map": float("nan")}}}}},
         {"models": {"undefended": {"attacks": {"hag": None, "p2p": {"targeted": True, "adv_tmap": "high"}}}}},
         {"models": [1, 2], "stages": [None, {"name": "train"}], "retrieval_grid": {"file": "missing.npz"}},
+        {"claims": "all good", "protocol": [1], "threat_model": {"attacks": [1]}},
+        {"claims": [None, {"comparisons": [None, {"a": 1, "ci_low": "x"}]}, {"comparisons": "no"}],
+         "protocol": {"departures": "one string"}, "threat_model": {"attacks": {"hag": None, "p2p": 3}},
+         "models": {"undefended": {"attacks": {"hag": {"adv_map": 0.2}}}}},
     ],
 )
 def test_broken_or_minimal_cards_never_crash(tmp_path: Path, card: dict[str, Any], fast_figures: None) -> None:
@@ -282,7 +297,7 @@ def test_missing_values_show_a_dash(tmp_path: Path, fast_figures: None) -> None:
     card = write_sample(tmp_path)
     card["models"]["undefended"]["attacks"]["hag"]["adv_map"] = None
     md = write_report(card, tmp_path)["md"].read_text(encoding="utf-8")
-    assert f"| HAG | mAP | {MISSING} | 69.21 | 70.45 | 3.77 |" in md
+    assert f"| HAG | mAP | 32/255 | 20 | sgd | 100 | {MISSING} | 69.21 | 70.45 | 3.77 |" in md
 
 
 def test_unreadable_grid_is_left_out(tmp_path: Path, fast_figures: None) -> None:
@@ -337,7 +352,7 @@ def test_order_is_canonical_whatever_the_json_key_order(tmp_path: Path, fast_fig
     table_one = first.split("## Attacks (Table I)")[1].split("## ")[0]
     rows = [line.split(" | ")[0].strip("| ") for line in table_one.splitlines() if line.startswith("| ")][1:]
     assert rows == ["Original", "HAG", "SDHA", "Mainstay", "DHTA", "Mainstay (targeted)"]
-    assert "| Attack | Metric | CSQ (undefended) (%) | CSQ + SAAT (%) | CSQ + ATRDH (%) |" in table_one
+    assert "| Attack | Metric | ε | Iterations | Optimizer | Step | CSQ (undefended) (%) | CSQ + SAAT (%)" in table_one
 
 
 def test_headline_when_attacks_fail(tmp_path: Path, fast_figures: None) -> None:
@@ -450,4 +465,4 @@ def test_without_matplotlib_the_tables_are_still_written(tmp_path: Path, monkeyp
     html = paths["html"].read_text(encoding="utf-8")
     assert "<img" not in html and "matplotlib is not installed" in html
     assert sections_of(html) == [a for a in ALL_SECTIONS if a not in ("pr-curves", "precision-at-n", "retrieval")]
-    assert "| Original | mAP | 96.86 | 93.04 | 91.71 |" in paths["md"].read_text(encoding="utf-8")
+    assert "| Original | mAP |  |  |  |  | 96.86 | 93.04 | 91.71 |" in paths["md"].read_text(encoding="utf-8")

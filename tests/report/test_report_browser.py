@@ -231,7 +231,7 @@ def test_report_renders_in_chromium(browser: DevToolsPipe, tmp_path: Path) -> No
     for image in state["images"]:
         assert image["scheme"] == "data"
         assert image["complete"] and image["width"] > 0 and image["height"] > 0 and image["shown"] > 0
-    assert state["sections"][:3] == ["overview", "attacks", "defenses"]
+    assert state["sections"][:5] == ["overview", "claims", "protocol", "attacks", "defenses"]
     assert state["tables"] >= 5 and state["text"] > 2000 and state["height"] > 2000
     assert shot.startswith(b"\x89PNG") and len(shot) > 10_000
 

@@ -2,8 +2,11 @@
 
 Each attack (and each sweep point) is its own cached stage under ``<model dir>/attacks/``; its result is the
 :class:`~hashguard.attacks.evaluate.AttackResult` as a dict plus ``curves`` (P@N and the PR curve of the
-adversarial query codes; for a targeted attack relevance is judged against the target labels, SPEC §8).
-The attacked model's training and database codes are computed once per model, and only when a stage runs.
+adversarial query codes; for a targeted attack relevance is judged against the target labels). Beside the
+adversarial codes, each stage writes ``per_query.npz``: the AP@k of every attacked query, clean and
+adversarial (t-AP against the target labels for a targeted attack), from which the study's paired claims
+are computed. The attacked model's training and database codes are computed once per model, and only when a
+stage runs (or when a stage cached by an older version lacks ``per_query.npz``).
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ import numpy as np
 from hashguard.attacks import AttackContext, attack_spec, build_attack, build_context
 from hashguard.attacks.evaluate import evaluate_attack
 from hashguard.data.base import DatasetSplits, HashingDataset
+from hashguard.io_utils import atomic_write
 from hashguard.models.hash_model import HashModel
 from hashguard.pipeline.evaluate import evaluate_codes
 from hashguard.pipeline.progress import StagePlan
 from hashguard.pipeline.stages import run_stage
 from hashguard.pipeline.study_config import AttackSuiteConfig, eps_label
-from hashguard.retrieval import save_codes
+from hashguard.retrieval import average_precisions, load_codes, save_codes
+
+PER_QUERY = "per_query.npz"
 
 
 @dataclass
@@ -91,10 +97,65 @@ def run_one_attack(
         run.labels,
         meta={"attack": name, "model": target.key, "params": {k: str(v) for k, v in params.items()}},
     )
+    save_per_query(directory / PER_QUERY, run.clean_codes, run.adv_codes, relevance, context, topk)
     result = run.result.to_dict()
     result["curves"] = _curves(run.adv_codes, context, relevance, topk)
     result["clean_curves"] = _curves(run.clean_codes, context, relevance, topk)  # the same queries, unattacked
     return result
+
+
+def save_per_query(
+    path: Path, clean_codes: np.ndarray, adv_codes: np.ndarray, relevance: np.ndarray, context: AttackContext,
+    topk: int | None,
+) -> None:
+    """Write the per-query AP@``topk`` of the clean and the adversarial codes of the attacked queries.
+
+    ``relevance`` is the true labels (non-targeted attack: AP) or the target labels (targeted: t-AP); the
+    ranking and the cut-off are those of the study's mAP (:func:`hashguard.retrieval.average_precisions`).
+    """
+    db_codes = context.database_codes.cpu().numpy()
+    db_labels = context.database_labels.cpu().numpy()
+    k = None if topk is None else min(int(topk), len(db_codes))
+    clean_ap = average_precisions(clean_codes, db_codes, relevance, db_labels, k)
+    adv_ap = average_precisions(adv_codes, db_codes, relevance, db_labels, k)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, clean_ap=clean_ap, adv_ap=adv_ap, topk=np.array(-1 if k is None else k))
+
+    atomic_write(path, write)
+
+
+def load_per_query(path: Path) -> dict[str, np.ndarray] | None:
+    """``{"clean_ap", "adv_ap"}`` of a stage's ``per_query.npz``, or None when missing or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: np.asarray(archive[key], dtype=np.float64) for key in ("clean_ap", "adv_ap")}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _backfill_per_query(
+    target: AttackedModel, name: str, directory: Path, target_labels: np.ndarray | None, topk: int | None
+) -> None:
+    """Recompute ``per_query.npz`` of a stage cached before it was written, from its saved adversarial codes
+    (the clean codes of the same queries are encoded again with the attacked model)."""
+    codes_path = directory / "adversarial_query.npz"
+    if (directory / PER_QUERY).is_file() or not codes_path.is_file():
+        return
+    from torch.utils.data import Subset
+
+    from hashguard.encoding import encode_dataset
+
+    saved = load_codes(codes_path)
+    n = int(saved.codes.shape[0])
+    clean_codes, labels = encode_dataset(target.model, Subset(target.splits.query, range(n)))
+    relevance = labels
+    if attack_spec(name).targeted:
+        if target_labels is None or len(target_labels) < n:
+            return
+        relevance = np.asarray(target_labels, dtype=np.float32)[:n]
+    save_per_query(directory / PER_QUERY, clean_codes, saved.codes, relevance, target.context(), topk)
 
 
 def attack_model(
@@ -132,6 +193,7 @@ def attack_model(
             log,
             plan,
         )
+        _backfill_per_query(target, name, target.directory / "attacks" / name, target_labels, topk)
     sweeps: dict[str, list[dict[str, Any]]] = {}
     if sweep and suite.sweep.eps:
         for name in suite.sweep.attacks:

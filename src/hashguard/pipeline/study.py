@@ -40,6 +40,7 @@ from hashguard.io_utils import atomic_write_json
 from hashguard.models.checkpoint import load_model, read_model_config
 from hashguard.models.hash_model import HashModel
 from hashguard.pipeline.attack_stage import AttackedModel, attack_cost, attack_model, stage_name
+from hashguard.pipeline.claims import study_claims
 from hashguard.pipeline.evaluate import evaluate_codes
 from hashguard.pipeline.progress import StagePlan, format_seconds, stage_cost
 from hashguard.pipeline.stages import digest, forget_stage, run_stage, stage_done
@@ -353,6 +354,7 @@ def run_study(
         "retrieval_grid": grid_info,
         "stages": plan.timings,
     }
+    card["claims"] = study_claims(models, out)  # paired verdicts on the paper's claims (pipeline/claims.py)
     atomic_write_json(out / "results.json", card)
     if report:
         _report_stage(card, out, plan, log)

@@ -20,6 +20,14 @@ from hashguard.report.card import (
     dig,
     read_models,
 )
+from hashguard.report.claims_view import (
+    BUDGET_HEADER,
+    attack_budgets,
+    budget_cells,
+    claims_blocks,
+    claims_headline,
+    protocol_blocks,
+)
 from hashguard.report.document import (
     Code,
     Document,
@@ -40,6 +48,8 @@ log = logging.getLogger(__name__)
 #: Section anchors, in document order (tests and links rely on them).
 SECTIONS = {
     "overview": "Overview",
+    "claims": "Claims and verdicts",
+    "protocol": "Protocol and departures",
     "attacks": "Attacks (Table I)",
     "defenses": "Defenses (Table II)",
     "pr-curves": "Precision-recall curves",
@@ -235,15 +245,19 @@ def clean_table(models: Sequence[ModelResult]) -> Table | None:
     return Table(header, rows, (False,) + (True,) * len(columns), caption)
 
 
-def attack_table(models: Sequence[ModelResult]) -> Table | None:
-    """Table I: rows are attacks, columns the score per model plus the first model's details."""
+def attack_table(models: Sequence[ModelResult], budgets: Mapping[str, Mapping[str, Any]] | None = None) -> Table | None:
+    """Table I: rows are attacks, columns the score per model plus the first model's details; with
+    ``budgets`` (``card["threat_model"]["attacks"]``) also each attack's ε, iterations, optimizer and step."""
     untargeted, targeted = attack_order(models)
     if not untargeted and not targeted:
         return None
     base = models[0]
-    header = ("Attack", "Metric", *(f"{m.label} (%)" for m in models), "Theory (%)", "L∞", "PSNR (dB)", "SSIM", "Time")
+    budget_header = BUDGET_HEADER if budgets else ()
+    header = ("Attack", "Metric", *budget_header, *(f"{m.label} (%)" for m in models), "Theory (%)", "L∞",
+              "PSNR (dB)", "SSIM", "Time")
     rows: list[tuple[Inline, ...]] = [
-        ("Original", "mAP", *(fmt_map(m.attacked_clean_map) for m in models), "", "", "", "", ""),
+        ("Original", "mAP", *("" for _ in budget_header), *(fmt_map(m.attacked_clean_map) for m in models),
+         "", "", "", "", ""),
     ]
     for group, lower in ((untargeted, True), (targeted, False)):
         scores = [[m.attacks[n].adv if n in m.attacks else None for m in models] for n in group]
@@ -263,14 +277,19 @@ def attack_table(models: Sequence[ModelResult]) -> Table | None:
                 if attack is not None
                 else ("",) * 5
             )
-            rows.append((first.display, first.metric, *cells, *extra))
-    numeric = (False, False) + (True,) * (len(header) - 2)
+            budget = budget_cells(budgets.get(name)) if budgets else ()
+            rows.append((first.display, first.metric, *budget, *cells, *extra))
+    numeric = (False, False) + (True, True, False, True)[: len(budget_header)]
+    numeric += (True,) * (len(header) - len(numeric))
     notes = ["Original: clean mAP of the attacked queries."]
     if untargeted:
         notes.append("mAP rows: non-targeted attacks (lower = stronger attack).")
     if targeted:
         notes.append("t-mAP rows: targeted attacks, judged against the target labels (higher = stronger attack).")
-    notes.append(f"Bold: strongest attack per model. Theory, perceptibility and time are for {base.label}.")
+    notes.append(
+        "Bold: the strongest number per model and kind, a single number and not a tested difference (see "
+        f"Claims and verdicts). Theory, perceptibility and time are for {base.label}."
+    )
     caption = " ".join(notes)
     return Table(header, tuple(rows), numeric, caption)
 
@@ -295,7 +314,10 @@ def defense_table(models: Sequence[ModelResult]) -> Table | None:
         name = _text(defense.get("name")) if defense else "none"
         rows.append((model.label, name, fmt_seconds(defense.get("seconds")) if defense else MISSING, *cells))
     numeric = (False, False, True) + (True,) * len(columns)
-    caption = "mAP under non-targeted attacks (higher = more robust). Bold: best model per column."
+    caption = (
+        "mAP under non-targeted attacks (higher = more robust). Bold: the highest number per column, not a tested "
+        "difference (see Claims and verdicts)."
+    )
     return Table(header, tuple(rows), numeric, caption)
 
 
@@ -455,6 +477,9 @@ def build_document(card: Mapping[str, Any], run_dir: Path, with_figures: bool = 
     # Overview
     doc.add(_heading("overview"))
     doc.add(*headline(models))
+    verdicts = claims_headline(card)
+    if verdicts is not None:
+        doc.add(verdicts)
     stats = _stats(models)
     if stats is not None:
         doc.add(stats)
@@ -463,7 +488,14 @@ def build_document(card: Mapping[str, Any], run_dir: Path, with_figures: bool = 
     if table is not None:
         doc.add(table)
 
-    table = attack_table(models) if models else None
+    blocks = claims_blocks(card)
+    if blocks:
+        doc.add(_heading("claims"), *blocks)
+    blocks = protocol_blocks(card)
+    if blocks:
+        doc.add(_heading("protocol"), *blocks)
+
+    table = attack_table(models, attack_budgets(card)) if models else None
     if table is not None:
         doc.add(_heading("attacks"), table)
 

@@ -101,7 +101,7 @@ def sample_card() -> dict[str, Any]:
         {"mainstay": 0.5133, "hag": 0.7045, "sdha": 0.6402, "mainstay-targeted": 0.3561, "dhta": 0.3318},
         {"name": "atrdh", "reference": "Wang et al., SIGIR 2021", "config": {"epochs": 3}, "seconds": 37.8},
     )
-    return {
+    card: dict[str, Any] = {
         "format": "hashguard-study/1",
         "study": "demo",
         "created": "2026-11-26T12:00:00Z",
@@ -132,7 +132,58 @@ def sample_card() -> dict[str, Any]:
         ],
         "models": {"undefended": undefended, "saat": saat, "atrdh": atrdh},
         "retrieval_grid": {"file": GRID_FILE, "model": "undefended", "attack": "mainstay"},
+        "claims": sample_claims(),
+        "protocol": {
+            "name": "demo",
+            "departures": [
+                "attacks.override.eps = 32/255 (protocol: 8/255 for every attack)",
+                "attacks.override.iterations = 20 (protocol: each attack's own, 100-2000)",
+            ],
+        },
     }
+    card["threat_model"]["attacks"] = {
+        name: {"eps": 0.1255, "eps_label": "32/255", "iterations": 20, "optimizer": optimizer, "step": step,
+               "targeted": name in ("mainstay-targeted", "dhta")}
+        for name, optimizer, step in (("mainstay", "pgd", 1 / 255), ("hag", "sgd", 100.0), ("sdha", "adam", 0.01),
+                                      ("mainstay-targeted", "pgd", 1 / 255), ("dhta", "bim", 1 / 255))
+    }
+    return card
+
+
+def _comparison(a: str, b: str, mean_a: float, mean_b: float, low: float, high: float, side: str,
+                verdict: str, attack: str | None = None) -> dict[str, Any]:
+    record = {"a": a, "b": b, "mean_a": mean_a, "mean_b": mean_b, "mean_diff": round(mean_a - mean_b, 4),
+              "ci_low": low, "ci_high": high, "level": 0.95, "n": 200, "side": side, "verdict": verdict}
+    if attack is not None:
+        record["attack"] = attack
+    return record
+
+
+def sample_claims() -> list[dict[str, Any]]:
+    """Claims shaped like the study's (``hashguard.pipeline.claims``), consistent with :func:`sample_card`."""
+    return [
+        {"id": "table1-nontargeted", "source": "paper", "kind": "claim", "model": "undefended", "metric": "mAP",
+         "statement": "The mainstay attack gives the lowest mAP of the non-targeted attacks on the undefended model",
+         "verdict": "reproduced",
+         "comparisons": [
+             _comparison("mainstay", "hag", 0.1034, 0.2247, -0.1402, -0.1031, "negative", "reproduced"),
+             _comparison("mainstay", "sdha", 0.1034, 0.1969, -0.1110, -0.0764, "negative", "reproduced"),
+         ]},
+        {"id": "table1-targeted", "source": "paper", "kind": "claim", "model": "undefended", "metric": "t-mAP",
+         "statement": "The targeted mainstay attack gives the highest t-mAP of the targeted attacks on the "
+                      "undefended model",
+         "verdict": "inconclusive",
+         "comparisons": [
+             _comparison("mainstay-targeted", "dhta", 0.8862, 0.8298, -0.0040, 0.1170, "positive", "inconclusive"),
+         ]},
+        {"id": "table2-saat-atrdh", "source": "paper", "kind": "claim", "model": None, "metric": "mAP",
+         "statement": "SAAT keeps a higher mAP than ATRDH under every attack", "verdict": "inconclusive",
+         "comparisons": [
+             _comparison("saat", "atrdh", 0.6921, 0.7045, -0.0390, 0.0142, "positive", "inconclusive", "hag"),
+             _comparison("saat", "atrdh", 0.6582, 0.6402, -0.0050, 0.0410, "positive", "inconclusive", "sdha"),
+             _comparison("saat", "atrdh", 0.6077, 0.5133, 0.0712, 0.1180, "positive", "reproduced", "mainstay"),
+         ]},
+    ]
 
 
 def sample_grid(rows: int = 4, channels: int = 1, size: int = 28, topk: int = 10, seed: int = 0) -> dict[str, Any]:
