@@ -66,11 +66,11 @@ ATTACKS: dict[str, dict[str, Any]] = {
     },
     "dhta": {
         "eps": 0.032, "iterations": 2000, "optimizer": "bim", "step": 1 / 255, "alpha_schedule": True,
-        "n_anchors": 9,
+        "n_anchors": 9, "replacement": True,
     },
     "p2p": {
         "eps": 0.032, "iterations": 2000, "optimizer": "bim", "step": 1 / 255, "alpha_schedule": True,
-        "n_anchors": 1,
+        "n_anchors": 1, "replacement": True,
     },
     "tha": {
         "eps": 8 / 255, "iterations": 100, "optimizer": "bim", "step": 1 / 255, "alpha_schedule": True,

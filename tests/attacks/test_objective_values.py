@@ -270,9 +270,18 @@ def test_dhta_anchor_is_the_sign_of_the_sum_of_the_exact_label_codes():
     """n = 9 with 3 candidates: all of them, sign([1, -1, -1, 1] + [1, 1, -1, 1] + [-1, 1, -1, 1]) = [1, 1, -1, 1];
     a superset label ([1, 1, 0]) is not an exact match (those items' codes would flip every bit)."""
     targets = TARGET.repeat(5, 1)
-    anchors = anchor_codes(targets, DB_CODES, DB_LABELS, 9, torch.Generator().manual_seed(0))
+    anchors = anchor_codes(targets, DB_CODES, DB_LABELS, 9, torch.Generator().manual_seed(0), replacement=False)
     assert torch.equal(anchors, torch.tensor([[1.0, 1, -1, 1]]).repeat(5, 1))
     assert torch.equal(anchors[0], torch.sign(sum(CANDIDATES)))
+    # with replacement (the protocol's draw): sign(n0 c0 + n1 c1 + n2 c2) for counts n0 + n1 + n2 = 9, every
+    # composition enumerated
+    possible = {
+        tuple(torch.sign(n0 * CANDIDATES[0] + n1 * CANDIDATES[1] + (9 - n0 - n1) * CANDIDATES[2]).tolist())
+        for n0 in range(10) for n1 in range(10 - n0)
+    }
+    drawn = anchor_codes(TARGET.repeat(40, 1), DB_CODES, DB_LABELS, 9, torch.Generator().manual_seed(0))
+    assert {tuple(a.tolist()) for a in drawn} <= possible
+    assert len({tuple(a.tolist()) for a in drawn}) > 1  # the counts vary between queries
 
 
 def test_p2p_anchor_is_one_candidate_code_exactly():
@@ -291,9 +300,25 @@ def test_anchor_draws_without_replacement_and_keeps_ties():
     a draw with replacement could also give a single code twice ([1, 1], [-1, -1] or [1, -1])."""
     codes = torch.tensor([[1, 1], [-1, -1], [1, -1], [-1, 1]], dtype=torch.int8)
     labels = torch.tensor([[1.0, 0], [1, 0], [1, 0], [0, 1]])
-    anchors = anchor_codes(torch.tensor([[1.0, 0]]).repeat(30, 1), codes, labels, 2, torch.Generator().manual_seed(2))
-    allowed = {(0.0, 0.0), (1.0, 0.0), (0.0, -1.0)}
-    assert {tuple(a.tolist()) for a in anchors} == allowed
+    targets = torch.tensor([[1.0, 0]]).repeat(60, 1)
+    anchors = anchor_codes(targets, codes, labels, 2, torch.Generator().manual_seed(2), replacement=False)
+    pairs = {(0.0, 0.0), (1.0, 0.0), (0.0, -1.0)}
+    assert {tuple(a.tolist()) for a in anchors} == pairs
+    # with replacement (the protocol's draw) a single code twice, i.e. that code, also occurs: 60 draws of a
+    # pair, each a repeat with probability 1/3 (missing all three singles has probability < 1e-9)
+    anchors = anchor_codes(targets, codes, labels, 2, torch.Generator().manual_seed(2), replacement=True)
+    singles = {(1.0, 1.0), (-1.0, -1.0), (1.0, -1.0)}
+    assert {tuple(a.tolist()) for a in anchors} == pairs | singles
+
+
+def test_anchor_with_one_candidate_is_that_code_for_any_n():
+    """n = 9 draws with replacement from a single exact candidate: the anchor is its code."""
+    codes = torch.tensor([[1, -1, 1], [-1, -1, -1]], dtype=torch.int8)
+    labels = torch.tensor([[1.0, 0], [0, 1]])
+    for replacement in (True, False):
+        anchors = anchor_codes(torch.tensor([[1.0, 0]]), codes, labels, 9, torch.Generator().manual_seed(0),
+                               replacement=replacement)
+        assert anchors.tolist() == [[1.0, -1.0, 1.0]]
 
 
 def test_anchor_objective_loss_and_theory_code():
@@ -305,12 +330,13 @@ def test_anchor_objective_loss_and_theory_code():
     context = AttackContext(database_codes=codes, database_labels=labels)
     images = torch.rand(2, 1, 2, 2)
     for cls, n in ((AnchorObjective, 9), (P2PObjective, 1)):
-        objective = cls()
-        assert objective.n_anchors == n
+        assert cls().n_anchors == n and cls().replacement is True  # the protocol's draw
+        objective = cls(replacement=False)
         prepared = objective.prepare(Fixed(torch.zeros(2, 4)), images, torch.zeros(2, 3), TARGET.repeat(2, 1),
                                      context, torch.Generator().manual_seed(0))
         u = torch.tensor([[0.5, -0.5, 0.25, 0.75], [-0.1, 0.2, -0.3, 0.4]])
-        anchors = anchor_codes(TARGET.repeat(2, 1), codes, labels, n, torch.Generator().manual_seed(0))
+        anchors = anchor_codes(TARGET.repeat(2, 1), codes, labels, n, torch.Generator().manual_seed(0),
+                               replacement=False)
         assert prepared.loss(u, images).item() == pytest.approx(-float((u * anchors).sum()) / 8, rel=1e-6)
         if n == 9:
             assert torch.equal(anchors, torch.tensor([[0.0, 0, -1, 1]]).repeat(2, 1))

@@ -207,9 +207,13 @@ def test_named_departures_are_listed_one_sentence_each():
 
 
 def test_demo_config_names_its_departures():
-    lines = departures(load_study_config(ROOT / "configs" / "demo.yaml"))
-    assert "attacks.override.iterations = 20 (protocol: each attack's own, 100-2000)" in lines
-    assert "defense atrdh: inner attack in eval mode (protocol: train mode)" in lines
+    for name in ("demo.yaml", "demo-digits.yaml"):
+        config = load_study_config(ROOT / "configs" / name)
+        lines = departures(config)
+        iterations = config.attacks.override.iterations
+        assert f"attacks.override.iterations = {iterations} (protocol: each attack's own, 100-2000)" in lines
+        assert "defense atrdh: inner attack in eval mode (protocol: train mode)" in lines
+        assert f"attacks.queries = {config.attacks.queries} (protocol: all queries)" in lines
 
 
 def test_old_suite_wide_keys_are_one_clear_line(tmp_path, capsys):

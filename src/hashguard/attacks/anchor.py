@@ -1,19 +1,19 @@
-"""DHTA and P2P: targeted attacks towards an anchor code (SPEC §6.5).
+"""DHTA and P2P: targeted attacks towards an anchor code.
 
 Reference: J. Bai, B. Chen, Y. Li, D. Wu, W. Guo, S.-T. Xia, E.-H. Yang, "Targeted Attack for Deep Hashing
 based Retrieval", ECCV 2020 (DHTA, and its point-to-point baseline P2P), as used by the SAAT code (Yuan et
-al.,
-IEEE TIFS 2023).
+al., IEEE TIFS 2023).
 
 For query i with target label t_i, draw n database items whose label vector equals t_i exactly, and set the
 anchor a_i = sign(sum of their database codes) (n = 9 for DHTA, n = 1 for P2P: a single random code). The loss
 L = -mean_ik f(x'; alpha)_ik a_ik is minimised with sign steps of 1/255 from delta = 0 (BIM), eps = 0.032,
 2,000 iterations, alpha schedule.
 
-Anchor draw (SPEC §10 item 27): the n items are drawn **without replacement**. When fewer than n items carry
-exactly the target label, all of them are used (the reference code draws with replacement and so repeats rare
-items). An even count can tie a bit (sign 0): that bit is left out of the loss, and the theory code resolves
-it to +1. A target label that no database item carries exactly raises :class:`ConfigError`.
+Anchor draw: the n items are drawn uniformly **with replacement** (``replacement=True``, the SAAT code's
+protocol; a rare label combination then repeats items). ``replacement=False`` draws without replacement, as
+the original DHTA code does, and uses every candidate when fewer than n items carry exactly the target label.
+An even count can tie a bit (sign 0): that bit is left out of the loss, and the theory code resolves it to +1.
+A target label that no database item carries exactly raises :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ def anchor_codes(
     database_labels: torch.Tensor,
     n_anchors: int,
     generator: torch.Generator,
+    replacement: bool = True,
 ) -> torch.Tensor:
-    """DHTA anchors sign(sum of n database codes with exactly the target label), float (B, K) in {-1, 0,
-    1}."""
+    """DHTA anchors sign(sum of n database codes with exactly the target label), float (B, K) in {-1, 0, 1};
+    the n codes are drawn with or without ``replacement``."""
     if n_anchors < 1:
         raise ConfigError(f"n_anchors must be at least 1, got {n_anchors}")
     db_labels = database_labels.float()
@@ -48,8 +49,11 @@ def anchor_codes(
                 f"target label {target.nonzero().flatten().tolist()} of query {i} matches no database item "
                 "exactly; choose targets among the database label sets (hashguard.attacks.targets)"
             )
-        order = torch.randperm(matches.numel(), generator=generator, device=generator.device)
-        chosen = matches[order[: min(n_anchors, matches.numel())].to(matches.device)]
+        if replacement:
+            order = torch.randint(matches.numel(), (n_anchors,), generator=generator, device=generator.device)
+        else:
+            order = torch.randperm(matches.numel(), generator=generator, device=generator.device)[:n_anchors]
+        chosen = matches[order.to(matches.device)]
         anchors[i] = torch.sign(codes[chosen].sum(dim=0))
     return anchors
 
@@ -63,13 +67,14 @@ class AnchorObjective(Objective):
     needs = ("database",)
     default_anchors = 9
 
-    def __init__(self, n_anchors: int | None = None) -> None:
+    def __init__(self, n_anchors: int | None = None, replacement: bool = True) -> None:
         self.n_anchors = int(self.default_anchors if n_anchors is None else n_anchors)
+        self.replacement = bool(replacement)
         if self.n_anchors < 1:
             raise ConfigError(f"n_anchors must be at least 1, got {n_anchors}")
 
     def params(self) -> dict[str, Any]:
-        return {"n_anchors": self.n_anchors}
+        return {"n_anchors": self.n_anchors, "replacement": self.replacement}
 
     def prepare(
         self,
@@ -82,7 +87,7 @@ class AnchorObjective(Objective):
     ) -> PreparedObjective:
         assert target_labels is not None
         codes, db_labels = context.require("database", self.name)
-        anchors = anchor_codes(target_labels, codes, db_labels, self.n_anchors, generator)
+        anchors = anchor_codes(target_labels, codes, db_labels, self.n_anchors, generator, self.replacement)
         anchors = anchors.to(device=images.device, dtype=images.dtype)
 
         def loss(u: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:

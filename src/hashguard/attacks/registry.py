@@ -213,7 +213,9 @@ ATTACKS: dict[str, AttackSpec] = {
             "Bai et al., ECCV 2020",
             *_budget("dhta"),
             (Param("n_anchors", int, PROTOCOL["dhta"]["n_anchors"], "database codes summed into the anchor", 1,
-                   None),),
+                   None),
+             Param("replacement", bool, PROTOCOL["dhta"]["replacement"],
+                   "draw the anchor's codes with replacement (False: without, as the original DHTA code)")),
         ),
         AttackSpec(
             "p2p",
@@ -221,7 +223,9 @@ ATTACKS: dict[str, AttackSpec] = {
             "Bai et al., ECCV 2020",
             *_budget("p2p"),
             (Param("n_anchors", int, PROTOCOL["p2p"]["n_anchors"], "database codes summed into the anchor", 1,
-                   None),),
+                   None),
+             Param("replacement", bool, PROTOCOL["p2p"]["replacement"],
+                   "draw the anchor's codes with replacement (False: without, as the original DHTA code)")),
         ),
         AttackSpec("tha", THAObjective, "Wang et al., SIGIR 2021", *_budget("tha"), _THA_PARAMS),
         AttackSpec(
