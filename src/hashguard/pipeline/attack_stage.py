@@ -19,6 +19,7 @@ import numpy as np
 
 from hashguard.attacks import AttackContext, attack_spec, build_attack, build_context
 from hashguard.attacks.evaluate import evaluate_attack
+from hashguard.attacks.registry import resolve_attack_params
 from hashguard.data.base import DatasetSplits, HashingDataset
 from hashguard.io_utils import atomic_write
 from hashguard.models.hash_model import HashModel
@@ -172,11 +173,12 @@ def attack_model(
     """Run the suite (and the sweep) against one model; returns ``{"attacks": ..., "eps_sweep": ...}``."""
 
     def stage_key(name: str, params: dict[str, Any]) -> dict[str, Any]:
-        """What an attack stage's result depends on."""
+        """What an attack stage's result depends on: every resolved setting, defaults included, so a changed
+        default reruns the stage instead of reusing a result computed under the old one."""
         return {
             "model": target.identity,
             "attack": name,
-            "params": params,
+            "params": resolve_attack_params(name, **params),
             "queries": suite.queries,
             "topk": topk,
             "targets": targets_digest if attack_spec(name).targeted else None,
