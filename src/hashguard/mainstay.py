@@ -1,4 +1,4 @@
-"""Mainstay codes (DMFL) of SAAT and the CgAT centre code (SPEC §4).
+"""Mainstay codes (DMFL) of SAAT and the CgAT centre code (docs/attacks.md).
 
 Reference: X. Yuan, Z. Zhang, X. Wang, L. Wu, "Semantic-Aware Adversarial Training for Reliable Deep Hashing
 Retrieval", IEEE TIFS 18:4681-4694, 2023 (DMFL, "discriminative mainstay features learning"); the centre-code
@@ -136,7 +136,7 @@ def center_codes(
     tie_break: str | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """CgAT's centre code sign(mean_P B - mean_N B), unweighted positives (SPEC §4, CgAT variant)."""
+    """CgAT's centre code sign(mean_P B - mean_N B), unweighted positives (docs/attacks.md, CgAT variant)."""
     return mainstay_codes(
         labels,
         train_codes,

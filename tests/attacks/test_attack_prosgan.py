@@ -1,7 +1,7 @@
-"""ProS-GAN (Wang et al., CVPR 2021; SPEC §6.7) on the small trained demo model, with tiny widths and budgets.
+"""ProS-GAN (Wang et al., CVPR 2021; docs/attacks.md) on the small trained demo model, with tiny widths and budgets.
 
 The attack is trained once (1 thread) in its original, unbounded form (``project=False``; the original has no
-eps bound, SPEC §10 item 28) with settings that make it learn within ~100 GAN steps on the 800 demo digits:
+eps bound, docs/attacks.md) with settings that make it learn within ~100 GAN steps on the 800 demo digits:
 learning rate 3e-3 instead of 1e-4 and reconstruction weight 10 instead of 50-100. Measured on this fixture
 (seeds 0, 1, 3): t-mAP 0.10 (clean queries) -> 0.78 / 0.75 / 0.78 (theory 0.93 / 0.91 / 0.95), mean |delta|
 about 0.10, L-inf about 1 (strokes drawn or erased: a visible perturbation, as the reconstruction weight is low).

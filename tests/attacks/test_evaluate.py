@@ -1,4 +1,4 @@
-"""Perceptibility (SPEC §10 item 18): real perturbation norms and SSIM."""
+"""Perceptibility (docs/attacks.md): real perturbation norms and SSIM."""
 
 from __future__ import annotations
 

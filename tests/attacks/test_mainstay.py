@@ -1,4 +1,4 @@
-"""Mainstay codes (SPEC §4): optimality by enumeration, edge cases, chunking, CgAT variant."""
+"""Mainstay codes (docs/attacks.md): optimality by enumeration, edge cases, chunking, CgAT variant."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Optimizers (SPEC §6.0-§6.4): eps ball, [0, 1], no parameter gradients, restored state, seeds, SI-NI scales."""
+"""Optimizers (docs/attacks.md): eps ball, [0, 1], no parameter gradients, restored state, seeds, SI-NI scales."""
 
 from __future__ import annotations
 

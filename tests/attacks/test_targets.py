@@ -1,4 +1,4 @@
-"""Target labels (SPEC §5): disjoint from the query, seeded, saved and reused, clear errors."""
+"""Target labels (docs/attacks.md): disjoint from the query, seeded, saved and reused, clear errors."""
 
 from __future__ import annotations
 

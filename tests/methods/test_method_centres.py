@@ -26,7 +26,7 @@ def hamming_matrix(codes: np.ndarray) -> np.ndarray:
 
 
 def sum_fill_threshold(y: np.ndarray, table: np.ndarray, fill: np.ndarray) -> np.ndarray:
-    """SPEC §3.3 multi-label rule, by loops."""
+    """docs/methods.md multi-label rule, by loops."""
     out = np.zeros((len(y), table.shape[1]))
     for i, row in enumerate(y):
         for k in range(table.shape[1]):

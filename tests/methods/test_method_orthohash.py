@@ -74,7 +74,7 @@ def test_single_label_branch_is_cross_entropy() -> None:
     two = np.array([[0, 1, 1]], dtype=np.float64)
     value = forced(torch.tensor(U[:1]), torch.tensor(two), torch.arange(1))
     assert float(value) == pytest.approx(reference(U[:1], np.array([[0.0, 1.0, 0.0]]), method.codebook.numpy()))
-    # class-index labels of integer dtype work too (no scatter_ on floats, SPEC §10 item 21)
+    # class-index labels of integer dtype work too (no scatter_ on floats, docs/methods.md)
     ints = torch.tensor(y, dtype=torch.long)
     assert float(method(torch.tensor(U), ints, torch.arange(4))) == pytest.approx(float(loss))
 

@@ -6,7 +6,7 @@ inside the mini-batch. The loss formulas and their constants are the reference o
 Why (measured, docs/methods.md): with plain tanh codes and lr 2e-3 the pairwise losses crowded the codes into
 few sign patterns (100-160 distinct codes among 1,000 items) and stayed within 0.04 mAP of random codes on the
 multi-label demo, DPN (m = 1) collapsed to one code, and the zero-initialised memory bank gives too little
-signal in a run this short (as for DPSH in FIELD_NOTES). The bank form is covered by the unit tests and
+signal in a run this short (as for DPSH in docs/methods.md). The bank form is covered by the unit tests and
 the benchmark.
 
 Single label: 500 items, 2 epochs; random codes score ~0.11. Multi-label (2 x 2 grids): 1,000 items, 4

@@ -46,7 +46,7 @@ def test_dpsh_bank_loss_matches_hand_computation():
             theta = 0.5 * sum(a * b for a, b in zip(U[i], bank_u[j], strict=True))
             likelihood += math.log(1 + math.exp(theta)) - s * theta
     quant = sum((math.copysign(1, v) - v) ** 2 for row in U for v in row)
-    expected = likelihood / 6 + 50.0 * quant / 6  # both divided by B * N (SPEC §10 item 22)
+    expected = likelihood / 6 + 50.0 * quant / 6  # both divided by B * N (docs/methods.md)
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 

@@ -10,12 +10,12 @@ from hashguard.models import HashModel, ModelSpec, load_model
 from hashguard.models.checkpoint import load_state_file
 from hashguard.training import train_model
 
-SPEC = dict(backbone="small_cnn", bits=16, in_channels=1, image_size=28, mean=[0.13], std=[0.31])
+MODEL_SPEC = dict(backbone="small_cnn", bits=16, in_channels=1, image_size=28, mean=[0.13], std=[0.31])
 
 
 def _train(tiny_splits, out, *, resume=False, stop_after=None, method="dph", epochs=3, **train):
     torch.manual_seed(123)  # model initialisation
-    model = HashModel(ModelSpec(**SPEC))
+    model = HashModel(ModelSpec(**MODEL_SPEC))
     loss = build_method(method, bits=16, num_classes=10, num_train=len(tiny_splits.train), seed=0)
     config = TrainConfig(recipe="fast", epochs=epochs, batch_size=50, progress=False, val_fraction=0, **train)
     result = train_model(
@@ -25,7 +25,7 @@ def _train(tiny_splits, out, *, resume=False, stop_after=None, method="dph", epo
 
 
 def test_paper_schedule_divides_lr_by_ten_every_third_of_training():
-    config = TrainConfig()  # SPEC §3.4: 100 epochs, SGD 0.01
+    config = TrainConfig()  # docs/methods.md: 100 epochs, SGD 0.01
     assert config.optimizer == "sgd" and config.epochs == 100 and config.batch_size == 32
     rates = [config.lr_at_epoch(e) for e in range(100)]
     assert rates[0] == rates[33] == pytest.approx(1e-2)
@@ -48,7 +48,7 @@ def test_resumed_training_equals_uninterrupted_training(tiny_splits, tmp_path):
 def test_different_seeds_give_different_weights(tiny_splits, tmp_path):
     a, _ = _train(tiny_splits, tmp_path / "a", epochs=1)
     torch.manual_seed(123)
-    model = HashModel(ModelSpec(**SPEC))
+    model = HashModel(ModelSpec(**MODEL_SPEC))
     loss = build_method("dph", bits=16, num_classes=10, num_train=len(tiny_splits.train))
     config = TrainConfig(recipe="fast", epochs=1, batch_size=50, progress=False, val_fraction=0)
     train_model(model, loss, tiny_splits.train, config, tmp_path / "b", seed=8, log=None)

@@ -1,8 +1,8 @@
-"""Attacks on deep hashing retrieval: perturbation optimizers x code-space objectives (SPEC §6).
+"""Attacks on deep hashing retrieval: perturbation optimizers x code-space objectives (docs/attacks.md).
 
 ``build_attack(name, model, context, **params)`` builds any registered attack (``ATTACKS``) with the defaults
 of
-SPEC §6.8; ``attack(images, labels, target_labels=None)`` returns adversarial images, ``attack.run(...)`` also
+docs/attacks.md; ``attack(images, labels, target_labels=None)`` returns adversarial images, ``attack.run(...)`` also
 the adversarial codes and the theory codes. See ``docs/attacks.md``.
 """
 

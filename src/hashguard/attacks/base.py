@@ -1,12 +1,12 @@
-"""An attack = a perturbation optimizer x a code-space objective (DESIGN.md principle 5).
+"""An attack = a perturbation optimizer x a code-space objective (composition, not one class per attack).
 
 * :class:`AttackContext` holds what objectives need besides the query batch: the attacked model's sign codes
   of the training split (mainstay, SDHA, THA) and of the database (DHTA/P2P anchors, target labels of THA).
 * :class:`Objective` turns a batch (images, labels, target labels) into a :class:`PreparedObjective`: the loss
-  to minimise ``loss(u, x_adv)`` and the "theory" code, the ideal query code the attack aims for (SPEC §8).
+  to minimise ``loss(u, x_adv)`` and the "theory" code, the ideal query code the attack aims for (docs/metrics.md).
 * :class:`HashAttack` runs an optimizer on a prepared objective, torchattacks style:
   ``attack(images, labels, target_labels=None) -> adversarial images``; :meth:`HashAttack.run` also returns
-  the codes of the returned images, sign(f(x'; 1)) in eval mode (SPEC §10 item 15), and the theory codes.
+  the codes of the returned images, sign(f(x'; 1)) in eval mode (docs/attacks.md), and the theory codes.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class AttackOutput:
     """What an attack returns for a batch."""
 
     adv_images: torch.Tensor
-    #: sign(f(x'; 1)) of the returned images, int8 +-1 (SPEC §10 item 15)
+    #: sign(f(x'; 1)) of the returned images, int8 +-1 (docs/attacks.md)
     adv_codes: torch.Tensor
     #: the ideal query codes (int8 +-1, ties resolved to +1)
     theory_codes: torch.Tensor

@@ -1,13 +1,13 @@
 """Evaluating an attack on a query split: mAP / t-mAP, theory mAP, bits flipped, perceptibility, wall time.
 
-Metrics (SPEC §8, computed by :mod:`hashguard.retrieval`, ranking by (Hamming distance, database index)):
+Metrics (docs/metrics.md, computed by :mod:`hashguard.retrieval`, ranking by (Hamming distance, database index)):
 
 * non-targeted: mAP of the clean and of the adversarial query codes against the true labels (lower = stronger);
 * targeted: t-mAP (relevance judged against the target labels) of the clean and adversarial codes (higher =
   stronger), plus the adversarial mAP against the true labels;
-* theory mAP / t-mAP: the same metric for the attack's ideal code (SPEC §8);
+* theory mAP / t-mAP: the same metric for the attack's ideal code (docs/metrics.md);
 * bits flipped: mean number of bits where the adversarial code differs from the clean code;
-* perceptibility as real perturbation norms (SPEC §10 item 18): L-inf = max |delta| over all elements,
+* perceptibility as real perturbation norms (docs/attacks.md): L-inf = max |delta| over all elements,
   mean per-image L2 norm, MSE, mean per-image PSNR (data range 1; identical images count as 100 dB), and mean
   SSIM (Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, per channel, valid region; the window shrinks to the
   image for images smaller than 11 pixels), matching ``skimage.metrics.structural_similarity`` with

@@ -1,4 +1,4 @@
-"""HAG: the Hamming-space adversarial attack (SPEC §6.3).
+"""HAG: the Hamming-space adversarial attack (docs/attacks.md).
 
 Reference: E. Yang, T. Liu, C. Deng, D. Tao, "Adversarial Examples for Hamming Space Search", IEEE
 Transactions
@@ -14,7 +14,7 @@ is minimised (beta = 1) by SGD with momentum on the pixels (lr 100, momentum 0.9
 is
 a constant for the gradient. The theory code is -sign(h). Unlike the reference code, the reported code is
 that of
-the returned image (SPEC §10 item 15; done by :class:`~hashguard.attacks.base.HashAttack`).
+the returned image (docs/attacks.md; done by :class:`~hashguard.attacks.base.HashAttack`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def hag_loss(u: torch.Tensor, clean: torch.Tensor, beta: float = 1.0) -> torch.T
 
 
 class HAGObjective(Objective):
-    """Non-targeted HAG objective (Yang et al., IEEE TCYB 2018; SPEC §6.3)."""
+    """Non-targeted HAG objective (Yang et al., IEEE TCYB 2018; docs/attacks.md)."""
 
     name = "hag"
     targeted = False

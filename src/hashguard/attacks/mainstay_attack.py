@@ -1,4 +1,4 @@
-"""The mainstay-code attack of SAAT, non-targeted and targeted (SPEC §6.1).
+"""The mainstay-code attack of SAAT, non-targeted and targeted (docs/attacks.md).
 
 Reference: X. Yuan, Z. Zhang, X. Wang, L. Wu, "Semantic-Aware Adversarial Training for Reliable Deep Hashing
 Retrieval", IEEE TIFS 2023 ("SAAT (Ours)" rows of Table I).
@@ -10,7 +10,7 @@ s_ik = f(x'_i; alpha)_k * m_ik the masked quadratic loss (minimised) is
 * non-targeted: w = 1[s > -0.5], L = sum w (s + 2) s / max(sum w, 1)  (pushes the code away from m);
 * targeted:     w = 1[s < 0.5],  L = -sum w (s + 2) s / max(sum w, 1) (pulls the code onto m).
 
-The max(., 1) guards the 0/0 of the reference code when no element is active (SPEC §10 item 9); it does not
+The max(., 1) guards the 0/0 of the reference code when no element is active (docs/attacks.md); it does not
 change a sign-gradient step. ``loss="plain"`` gives SAAT's inner training loss mean(f * m) (targeted:
 -mean(f * m)). The theory code is -m (non-targeted) or m (targeted).
 """
@@ -32,7 +32,7 @@ LOSSES = ("masked", "plain")
 def mainstay_loss(
     u: torch.Tensor, target_codes: torch.Tensor, targeted: bool = False, kind: str = "masked"
 ) -> torch.Tensor:
-    """SAAT's attack loss of relaxed codes ``u`` against mainstay codes (Yuan et al., IEEE TIFS 2023; §6.1).
+    """SAAT's attack loss of relaxed codes ``u`` against mainstay codes (Yuan et al., IEEE TIFS 2023).
 
     ``kind="masked"``: the masked quadratic surrogate with the 0/0 guard; ``kind="plain"``: mean(u * m)
     (non-targeted; the SAAT inner loss) or -mean(u * m) (targeted). Both are minimised.
@@ -50,7 +50,7 @@ def mainstay_loss(
 
 
 class MainstayObjective(Objective):
-    """Attack towards/away from DMFL mainstay codes (SAAT, Yuan et al., IEEE TIFS 2023; SPEC §4, §6.1)."""
+    """Attack towards/away from DMFL mainstay codes (SAAT, Yuan et al., IEEE TIFS 2023; docs/attacks.md)."""
 
     name = "mainstay"
     targeted = False

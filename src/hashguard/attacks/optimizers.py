@@ -1,4 +1,4 @@
-"""Perturbation optimizers: the step rules an attack combines with a code-space objective (SPEC §6.0-§6.4).
+"""Perturbation optimizers: the step rules an attack combines with a code-space objective (docs/attacks.md).
 
 Every optimizer minimises a loss ``loss_fn(u, x_adv) -> scalar`` where ``u = f(x_adv'; alpha)`` are the
 relaxed codes of the (possibly transformed) adversarial images and ``x_adv`` the adversarial images.
@@ -29,7 +29,7 @@ Pixel-space optimizers:
   IEEE TCYB 2018): SGD with momentum on the pixels, lr 100, momentum 0.9.
 * :class:`Adam` - SDHA's optimizer (Lu et al., "Smart Deep Hashing Attack", ICMR 2021): Adam, lr 0.01.
 
-The alpha schedule (SPEC §6.0, :func:`get_alpha`) of the SAAT code (Yuan et al., IEEE TIFS 2023) relaxes the
+The alpha schedule (docs/attacks.md, :func:`get_alpha`) of the SAAT code (Yuan et al., IEEE TIFS 2023) relaxes the
 tanh of the hash layer during the first half of the iterations.
 """
 
@@ -48,13 +48,13 @@ from hashguard.errors import ConfigError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-#: alpha per tenth of the iterations (SPEC §6.0)
+#: alpha per tenth of the iterations (docs/attacks.md)
 ALPHA_LEVELS = (0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 _TINY = 1e-12
 
 
 def get_alpha(iteration: int, total: int) -> float:
-    """alpha = ALPHA_LEVELS[floor(i / (T / 10))] (SPEC §6.0; SAAT code, Yuan et al., IEEE TIFS 2023)."""
+    """alpha = ALPHA_LEVELS[floor(i / (T / 10))] (docs/attacks.md; SAAT code, Yuan et al., IEEE TIFS 2023)."""
     if total < 1:
         raise ConfigError(f"iteration count must be positive, got {total}")
     if not 0 <= iteration < total:
@@ -228,7 +228,7 @@ class PerturbationOptimizer:
 
 
 class PGD(PerturbationOptimizer):
-    """Projected sign-gradient descent with a uniform random start (Madry et al., ICLR 2018; SPEC §6.1).
+    """Projected sign-gradient descent with a uniform random start (Madry et al., ICLR 2018; docs/attacks.md).
 
     delta_0 ~ U(-eps, eps) (clipped into [0, 1]); delta <- Proj(delta - step * sign(grad)).
     """
@@ -262,7 +262,7 @@ class PGD(PerturbationOptimizer):
 
 
 class BIM(PGD):
-    """Basic iterative method: PGD started at delta = 0 (Kurakin et al., ICLR workshop 2017; SPEC §6.2)."""
+    """Basic iterative method: PGD started at delta = 0 (Kurakin et al., ICLR workshop 2017; docs/attacks.md)."""
 
     name = "bim"
     extra_params = ()
@@ -276,7 +276,7 @@ def input_diversity(
 ) -> torch.Tensor:
     """DI transform (Xie et al., CVPR 2019): with probability ``diversity_prob`` (one coin for the batch),
     resize bilinearly to r x r with r ~ U{floor(S * resize_rate), ..., S - 1} and zero-pad at a random offset
-    back to S x S; otherwise return the images unchanged (SPEC §6.2)."""
+    back to S x S; otherwise return the images unchanged (docs/attacks.md)."""
     height, width = images.shape[-2:]
     low_h, low_w = int(height * resize_rate), int(width * resize_rate)
     coin = torch.rand((), generator=generator, device=generator.device).item()
@@ -295,7 +295,7 @@ def input_diversity(
 
 
 class DIFGSM(PerturbationOptimizer):
-    """DI-FGSM with optional momentum (Xie et al., CVPR 2019; SPEC §6.2).
+    """DI-FGSM with optional momentum (Xie et al., CVPR 2019; docs/attacks.md).
 
     g = grad / mean|grad| (per sample) on the input-diversity-transformed image; v <- decay * v + g;
     delta <- Proj(delta - step * sign(v)). Defaults: decay 0 (no momentum), resize_rate 0.9,
@@ -356,7 +356,7 @@ class DIFGSM(PerturbationOptimizer):
 
 
 class MIFGSM(DIFGSM):
-    """MI-FGSM (Dong et al., CVPR 2018): DI-FGSM, diversity_prob 0, decay 1, no random start (SPEC §6.2)."""
+    """MI-FGSM (Dong et al., CVPR 2018): DI-FGSM, diversity_prob 0, decay 1, no random start (docs/attacks.md)."""
 
     name = "mi"
     extra_params = ("decay",)
@@ -368,7 +368,7 @@ class MIFGSM(DIFGSM):
 
 
 class NIFGSM(PerturbationOptimizer):
-    """NI-FGSM (Lin et al., ICLR 2020; SPEC §6.2), loss-minimising convention, x_0 = x, v_0 = 0.
+    """NI-FGSM (Lin et al., ICLR 2020; docs/attacks.md), loss-minimising convention, x_0 = x, v_0 = 0.
 
     x_nes = x_t - mu * step * v_t; g = grad L(x_nes); v <- mu * v + g / mean|g|;
     x <- Proj(x - step * sign(v)).
@@ -401,7 +401,7 @@ class NIFGSM(PerturbationOptimizer):
 
 
 class SINIFGSM(NIFGSM):
-    """SI-NI-FGSM (Lin et al., ICLR 2020; SPEC §6.2 with the fix of §10 item 16).
+    """SI-NI-FGSM (Lin et al., ICLR 2020; docs/attacks.md).
 
     As NI-FGSM, but g = (1/m) sum_{i=0}^{m-1} grad_{x_nes} L(x_nes / 2^i): the intended scale copies
     x_nes, x_nes/2, x_nes/4, ... (not the cumulative 1, 1/2, 1/8, ... of the reference code), each gradient
@@ -459,7 +459,7 @@ class SINIFGSM(NIFGSM):
 
 
 class VMIFGSM(PerturbationOptimizer):
-    """VMI-FGSM (Wang & He, CVPR 2021; SPEC §6.2), x_0 = x.
+    """VMI-FGSM (Wang & He, CVPR 2021; docs/attacks.md), x_0 = x.
 
     g_t = grad L(x_t); g_hat = (g_t + v_t) / mean|g_t + v_t|; u <- g_hat + mu * u;
     v <- (1/N) sum_n grad L(x_t + r_n) - g_t with r_n ~ U(-beta * eps, beta * eps);
@@ -508,7 +508,7 @@ class VMIFGSM(PerturbationOptimizer):
 
 
 class SGDMomentum(PerturbationOptimizer):
-    """SGD with momentum on the pixels, HAG's optimizer (Yang et al., IEEE TCYB 2018; SPEC §6.3).
+    """SGD with momentum on the pixels, HAG's optimizer (Yang et al., IEEE TCYB 2018; docs/attacks.md).
 
     buf <- momentum * buf + g (buf = g at the first step, as torch.optim.SGD);
     delta <- Proj(delta - lr * buf).
@@ -538,7 +538,7 @@ class SGDMomentum(PerturbationOptimizer):
 
 
 class Adam(PerturbationOptimizer):
-    """Adam on the pixels, SDHA's optimizer (Lu et al., ICMR 2021; SPEC §6.4), lr 0.01, betas (0.9, 0.999).
+    """Adam on the pixels, SDHA's optimizer (Lu et al., ICMR 2021; docs/attacks.md), lr 0.01, betas (0.9, 0.999).
 
     Bias-corrected as torch.optim.Adam (eps 1e-8); starts at the clean image; projects after every step.
     """

@@ -1,7 +1,7 @@
-"""ProS-GAN: prototype-supervised generative targeted attack on deep hashing (SPEC §6.7).
+"""ProS-GAN: prototype-supervised generative targeted attack on deep hashing (docs/attacks.md).
 
 Reference: X. Wang, Z. Zhang, B. Wu, F. Shen, G. Lu, "Prototype-supervised Adversarial Network for Targeted
-Attack of Deep Hashing", CVPR 2021. Implemented from SPEC §6.7 (no research code copied).
+Attack of Deep Hashing", CVPR 2021. Implemented from docs/attacks.md (no research code copied).
 
 * :class:`ProSPrototypeNet`: t -> Linear(C, 4096) -> ReLU -> Linear(4096, 512) = semantic feature f(t), with two
   heads h = tanh(Linear(512, K)(f)) and c = sigmoid(Linear(512, C)(f)). Trained (:func:`train_prosgan_prototype`)
@@ -23,7 +23,7 @@ n <= 2 with 2^n | S, discriminator stages = the largest n <= 5 with 2^n | S, the
 the remaining map. Widths (``width``, ``label_width``, ``disc_width``), residual blocks, epochs and steps are
 parameters; channels follow the attacked model's ``in_channels``.
 
-Deliberate difference from the original (SPEC §10 item 28): the original has no epsilon bound. By default the
+Deliberate difference from the original (docs/attacks.md): the original has no epsilon bound. By default the
 attack projects x' = (G(x~, f(t)) + 1) / 2 onto the L-infinity ball of radius ``eps`` around x and onto [0, 1]
 (``project=True``); ``project=False`` returns the unbounded generator output (clamped to [0, 1] only, which the
 Tanh already guarantees up to rounding). The reported code is sign(f(x'; 1)) of the returned image.
@@ -83,7 +83,7 @@ class ProSPrototypeNet(nn.Module):
 def prosgan_prototype_loss(
     net: ProSPrototypeNet, target: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
-    """SPEC §6.7 PrototypeNet loss: DPSH likelihood (mean over B x N) + MSE(c, t) + quantisation / (1e4 B)."""
+    """docs/attacks.md PrototypeNet loss: DPSH likelihood (mean over B x N) + MSE(c, t) + quantisation / (1e4 B)."""
     _, h, c = net(target)
     theta = 0.5 * h @ codes.t()
     s = ((target @ labels.t()) > 0).to(h.dtype)
@@ -109,7 +109,7 @@ def train_prosgan_prototype(
     feature: int = 512,
     generator: torch.Generator,
 ) -> ProSPrototypeNet:
-    """Train ProS-GAN's PrototypeNet on the training sign codes (SPEC §6.7); seeded; frozen and in eval mode out.
+    """Train ProS-GAN's PrototypeNet on the training sign codes (docs/attacks.md); seeded; frozen and in eval mode out.
 
     ``label_pool`` holds the labels to sample targets from (the unique database labels).
     """
@@ -159,7 +159,7 @@ class _Residual(nn.Module):
 
 
 class ProSGenerator(nn.Module):
-    """ProS-GAN generator G(x~, f(t)) -> x~_adv in [-1, 1] (SPEC §6.7), size-generic (see the module docstring)."""
+    """ProS-GAN generator G(x~, f(t)) -> x~_adv in [-1, 1], size-generic (see the module docstring)."""
 
     def __init__(
         self,
@@ -219,7 +219,7 @@ class ProSGenerator(nn.Module):
 
 
 class ProSDiscriminator(nn.Module):
-    """Spectral-norm discriminator with C + 1 outputs (label vector, real/fake flag) (SPEC §6.7)."""
+    """Spectral-norm discriminator with C + 1 outputs (label vector, real/fake flag) (docs/attacks.md)."""
 
     def __init__(self, channels: int, image_size: int, num_classes: int, width: int = 64) -> None:
         super().__init__()
@@ -295,7 +295,7 @@ def train_prosgan(
     max_steps: int | None = None,
     generator: torch.Generator,
 ) -> ProSGenerator:
-    """Train ProS-GAN's generator and discriminator against the frozen ``model`` (SPEC §6.7).
+    """Train ProS-GAN's generator and discriminator against the frozen ``model`` (docs/attacks.md).
 
     ``images`` (N, C, S, S) in [0, 1] (a tensor, or a dataset read batch by batch) with float ``labels`` (N, C);
     targets are sampled uniformly from
@@ -365,7 +365,7 @@ def train_prosgan(
 
 
 class ProSGANObjective(Objective):
-    """ProS-GAN's setup (PrototypeNet + GAN training) and its theory code sign(h_t) (SPEC §6.7).
+    """ProS-GAN's setup (PrototypeNet + GAN training) and its theory code sign(h_t) (docs/attacks.md).
 
     It is driven by :class:`ProSGANAttack`, which replaces the perturbation optimizer by the generator.
     """
@@ -509,7 +509,7 @@ class ProSGANObjective(Objective):
 class ProSGANAttack(HashAttack):
     """ProS-GAN as a :class:`HashAttack`: one generator pass per batch instead of an iterative optimizer.
 
-    ``eps`` bounds the returned images when the objective's ``project`` is True (default; SPEC §10 item 28).
+    ``eps`` bounds the returned images when the objective's ``project`` is True (default; docs/attacks.md).
     ``iterations`` and the optimizer are unused.
     """
 

@@ -1,4 +1,4 @@
-"""SDHA: the smart deep hashing attack, non-targeted and targeted (SPEC §6.4).
+"""SDHA: the smart deep hashing attack, non-targeted and targeted (docs/attacks.md).
 
 Reference: J. Lu, M. Chen, Y. Sun, W. Wang, Y. Wang, X. Yang, "A Smart Adversarial Attack on Deep Hashing
 Based
@@ -16,7 +16,7 @@ mean_j D_j w_j.
 Loss = MSE(x', x) + (25 / K) L_sur, minimised by Adam on the pixels (lr 0.01, 1,500 iterations). The weights
 pass through sign, so they get no gradient.
 
-Guards (SPEC §10 item 11): the reference weight (d_H + 1e-8)^(-1/2) is 1e4 for a training code equal to the
+Guards (docs/attacks.md): the reference weight (d_H + 1e-8)^(-1/2) is 1e4 for a training code equal to the
 query's code; here d_H is floored at ``min_distance`` (default 1; 1e-8 reproduces the reference). A
 non-targeted query without label-sharing training items uses its own clean code as the reference (as the
 reference code); a targeted query whose target shares no label with any training item contributes no surrogate
@@ -39,7 +39,7 @@ from hashguard.errors import ConfigError
 
 
 class SDHAObjective(Objective):
-    """Non-targeted SDHA objective (Lu et al., ICMR 2021; SPEC §6.4)."""
+    """Non-targeted SDHA objective (Lu et al., ICMR 2021; docs/attacks.md)."""
 
     name = "sdha"
     targeted = False
@@ -129,7 +129,7 @@ class SDHAObjective(Objective):
 
 
 class TargetedSDHAObjective(SDHAObjective):
-    """Targeted SDHA objective (Lu et al., ICMR 2021; SPEC §6.4)."""
+    """Targeted SDHA objective (Lu et al., ICMR 2021; docs/attacks.md)."""
 
     name = "sdha-targeted"
     targeted = True

@@ -1,11 +1,11 @@
-"""Target labels for targeted attacks (SPEC §5), seeded and saved so every targeted attack of a study reuses
+"""Target labels for targeted attacks (docs/attacks.md), seeded and saved so every targeted attack of a study reuses
 them.
 
 Candidates are the unique non-zero label rows of the **database**. For each query the target is drawn
 uniformly
 (over distinct label combinations, not images) from the candidates that share no label with the query
 (<y_q, t> = 0); a zero-label query may receive any candidate. No candidate raises :class:`ConfigError`.
-Unlike the reference code the draw is seeded (SPEC §10 item 6) and the file records its seed, the number of
+Unlike the reference code the draw is seeded and the file records its seed, the number of
 queries and a fingerprint of the query and database labels, so a mismatched file is refused.
 """
 
@@ -42,7 +42,7 @@ def labels_fingerprint(labels: Any) -> str:
 
 
 def select_target_labels(query_labels: Any, database_labels: Any, seed: int = 0) -> np.ndarray:
-    """One target label per query (Q x C float32), drawn with ``np.random.default_rng(seed)`` (SPEC §5)."""
+    """One target label per query (Q x C float32), drawn with ``np.random.default_rng(seed)`` (docs/attacks.md)."""
     queries = _as_array(query_labels, "query labels")
     database = _as_array(database_labels, "database labels")
     if queries.shape[1] != database.shape[1]:

@@ -1,4 +1,4 @@
-"""THA: targeted hashing attack with a label-conditioned prototype code (SPEC §6.6).
+"""THA: targeted hashing attack with a label-conditioned prototype code (docs/attacks.md).
 
 Reference: X. Wang, Z. Zhang, B. Wu, F. Shen, G. Lu, "Prototype-supervised Adversarial Network for Targeted
 Attack of Deep Hashing" (CVPR 2021) introduced the PrototypeNet; the THA variant used here is from X. Wang,
@@ -9,7 +9,7 @@ PrototypeNet: y -> Linear(C, 4096) -> ReLU -> Linear(4096, 512) -> Linear(512, K
 the
 attacked model's training sign codes G (N x K): each step samples B_p labels uniformly (with replacement) from
 the unique database labels, S = h G^T / K, positives <t, Y_j> > 0 and negatives otherwise over **all** pairs
-(no triangular mask; SPEC §10 item 17), and the circle-type loss with gamma = 1
+(no triangular mask; docs/attacks.md), and the circle-type loss with gamma = 1
 
     a_p = max(0, 2 - s_p), a_n = max(0, s_n + 2) (detached)
     L_c = softplus( logsumexp(a_n s_n gamma) + logsumexp(-a_p s_p gamma) ),
@@ -18,7 +18,7 @@ the unique database labels, S = h G^T / K, positives <t, Y_j> > 0 and negatives 
 with Adam (lr 1e-4, betas (0.5, 0.999)), epochs x steps (100 x 300 by default) and the learning rate divided
 by
 10 at 50% and 75% of the steps. A batch without positive or without negative pairs has no circle term (the
-reference code's logsumexp over an empty set gives -inf and NaN gradients; SPEC §10 item 14).
+reference code's logsumexp over an empty set gives -inf and NaN gradients; docs/attacks.md).
 
 Attack: p = sign(PrototypeNet(t)), L = -mean(f(x'; alpha) * p), BIM sign steps of 1/255 from delta = 0,
 eps = 8/255, 100 iterations, alpha schedule. The theory code is p.
@@ -71,7 +71,7 @@ def prototype_loss(
     labels: torch.Tensor,
     gamma: float = 1.0,
 ) -> torch.Tensor:
-    """THA's PrototypeNet loss for one batch of labels ``target`` (SPEC §6.6): the circle loss of
+    """THA's PrototypeNet loss for one batch of labels ``target`` (docs/attacks.md): the circle loss of
     S = h G^T / K over all (label, training item) pairs, divided by the batch size, plus the quantisation
     term sum (sign(h) - h)^2 / (1e4 B). ``codes`` (N, K) are float sign codes, ``labels`` (N, C) float."""
     h = net(target)
@@ -94,7 +94,7 @@ def train_prototype_net(
     gamma: float = 1.0,
     generator: torch.Generator,
 ) -> PrototypeNet:
-    """Train THA's PrototypeNet on the attacked model's training sign codes (SPEC §6.6); seeded, eval mode
+    """Train THA's PrototypeNet on the attacked model's training sign codes (docs/attacks.md); seeded, eval mode
     out.
 
     ``label_pool`` holds the labels to sample from (the unique database labels).
@@ -130,7 +130,7 @@ def train_prototype_net(
 
 
 class THAObjective(Objective):
-    """THA: pull the code onto sign(PrototypeNet(t)) (Wang et al., SIGIR 2021; SPEC §6.6)."""
+    """THA: pull the code onto sign(PrototypeNet(t)) (Wang et al., SIGIR 2021; docs/attacks.md)."""
 
     name = "tha"
     targeted = True

@@ -8,7 +8,7 @@ The pickles are read with :class:`RestrictedUnpickler`, which resolves only the 
 reconstruction functions a CIFAR batch needs and rejects every other global with :class:`DataError`, so a
 tampered batch cannot run code.
 
-Protocol (SPEC §2.2 CIFAR-10 assumption, seeded): all 60,000 images pooled; query = 100 per class (1,000),
+Protocol (a common CIFAR-10 protocol, seeded): all 60,000 images pooled; query = 100 per class (1,000),
 database = the remaining 59,000, train = 500 per class (5,000) drawn from the database. One-hot labels;
 mean/std over the train split.
 """

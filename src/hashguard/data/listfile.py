@@ -1,4 +1,4 @@
-"""List-file datasets in the two formats users already have (SPEC §2.1).
+"""List-file datasets in the two formats users already have (README, Data).
 
 * **SAAT / ProS-GAN pairs**: ``{split}_img.txt`` (one relative image path per line) and
   ``{split}_label.txt`` (one whitespace-separated 0/1 vector per line), aligned line by line.
@@ -8,7 +8,7 @@ Splits are ``train``, ``test`` (the query set) and ``database``. Image paths are
 ``image_root`` (default: the directory holding the lists); absolute paths are used as they are.
 
 The lists are parsed eagerly and validated; every problem is reported as ``file:line: problem``.
-Images are decoded lazily with PIL and pre-processed as SPEC §2.3 (shorter side to ``resize``, centre crop
+Images are decoded lazily with PIL and pre-processed as the SAAT protocol (shorter side to ``resize``, centre crop
 ``image_size``, [0, 1] CHW tensor, no normalisation).
 """
 

@@ -1,4 +1,4 @@
-"""Image pre-processing without torchvision (SPEC §2.3), implemented with PIL and NumPy.
+"""The SAAT protocol's image pre-processing (README, Data) without torchvision, with PIL and NumPy.
 
 ``preprocess_image`` reproduces ``Resize(256) -> CenterCrop(224) -> ToTensor()`` on a PIL image: the
 shorter side is resized (bilinear) to ``resize``, the centre ``image_size`` x ``image_size`` window is cut
@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-#: SPEC §2.3 sizes: resize the shorter side to 256, then crop the centre 224 x 224.
+#: the protocol's sizes: resize the shorter side to 256, then crop the centre 224 x 224.
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_RESIZE = 256
 
 
 def default_resize(image_size: int) -> int:
-    """The resize length that keeps SPEC's 256/224 ratio for a crop of ``image_size``."""
+    """The resize length that keeps the protocol's 256/224 ratio for a crop of ``image_size``."""
     return int(round(image_size * DEFAULT_RESIZE / DEFAULT_IMAGE_SIZE))
 
 
@@ -53,7 +53,7 @@ def center_crop(array: np.ndarray, size: int) -> np.ndarray:
 def preprocess_image(
     image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE, resize: int | None = None
 ) -> torch.Tensor:
-    """SPEC §2.3 pre-processing: RGB, shorter side to ``resize``, centre crop ``image_size``, [0, 1] CHW."""
+    """The protocol's pre-processing: RGB, shorter side to ``resize``, centre crop ``image_size``, [0, 1] CHW."""
     if image_size <= 0:
         raise ValueError(f"image_size must be positive, got {image_size}")
     resize = default_resize(image_size) if resize is None else int(resize)

@@ -1,4 +1,4 @@
-"""Adversarial-training defenses on one trainer: SAAT (the paper's), ATRDH and CgAT (SPEC §7).
+"""Adversarial-training defenses on one trainer: SAAT (the paper's), ATRDH and CgAT (docs/defenses.md).
 
 ``defend(checkpoint_dir, "saat", out_dir)`` hardens a trained checkpoint; ``adversarial_train`` is the loop
 (inner attack with frozen parameters, outer loss, the method's hashing loss, resumable checkpoints). See

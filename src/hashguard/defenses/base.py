@@ -1,6 +1,6 @@
 """What a defense plugs into the adversarial trainer: an inner attack objective and an outer loss.
 
-A :class:`Defense` is set up once with the clean model's sign codes of the training split (SPEC §7.1 step 1).
+A :class:`Defense` is set up once with the clean model's sign codes of the training split (docs/defenses.md).
 For each batch the trainer asks it for the inner loss (:meth:`Defense.inner_loss`, minimised by PGD over the
 perturbation with the model's parameters frozen), runs the attack, and then asks for the outer loss
 (:meth:`Defense.outer_loss`) on the benign and adversarial images, which it back-propagates into the model.

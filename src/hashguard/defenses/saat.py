@@ -95,7 +95,7 @@ class CodeBankDefense(Defense):
 
 
 class SAAT(CodeBankDefense):
-    """SAAT: semantic-aware adversarial training with DMFL mainstay codes (Yuan et al., IEEE TIFS 2023; §7.1)."""
+    """SAAT: semantic-aware adversarial training with DMFL mainstay codes (Yuan et al., IEEE TIFS 2023)."""
 
     name = "saat"
     reference = "Yuan et al., Semantic-Aware Adversarial Training for Reliable Deep Hashing Retrieval, TIFS 2023"

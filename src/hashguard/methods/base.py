@@ -9,7 +9,7 @@ from torch import nn
 
 
 def label_similarity(labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
-    """s_ij = 1[<y_i, y_j> > 0]: items are similar when they share at least one label (SPEC §3.2)."""
+    """s_ij = 1[<y_i, y_j> > 0]: items are similar when they share at least one label (docs/methods.md)."""
     return (labels_a.float() @ labels_b.float().t() > 0).float()
 
 

@@ -3,9 +3,9 @@
 * :func:`hadamard_centers`: rows of a Sylvester Hadamard matrix stacked with their negations (CSQ).
 * :func:`balanced_codes`: seeded random +-1 codes with exactly floor(K/2) entries -1 per row, drawn row by
   row and **rejected while closer than a minimum Hamming distance** to a row already kept (the fallback of
-  the original CSQ; SPEC §10 item 20 also asks DPN for it).
+  the original CSQ; docs/methods.md also asks DPN for it).
 * :func:`bernoulli_codes`: seeded Bernoulli(1/2) +-1 codes with distinct rows (OrthoHash codebook).
-* :func:`label_targets`: the multi-label "sum, fill zeros, threshold" rule of SPEC §3.3.
+* :func:`label_targets`: the multi-label "sum, fill zeros, threshold" rule of docs/methods.md.
 
 All draws use a CPU ``torch.Generator`` seeded by the caller, so the codes depend on the seed only (not on
 the device) and the same seed always gives the same codes.
@@ -122,7 +122,7 @@ def random_signs(bits: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def label_targets(labels: torch.Tensor, centers: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-    """Per-item target codes from multi-hot labels (SPEC §3.3).
+    """Per-item target codes from multi-hot labels (docs/methods.md).
 
     c = sum of the centres of the classes present; zero components are taken from the fixed ``fill``
     vector; target = sign(c). A one-hot row gets exactly its class centre (the single-label rule). A row

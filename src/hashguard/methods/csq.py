@@ -1,4 +1,4 @@
-"""CSQ: central similarity quantisation with per-class hash centres (SPEC §3.3).
+"""CSQ: central similarity quantisation with per-class hash centres (docs/methods.md).
 
 Reference: L. Yuan, T. Wang, X. Zhang, F. E. H. Tay, Z. Jie, W. Liu, J. Feng, "Central similarity
 quantization for efficient image and video retrieval", CVPR 2020; constants as in the SAAT code base.
@@ -7,7 +7,7 @@ quantization for efficient image and video retrieval", CVPR 2020; constants as i
 
 with lambda_q = 0.05.
 
-Centres (SPEC §10 item 20 fixed): with ``centers="auto"`` the rows of [H_K; -H_K] (Sylvester Hadamard)
+Centres (docs/methods.md fixed): with ``centers="auto"`` the rows of [H_K; -H_K] (Sylvester Hadamard)
 when K is a power of two and 2K >= C; otherwise the original CSQ fallback, seeded random balanced +-1
 centres (exactly floor(K/2) entries -1) redrawn row by row until every pair is at Hamming distance
 >= ``min_distance`` (default ceil(K/4)). So 48 bits, 38 classes at 16 bits and 80 classes at 16/32 bits

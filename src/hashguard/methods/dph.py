@@ -1,4 +1,4 @@
-"""DPH: the pairwise inner-product regression used by HAG (SPEC §3.3).
+"""DPH: the pairwise inner-product regression used by HAG (docs/methods.md).
 
 Reference: E. Yang, T. Liu, C. Deng, D. Tao, "Adversarial examples for Hamming space search",
 IEEE Trans. Cybernetics 2018 (the hashing loss of the HAG code base), as used by SAAT (TIFS 2023).

@@ -1,4 +1,4 @@
-"""DPN: deep polarised network, a hinge that pushes every bit to the side of its class target (SPEC §3.3).
+"""DPN: deep polarised network, a hinge that pushes every bit to the side of its class target (docs/methods.md).
 
 Reference: L. Fan, K. W. Ng, C. Ju, T. Zhang, C. S. Chan, "Deep polarized network for supervised learning
 of accurate binary hashing codes", IJCAI 2020; constants as in the SAAT code base (TIFS 2023).
@@ -6,7 +6,7 @@ of accurate binary hashing codes", IJCAI 2020; constants as in the SAAT code bas
     L = mean_{i,k} max(0, m - u_ik t_ik),  m = 1
 
 Class targets are seeded random balanced +-1 codes (exactly floor(K/2) entries -1, so odd K is handled
-with one more +1 than -1). Unlike the reference (SPEC §10 item 20) they are drawn with the same minimum
+with one more +1 than -1). Unlike the reference (docs/methods.md) they are drawn with the same minimum
 pairwise Hamming distance as CSQ's fallback (default ceil(K/4)); :class:`ConfigError` when it cannot be
 met. Item targets follow the multi-label "sum, fill zeros from a fixed seeded +-1 vector, threshold" rule;
 rows with no label are left out of the mean (a batch with none labelled gives 0).

@@ -1,4 +1,4 @@
-"""DPSH: deep pairwise-supervised hashing (SPEC §3.3).
+"""DPSH: deep pairwise-supervised hashing (docs/methods.md).
 
 Reference: W.-J. Li, S. Wang, W.-C. Kang, "Feature learning based deep supervised hashing with pairwise
 labels", IJCAI 2016; constants as in the SAAT code base (TIFS 2023).
@@ -7,10 +7,10 @@ labels", IJCAI 2016; constants as in the SAAT code base (TIFS 2023).
     L = -1/(B N) sum_ij [ s_ij theta_ij - log(1 + exp(theta_ij)) ] + eta/(B N) sum_i ||sign(u_i) - u_i||^2
 
 with eta = 50. The quantisation term is divided by N (the training-set size) as in the reference code, so it
-is small (SPEC §10 item 22): kept for fidelity, and kept with the same N when pairs are drawn from the batch
+is small (docs/methods.md): kept for fidelity, and kept with the same N when pairs are drawn from the batch
 (``pairs="batch"``), so that eta means the same in both forms.
 
-Training from scratch (the CPU demo; FIELD_NOTES, docs/methods.md): the bank form does not learn in a short
+Training from scratch (the CPU demo; docs/methods.md): the bank form does not learn in a short
 run (zero-initialised, detached partners). ``pairs="batch"`` learns on single-label digits; on the
 multi-label demo it also needs BatchNorm1d on the code logits (``ModelSpec(hash_norm="batchnorm")``; without it
 the codes crowd into few sign patterns) and Adam at lr 5e-4, and then reaches +0.08 to +0.17 mAP over random codes

@@ -1,4 +1,4 @@
-"""HashNet: balanced pairwise likelihood with a continuation on the tanh scale (SPEC §3.3).
+"""HashNet: balanced pairwise likelihood with a continuation on the tanh scale (docs/methods.md).
 
 Reference: Z. Cao, M. Long, J. Wang, P. S. Yu, "HashNet: Deep learning to hash by continuation",
 ICCV 2017; constants as in the SAAT code base (TIFS 2023).
@@ -9,7 +9,7 @@ ICCV 2017; constants as in the SAAT code base (TIFS 2023).
 The reference weights positives by S/S1 and negatives by S/S0 and divides by S = S0 + S1, which is the
 sum of the two means above. An empty positive (or negative) set contributes 0 instead of 0/0.
 
-Continuation (SPEC §10 item 19 fixed): the relaxation scale is a pure function of the explicit 0-based
+Continuation (docs/methods.md fixed): the relaxation scale is a pure function of the explicit 0-based
 training step, never of a count of forward calls:
 
     alpha(step) = (1 + gamma * s) ** power,  s = step_size * floor(step / step_size)

@@ -1,4 +1,4 @@
-"""HSWD: HashNet's loss plus a sliced-Wasserstein quantisation term (SPEC §3.3).
+"""HSWD: HashNet's loss plus a sliced-Wasserstein quantisation term (docs/methods.md).
 
 Reference: K. D. Doan, P. Yang, P. Li, "One loss for quantization: Deep hashing with discrete Wasserstein
 distributional matching", CVPR 2022; combined with HashNet as in the SAAT code base (TIFS 2023).

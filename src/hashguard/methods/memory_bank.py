@@ -1,4 +1,4 @@
-"""The per-item memory bank of the pairwise losses (SPEC §3.2).
+"""The per-item memory bank of the pairwise losses (docs/methods.md).
 
 It holds U (N x K relaxed codes of the training set) and Y (N x C labels). Both start at **zero**: rows
 not yet visited act as dissimilar items with a zero code and add a constant, gradient-free term. Each
@@ -28,7 +28,7 @@ class MemoryBank(nn.Module):
 
     @torch.no_grad()
     def preinstall(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
-        """Overwrite the whole bank (for example with the sign codes of a trained model, SPEC §7.1)."""
+        """Overwrite the whole bank (for example with the sign codes of a trained model, docs/defenses.md)."""
         if codes.shape != self.U.shape or labels.shape != self.Y.shape:
             raise ValueError(
                 f"bank holds {tuple(self.U.shape)} codes and {tuple(self.Y.shape)} labels, "

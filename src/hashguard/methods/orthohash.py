@@ -1,4 +1,4 @@
-"""OrthoHash: one cross-entropy loss on cosine logits against a fixed codebook (SPEC §3.3).
+"""OrthoHash: one cross-entropy loss on cosine logits against a fixed codebook (docs/methods.md).
 
 Reference: J. T. Hoe, K. W. Ng, T. Zhang, C. S. Chan, Y.-Z. Song, T. Xiang, "One loss for all: Deep
 hashing with a single cosine similarity based learning objective", NeurIPS 2021.
@@ -9,7 +9,7 @@ hashing with a single cosine similarity based learning objective", NeurIPS 2021.
 ``w`` is a fixed (not learned) seeded Bernoulli +-1 codebook (C x K, distinct rows) held as a buffer; the
 quantisation weight q defaults to 0 as in the reference.
 
-Fixes of SPEC §10 items 12 and 21:
+Fixes of docs/attacks.md and 21:
 
 * the model applies BatchNorm1d to z **inside** the hash head (``model_overrides`` asks for
   ``hash_norm="batchnorm"``), so u = tanh(BN(z)) and the retrieval codes sign(BN(z)) are exactly the

@@ -21,7 +21,7 @@ def pair_partners(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (U, Y) to compare the batch against.
 
-    ``pairs="bank"`` (the reference, SPEC §3.2): write the batch into the memory bank, then use all N rows
+    ``pairs="bank"`` (the reference, docs/methods.md): write the batch into the memory bank, then use all N rows
     (detached). ``pairs="batch"``: the batch itself, with gradients through both sides; this form trains
     from scratch where the zero-initialised bank does not.
     """

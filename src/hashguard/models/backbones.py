@@ -1,7 +1,7 @@
 """Feature extractors that end in the hash layer: a small CPU CNN and the torchvision families.
 
 Every backbone maps a *normalised* image batch to the K real pre-activations z of the hash layer
-(SPEC §3.1). The heads follow the SAAT reference code:
+(docs/methods.md). The heads follow the SAAT reference code:
 
 * AlexNet: pretrained ``features`` -> avgpool -> Dropout, fc6, ReLU, Dropout, fc7, ReLU -> new Linear(4096, K).
 * VGG: pretrained ``features`` -> avgpool -> fc6, ReLU, Dropout, fc7, ReLU, Dropout -> new Linear(4096, K).
@@ -88,7 +88,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 class TorchvisionHashNet(nn.Module):
-    """A torchvision AlexNet / VGG / ResNet trunk with the SAAT hash head (SPEC §3.1)."""
+    """A torchvision AlexNet / VGG / ResNet trunk with the SAAT hash head (docs/methods.md)."""
 
     def __init__(self, name: str, bits: int, pretrained: str | Path | None = None) -> None:
         super().__init__()

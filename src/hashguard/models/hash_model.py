@@ -1,6 +1,6 @@
 """The hash model: normalisation buffers, a backbone and the relaxed sign head tanh(alpha * z).
 
-``HashModel.forward(x, alpha=1.0)`` takes images in [0, 1] (normalisation happens inside, SPEC §2.3) and
+``HashModel.forward(x, alpha=1.0)`` takes images in [0, 1] (normalisation happens inside the model) and
 returns relaxed codes in (-1, 1). ``encode(x)`` returns +-1 int8 codes with sign(0) resolved to +1, so a code
 never holds a zero. The model has no hidden state: a continuation scale (HashNet) is passed as ``alpha``.
 """
@@ -74,7 +74,7 @@ class ModelSpec:
 
 
 class HashModel(nn.Module):
-    """A deep hashing network f(x; alpha) = tanh(alpha * z(x)) on images in [0, 1] (SPEC §3.1)."""
+    """A deep hashing network f(x; alpha) = tanh(alpha * z(x)) on images in [0, 1] (docs/methods.md)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()

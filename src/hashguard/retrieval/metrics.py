@@ -7,7 +7,8 @@ y_r; K bits; d(q, r) = Hamming distance = (K - <c_q, c_r>) / 2.
 
 * **Relevance**: rel(q, r) = 1 if <y_q, y_r> > 0 (they share at least one class), else 0. A row with no
   label (all zeros) is relevant to nothing and nothing is relevant to it: a zero-label query has R = T = 0
-  and contributes AP = 0 to every mean (it still counts in the denominator, as SPEC section 8 requires).
+  and contributes AP = 0 to every mean (it still counts in the denominator,
+  as in the reference metric).
 * **Tie rule (ranking)**: the database is ranked by ascending (d(q, r), r), i.e. by distance with ties broken
   by ascending database index. This is a stable sort of the distances; it does not depend on library
   versions or CPUs.
@@ -25,7 +26,7 @@ y_r; K bits; d(q, r) = Hamming distance = (K - <c_q, c_r>) / 2.
 * **PR curve**: recall levels rho_i = i/L, i = 1..L (L = 100 by default). For a query with T >= 1 relevant
   items, n_i = ceil(T i / L) (the fewest relevant items that reach recall >= rho_i), computed in exact integer
   arithmetic; the precision at level i is n_i / (rank of the n_i-th relevant item). ``rounding="floor"``
-  gives the SPEC's n_i = floor(T i / L) (without its float error); a level with n_i = 0 then has precision 1.
+  gives the reference code's n_i = floor(T i / L) (without its float error); a level with n_i = 0 then has precision 1.
   Queries with T = 0 have no defined curve and are left out of the mean (``empty="exclude"``, the default)
   or contribute precision 0 at every level (``empty="zero"``).
 * **Precision/recall within Hamming radius r**: retrieved = {items with d <= r}. Precision = relevant
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 TIE_RULE = "ascending (hamming distance, database index)"
-#: the N values of SPEC section 8's P@N curve (metrics.py): 100, 110, ..., 1000
+#: the N values of the reference P@N curve (metrics.py): 100, 110, ..., 1000
 DEFAULT_NS: tuple[int, ...] = tuple(range(100, 1001, 10))
 
 _QUERY_CHUNK = 4096
@@ -282,10 +283,10 @@ def precision_recall_curve(
     rounding: str = "ceil",
     empty: str = "exclude",
 ) -> dict[str, Any]:
-    """Precision at recall levels i/L, i = 1..L (SPEC section 8, with section 10 item 13 fixed).
+    """Precision at recall levels i/L, i = 1..L (docs/metrics.md; the reference code's empty-level error fixed).
 
     For a query with T >= 1 relevant items in the whole database, n_i = ceil(T i / L) (``rounding="ceil"``,
-    the fewest relevant items reaching recall >= i/L) or floor(T i / L) (``"floor"``, the SPEC's choice),
+    the fewest relevant items reaching recall >= i/L) or floor(T i / L) (``"floor"``, the reference code's choice),
     computed in integer arithmetic; precision_i = n_i / rank of the n_i-th relevant item in the stable
     (distance, index) ranking; precision_i = 1 when n_i = 0 (floor only). Not interpolated. Queries with
     T = 0 are excluded from the mean (``empty="exclude"``) or count as precision 0 (``empty="zero"``).
