@@ -15,7 +15,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from defense_stubs import Identity, MeanSquare  # a test helper beside this file
 
 from hashguard.attacks import mainstay_attack
 from hashguard.attacks.tha import prototype_loss
@@ -25,21 +25,6 @@ from hashguard.defenses import saat as saat_module
 from hashguard.defenses.trainer import adversarial_train
 from hashguard.methods import build_method
 from hashguard.models import HashModel, ModelSpec
-
-
-class Identity(nn.Module):
-    """f(x; alpha) = x: the 'images' are the relaxed codes themselves."""
-
-    def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        return x
-
-
-class MeanSquare(nn.Module):
-    """A stand-in hashing loss with an obvious value: mean(u^2)."""
-
-    def forward(self, u: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return (u**2).mean()
-
 
 # ------------------------------------------------------------------------------------------------------- SAAT
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from defense_stubs import Identity, MeanSquare  # a test helper beside this file
 
 from hashguard.defenses import (
     Batch,
@@ -121,20 +121,6 @@ def test_trainer_applies_the_integer_milestones(defense_bench, tmp_path, monkeyp
 # ------------------------------------------------------------------------------------- SAAT outer loss by hand
 
 
-class _Identity(nn.Module):
-    """f(x; alpha) = x: the 'images' are the relaxed codes themselves."""
-
-    def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        return x
-
-
-class _MeanSquare(nn.Module):
-    """A stand-in hashing loss with an obvious value: mean(u^2)."""
-
-    def forward(self, u: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return (u**2).mean()
-
-
 BANK = torch.tensor([[1.0, 1, -1, -1], [1, -1, 1, -1], [-1, -1, -1, 1]])
 BANK_LABELS = torch.tensor([[1.0, 0], [1, 0], [0, 1]])
 BENIGN = torch.tensor([[0.5, 0.5, -0.5, -0.5], [-0.5, 0.5, -0.5, 0.5]])
@@ -164,7 +150,7 @@ def test_saat_outer_loss_equals_hand_computed_value(adv_weight, quant_weight, ex
     defense.setup(BANK.clone(), BANK_LABELS.clone(), bits=4, seed=0)
     batch = Batch(BENIGN.clone(), torch.tensor([[1.0, 0], [0, 1]]), torch.tensor([0, 2]))
     adv = ADV.clone().requires_grad_(True)
-    out = defense.outer_loss(_Identity(), _MeanSquare(), batch, adv)  # type: ignore[arg-type]
+    out = defense.outer_loss(Identity(), MeanSquare(), batch, adv)  # type: ignore[arg-type]
     assert out.loss.item() == pytest.approx(expected, abs=1e-7)
     assert out.parts == pytest.approx({"hash": 0.25, "adv": -0.375, "quant": 0.290625})
     assert torch.equal(defense.bank[2], torch.tensor([-1.0, 1, -1, 1]))  # refreshed before m' is computed
@@ -194,7 +180,7 @@ def test_cgat_outer_loss_uses_unweighted_centre_code_and_no_quantisation():
     for name in ("saat", "cgat"):
         defense = build_defense(name, DefenseConfig(defense=name, progress=False))
         defense.setup(bank.clone(), labels.clone(), bits=4, seed=0)
-        losses[name] = defense.outer_loss(_Identity(), _MeanSquare(), batch, adv)  # type: ignore[arg-type]
+        losses[name] = defense.outer_loss(Identity(), MeanSquare(), batch, adv)  # type: ignore[arg-type]
     assert losses["saat"].parts["adv"] == pytest.approx(-0.5) and losses["cgat"].parts["adv"] == pytest.approx(-0.15)
     assert losses["saat"].loss.item() == pytest.approx(0.25 - 0.5 + 1e-4 * 0.3)
     assert losses["cgat"].loss.item() == pytest.approx(0.25 - 0.15)

@@ -140,23 +140,26 @@ _SDHA_PARAMS = (
     ),
     Param("mse_weight", float, _SDHA["mse_weight"], "weight of the MSE(x', x) term", 0.0, None),
 )
+def _prototype_params(protocol: dict[str, Any], prefix: str = "") -> tuple[Param, ...]:
+    """The PrototypeNet training parameters of THA and ProS-GAN (named ``{prefix}epochs``, ...) and its width."""
+    return (
+        Param(f"{prefix}epochs", int, protocol[f"{prefix}epochs"], "PrototypeNet epochs", 0, None),
+        Param(f"{prefix}steps", int, protocol[f"{prefix}steps"], "PrototypeNet steps per epoch", 1, None),
+        Param(f"{prefix}batch_size", int, protocol[f"{prefix}batch_size"], "PrototypeNet label batch", 1, None),
+        Param(f"{prefix}lr", float, protocol[f"{prefix}lr"], "PrototypeNet Adam learning rate", 0.0, None),
+        Param("hidden", int, protocol["hidden"], "PrototypeNet hidden width", 1, None),
+    )
+
+
 _THA = PROTOCOL["tha"]
 _THA_PARAMS = (
-    Param("epochs", int, _THA["epochs"], "PrototypeNet epochs", 0, None),
-    Param("steps", int, _THA["steps"], "PrototypeNet steps per epoch", 1, None),
-    Param("batch_size", int, _THA["batch_size"], "PrototypeNet label batch", 1, None),
-    Param("lr", float, _THA["lr"], "PrototypeNet Adam learning rate", 0.0, None),
-    Param("hidden", int, _THA["hidden"], "PrototypeNet hidden width", 1, None),
+    *_prototype_params(_THA),
     Param("gamma", float, _THA["gamma"], "circle-loss scale", 0.0, None),
 )
 
 _PROS = PROTOCOL["prosgan"]
 _PROSGAN_PARAMS = (
-    Param("proto_epochs", int, _PROS["proto_epochs"], "PrototypeNet epochs", 0, None),
-    Param("proto_steps", int, _PROS["proto_steps"], "PrototypeNet steps per epoch", 1, None),
-    Param("proto_batch_size", int, _PROS["proto_batch_size"], "PrototypeNet label batch", 1, None),
-    Param("proto_lr", float, _PROS["proto_lr"], "PrototypeNet Adam learning rate", 0.0, None),
-    Param("hidden", int, _PROS["hidden"], "PrototypeNet hidden width", 1, None),
+    *_prototype_params(_PROS, "proto_"),
     Param("epochs", int, _PROS["epochs"], "GAN epochs (constant lr for the first half, then linear decay)", 0, None),
     Param("gan_steps", int, 0, "cap on GAN batches per epoch (0 = the whole training set)", 0, None),
     Param("batch_size", int, _PROS["batch_size"], "GAN batch size", 1, None),
