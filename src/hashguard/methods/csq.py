@@ -25,7 +25,7 @@ the code logits, ``ModelSpec(hash_norm="batchnorm")``, Adam at lr 5e-4) adds abo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -42,13 +42,14 @@ from hashguard.methods.centers import (
     masked_mean,
     random_signs,
 )
-from hashguard.methods.registry import register_method
+from hashguard.methods.registry import METHODS
+from hashguard.registry import Choices, Range
 from hashguard.seeding import torch_generator
 
 CENTER_KINDS = ("auto", "hadamard", "random")
 
 
-@register_method
+@METHODS.register(reference="Yuan et al., CVPR 2020")
 class CSQ(HashingMethod):
     """CSQ: BCE between relaxed codes and per-item hash centres, plus a light quantisation penalty."""
 
@@ -60,9 +61,9 @@ class CSQ(HashingMethod):
         num_classes: int,
         num_train: int,
         seed: int = 0,
-        lambda_q: float = 0.05,
-        centers: str = "auto",
-        min_distance: int | None = None,
+        lambda_q: Annotated[float, Range(0), "weight of the quantisation term"] = 0.05,
+        centers: Annotated[str, Choices(*CENTER_KINDS), "hash centres"] = "auto",
+        min_distance: Annotated[int | None, Range(0), "minimum Hamming distance of random centres"] = None,
     ) -> None:
         super().__init__(bits, num_classes, num_train, seed)
         if centers not in CENTER_KINDS:

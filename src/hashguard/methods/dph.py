@@ -18,18 +18,18 @@ import torch
 
 from hashguard.methods.base import HashingMethod, label_similarity
 from hashguard.methods.memory_bank import MemoryBank
-from hashguard.methods.pairwise import check_pair_source, pair_partners
-from hashguard.methods.registry import register_method
+from hashguard.methods.pairwise import PairSource, check_pair_source, pair_partners
+from hashguard.methods.registry import METHODS
 
 
-@register_method
+@METHODS.register(reference="Yang et al., IEEE TCYB 2018 (HAG)")
 class DPH(HashingMethod):
     """DPH (HAG's hashing loss): squared error between scaled code inner products and +-1 similarity."""
 
     name = "dph"
     uses_memory_bank = True
 
-    def __init__(self, bits: int, num_classes: int, num_train: int, seed: int = 0, pairs: str = "bank") -> None:
+    def __init__(self, bits: int, num_classes: int, num_train: int, seed: int = 0, pairs: PairSource = "bank") -> None:
         super().__init__(bits, num_classes, num_train, seed)
         self.pairs = check_pair_source(pairs)
         self.bank = MemoryBank(num_train, bits, num_classes)

@@ -23,7 +23,7 @@ u t >= m) is the other remedy where the model cannot be changed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
@@ -37,11 +37,12 @@ from hashguard.methods.centers import (
     masked_mean,
     random_signs,
 )
-from hashguard.methods.registry import register_method
+from hashguard.methods.registry import METHODS
+from hashguard.registry import Range
 from hashguard.seeding import torch_generator
 
 
-@register_method
+@METHODS.register(reference="Fan et al., IJCAI 2020")
 class DPN(HashingMethod):
     """DPN: per-bit hinge max(0, m - u t) towards seeded balanced class targets."""
 
@@ -53,8 +54,8 @@ class DPN(HashingMethod):
         num_classes: int,
         num_train: int,
         seed: int = 0,
-        margin: float = 1.0,
-        min_distance: int | None = None,
+        margin: Annotated[float, Range(0), "hinge margin m"] = 1.0,
+        min_distance: Annotated[int | None, Range(0), "minimum Hamming distance of the class targets"] = None,
     ) -> None:
         super().__init__(bits, num_classes, num_train, seed)
         if margin <= 0:

@@ -20,18 +20,19 @@ pairs is not balanced between similar and dissimilar pairs, unlike HashNet's).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 
 from hashguard.methods.base import HashingMethod, label_similarity
 from hashguard.methods.memory_bank import MemoryBank
-from hashguard.methods.pairwise import check_pair_source, pair_partners
-from hashguard.methods.registry import register_method
+from hashguard.methods.pairwise import PairSource, check_pair_source, pair_partners
+from hashguard.methods.registry import METHODS
+from hashguard.registry import Range
 
 
-@register_method
+@METHODS.register(reference="Li et al., IJCAI 2016")
 class DPSH(HashingMethod):
     """DPSH: pairwise likelihood on code inner products plus a quantisation penalty."""
 
@@ -39,7 +40,13 @@ class DPSH(HashingMethod):
     uses_memory_bank = True
 
     def __init__(
-        self, bits: int, num_classes: int, num_train: int, seed: int = 0, eta: float = 50.0, pairs: str = "bank"
+        self,
+        bits: int,
+        num_classes: int,
+        num_train: int,
+        seed: int = 0,
+        eta: Annotated[float, Range(0), "weight of the quantisation term (divided by N)"] = 50.0,
+        pairs: PairSource = "bank",
     ) -> None:
         super().__init__(bits, num_classes, num_train, seed)
         self.eta = float(eta)

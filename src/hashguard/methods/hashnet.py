@@ -32,7 +32,7 @@ seeds). The tests and ``benchmarks/bench_methods.py`` use these settings explici
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +40,9 @@ import torch.nn.functional as F
 from hashguard.errors import ConfigError
 from hashguard.methods.base import HashingMethod, label_similarity
 from hashguard.methods.memory_bank import MemoryBank
-from hashguard.methods.pairwise import check_pair_source, pair_partners
-from hashguard.methods.registry import register_method
+from hashguard.methods.pairwise import PairSource, check_pair_source, pair_partners
+from hashguard.methods.registry import METHODS
+from hashguard.registry import Range
 
 
 def continuation_scale(step: int, step_size: int, gamma: float, power: float) -> float:
@@ -65,7 +66,7 @@ def balanced_pair_loss(theta: torch.Tensor, similarity: torch.Tensor) -> torch.T
     return positive_mean + negative_mean
 
 
-@register_method
+@METHODS.register(reference="Cao et al., ICCV 2017")
 class HashNet(HashingMethod):
     """HashNet: positive/negative-balanced pairwise likelihood against the memory bank, with continuation."""
 
@@ -78,11 +79,11 @@ class HashNet(HashingMethod):
         num_classes: int,
         num_train: int,
         seed: int = 0,
-        a: float | None = None,
-        step_size: int = 200,
-        gamma: float = 0.005,
-        power: float = 0.5,
-        pairs: str = "bank",
+        a: Annotated[float | None, Range(0), "inner-product scale (None: 10 / bits)"] = None,
+        step_size: Annotated[int, Range(1), "continuation: steps per alpha increase"] = 200,
+        gamma: Annotated[float, Range(0), "continuation rate"] = 0.005,
+        power: Annotated[float, Range(0), "continuation power"] = 0.5,
+        pairs: PairSource = "bank",
     ) -> None:
         super().__init__(bits, num_classes, num_train, seed)
         self.a = 10.0 / bits if a is None else float(a)

@@ -21,14 +21,16 @@ prevent the crowding of the codes (plain tanh, in-batch pairs: mAP 0.392 vs 0.35
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
 from hashguard.errors import ConfigError
 from hashguard.methods.hashnet import HashNet
-from hashguard.methods.registry import register_method
+from hashguard.methods.pairwise import PairSource
+from hashguard.methods.registry import METHODS
+from hashguard.registry import Range
 
 
 def sliced_wasserstein_quantisation(u: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -38,7 +40,7 @@ def sliced_wasserstein_quantisation(u: torch.Tensor, reference: torch.Tensor) ->
     return ((sorted_r - sorted_u) ** 2).sum() / (u.shape[0] * u.shape[1])
 
 
-@register_method
+@METHODS.register(reference="Doan et al., CVPR 2022")
 class HSWD(HashNet):
     """HSWD: HashNet pairwise loss + w x sliced-Wasserstein distance of each bit to a balanced +-1 law."""
 
@@ -51,12 +53,12 @@ class HSWD(HashNet):
         num_classes: int,
         num_train: int,
         seed: int = 0,
-        swd_weight: float = 0.1,
-        a: float | None = None,
-        step_size: int = 200,
-        gamma: float = 0.005,
-        power: float = 0.5,
-        pairs: str = "bank",
+        swd_weight: Annotated[float, Range(0), "weight of the sliced-Wasserstein term"] = 0.1,
+        a: Annotated[float | None, Range(0), "inner-product scale (None: 10 / bits)"] = None,
+        step_size: Annotated[int, Range(1), "continuation: steps per alpha increase"] = 200,
+        gamma: Annotated[float, Range(0), "continuation rate"] = 0.005,
+        power: Annotated[float, Range(0), "continuation power"] = 0.5,
+        pairs: PairSource = "bank",
     ) -> None:
         super().__init__(
             bits,

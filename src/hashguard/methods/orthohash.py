@@ -21,7 +21,7 @@ Fixes of docs/attacks.md and 21:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -29,11 +29,12 @@ import torch.nn.functional as F
 from hashguard.errors import ConfigError
 from hashguard.methods.base import HashingMethod
 from hashguard.methods.centers import bernoulli_codes, labelled_rows
-from hashguard.methods.registry import register_method
+from hashguard.methods.registry import METHODS
+from hashguard.registry import Range
 from hashguard.seeding import torch_generator
 
 
-@register_method
+@METHODS.register(reference="Hoe et al., NeurIPS 2021")
 class OrthoHash(HashingMethod):
     """OrthoHash: margin cross-entropy on cosine similarities to a fixed +-1 codebook."""
 
@@ -45,10 +46,10 @@ class OrthoHash(HashingMethod):
         num_classes: int,
         num_train: int,
         seed: int = 0,
-        scale: float = 8.0,
-        margin: float = 0.2,
-        quantization_weight: float = 0.0,
-        multilabel: bool | None = None,
+        scale: Annotated[float, Range(0), "cosine scale s"] = 8.0,
+        margin: Annotated[float, Range(0), "cosine margin m"] = 0.2,
+        quantization_weight: Annotated[float, Range(0), "weight of the quantisation term"] = 0.0,
+        multilabel: Annotated[bool | None, "multi-label loss (None: from the labels)"] = None,
     ) -> None:
         super().__init__(bits, num_classes, num_train, seed)
         if scale <= 0:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from hashguard.errors import ConfigError
 from hashguard.methods.memory_bank import MemoryBank
+from hashguard.registry import Choices
 
 PAIR_SOURCES = ("bank", "batch")
+
+#: the ``pairs`` parameter of the pairwise methods, as the registry reads it from their signatures
+PairSource = Annotated[str, Choices(*PAIR_SOURCES), "pair partners: the memory bank of the training split or the batch"]
 
 
 def check_pair_source(pairs: str) -> str:

@@ -1,42 +1,36 @@
-"""Name -> hashing-method class. Adding a method is one file and one ``@register_method`` line."""
+"""Name -> hashing method, on the project's one plug-in registry (:mod:`hashguard.registry`).
+
+Adding a method is one file with one ``@METHODS.register(...)`` decorator and one import line in
+``hashguard/methods/__init__.py``. Its user parameters are read from the constructor signature (arguments
+after ``bits, num_classes, num_train, seed``); ``uses_memory_bank`` and the paper reference are declared on
+the class.
+"""
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from hashguard.errors import ConfigError
 from hashguard.methods.base import HashingMethod
+from hashguard.registry import Registry
 
-METHODS: dict[str, type[HashingMethod]] = {}
+#: every registered hashing method; the code length, class count, training-set size and seed are supplied
+#: by the trainer, everything else is a user parameter
+METHODS: Registry[HashingMethod] = Registry("hashing method", fixed=("bits", "num_classes", "num_train", "seed"))
 
 
 def register_method(cls: type[HashingMethod]) -> type[HashingMethod]:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    if not cls.name:
-        raise TypeError(f"{cls.__name__} needs a non-empty 'name'")
-    METHODS[cls.name] = cls
+    """Class decorator: register ``cls`` under ``cls.name`` (``METHODS.register()`` with no declarations)."""
+    METHODS.register(uses_memory_bank=cls.uses_memory_bank)(cls)
     return cls
 
 
 def method_class(name: str) -> type[HashingMethod]:
-    """The class registered as ``name`` (case-insensitive)."""
-    key = name.lower()
-    if key not in METHODS:
-        raise ConfigError(f"unknown hashing method {name!r}; choose one of {', '.join(sorted(METHODS))}")
-    return METHODS[key]
+    """The class registered as ``name`` (case-insensitive); unknown names raise ConfigError."""
+    return METHODS.entry(name).target  # type: ignore[return-value]
 
 
 def build_method(
     name: str, bits: int, num_classes: int, num_train: int, seed: int = 0, **params: Any
 ) -> HashingMethod:
     """Instantiate the method ``name``; unknown or invalid hyper-parameters raise :class:`ConfigError`."""
-    cls = method_class(name)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "bits", "num_classes", "num_train", "seed"}
-    unknown = set(params) - accepted
-    if unknown:
-        raise ConfigError(
-            f"method {cls.name} has no parameter(s) {', '.join(sorted(unknown))}; "
-            f"it accepts {', '.join(sorted(accepted)) or 'none'}"
-        )
-    return cls(bits=bits, num_classes=num_classes, num_train=num_train, seed=seed, **params)
+    return METHODS.build(name, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed, **params)

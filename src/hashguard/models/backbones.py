@@ -20,9 +20,17 @@ import torch
 from torch import nn
 
 from hashguard.errors import CheckpointError, ConfigError
+from hashguard.registry import Registry
 
-TORCHVISION_BACKBONES = ("alexnet", "vgg11", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50")
-BACKBONES = ("small_cnn", *TORCHVISION_BACKBONES)
+#: every registered backbone: a factory ``(bits, in_channels, image_size, pretrained) -> nn.Module`` ending in
+#: the K-unit hash layer. ``rgb_imagenet=True`` declares a network that expects 3-channel ImageNet-normalised
+#: input (grey images are repeated to RGB); ``pretrained=True`` that it accepts a local weight file.
+BACKBONES: Registry[nn.Module] = Registry("backbone", fixed=("bits", "in_channels", "image_size", "pretrained"))
+
+
+def wants_rgb_imagenet(name: str) -> bool:
+    """True when backbone ``name`` expects 3-channel ImageNet-normalised input."""
+    return bool(BACKBONES.entry(name).attributes.get("rgb_imagenet", False))
 
 
 class SmallCNN(nn.Module):
@@ -93,8 +101,8 @@ class TorchvisionHashNet(nn.Module):
     def __init__(self, name: str, bits: int, pretrained: str | Path | None = None) -> None:
         super().__init__()
         tv = _import_torchvision()
-        if name not in TORCHVISION_BACKBONES:
-            raise ConfigError(f"unknown torchvision backbone {name!r}; choose one of {TORCHVISION_BACKBONES}")
+        if name not in TORCHVISION_FAMILIES:
+            raise ConfigError(f"unknown torchvision backbone {name!r}; choose one of {', '.join(TORCHVISION_FAMILIES)}")
         net = getattr(tv.models, name)(weights=None)
         if pretrained is not None:
             state = load_state_dict_file(pretrained)
@@ -132,16 +140,37 @@ class TorchvisionHashNet(nn.Module):
         return self.hash_layer(self.fc(self.trunk(x)))
 
 
+@BACKBONES.register("small_cnn", summary="three conv blocks (32/64/64) + fc 256; the CPU demo network")
+def small_cnn(bits: int, in_channels: int, image_size: int, pretrained: str | Path | None = None) -> nn.Module:
+    """:class:`SmallCNN` (no pretrained weights exist for it)."""
+    if pretrained is not None:
+        raise ConfigError("small_cnn has no pretrained weights; leave 'pretrained' empty")
+    return SmallCNN(bits, in_channels, image_size)
+
+
+#: the torchvision families with the SAAT hash head; each is registered as a backbone below
+TORCHVISION_FAMILIES = ("alexnet", "vgg11", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50")
+
+
+def _register_torchvision(name: str) -> None:
+    def factory(bits: int, in_channels: int, image_size: int, pretrained: str | Path | None = None) -> nn.Module:
+        return TorchvisionHashNet(name, bits, pretrained)
+
+    factory.__doc__ = f"torchvision {name} trunk with the SAAT hash head (local pretrained weights optional)"
+    BACKBONES.register(name, reference="torchvision", rgb_imagenet=True, pretrained=True)(factory)
+
+
+for _family in TORCHVISION_FAMILIES:
+    _register_torchvision(_family)
+
+#: the registered backbones that expect ImageNet-normalised RGB input
+TORCHVISION_BACKBONES = tuple(BACKBONES.where(rgb_imagenet=True))
+
+
 def build_backbone(
     name: str, bits: int, in_channels: int, image_size: int, pretrained: str | Path | None = None
 ) -> nn.Module:
-    """Build the backbone ``name`` ending in a ``bits``-unit hash layer."""
+    """Build the registered backbone ``name`` ending in a ``bits``-unit hash layer."""
     if bits < 1:
         raise ConfigError(f"code length must be positive, got {bits}")
-    if name == "small_cnn":
-        if pretrained is not None:
-            raise ConfigError("small_cnn has no pretrained weights; leave 'pretrained' empty")
-        return SmallCNN(bits, in_channels, image_size)
-    if name in TORCHVISION_BACKBONES:
-        return TorchvisionHashNet(name, bits, pretrained)
-    raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONES.entry(name).target(bits, in_channels, image_size, pretrained)

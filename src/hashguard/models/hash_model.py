@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from hashguard.errors import ConfigError
-from hashguard.models.backbones import BACKBONES, TORCHVISION_BACKBONES, build_backbone
+from hashguard.models.backbones import BACKBONES, build_backbone, wants_rgb_imagenet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,8 +36,7 @@ class ModelSpec:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first field that cannot work."""
-        if self.backbone not in BACKBONES:
-            raise ConfigError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
+        BACKBONES.key(self.backbone)  # unknown names: one line listing the registered backbones
         if self.bits < 1:
             raise ConfigError(f"code length must be positive, got {self.bits}")
         if self.in_channels not in (1, 3):
@@ -55,7 +54,7 @@ class ModelSpec:
     @property
     def network_channels(self) -> int:
         """Channels the network sees: grey images are repeated to RGB for torchvision backbones."""
-        if self.backbone in TORCHVISION_BACKBONES:
+        if wants_rgb_imagenet(self.backbone):
             return 3
         return self.in_channels
 

@@ -10,7 +10,8 @@ from hashguard.data.base import DatasetSplits, carve_validation
 from hashguard.devices import resolve_device
 from hashguard.io_utils import atomic_write_text
 from hashguard.methods import build_method, method_class
-from hashguard.models.hash_model import IMAGENET_MEAN, IMAGENET_STD, TORCHVISION_BACKBONES, HashModel, ModelSpec
+from hashguard.models.backbones import wants_rgb_imagenet
+from hashguard.models.hash_model import IMAGENET_MEAN, IMAGENET_STD, HashModel, ModelSpec
 from hashguard.training import TrainResult, train_model
 
 
@@ -24,9 +25,9 @@ def open_splits(data: DataConfig) -> DatasetSplits:
 def model_spec_for(config: ExperimentConfig, splits: DatasetSplits) -> ModelSpec:
     """The model spec for ``config`` on ``splits``: channels and size from the data, the method's needs."""
     channels, height, _ = splits.image_shape
-    if config.model.backbone in TORCHVISION_BACKBONES or splits.mean is None:
+    if wants_rgb_imagenet(config.model.backbone) or splits.mean is None:
         mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
-        if config.model.backbone not in TORCHVISION_BACKBONES and channels == 1:
+        if not wants_rgb_imagenet(config.model.backbone) and channels == 1:
             mean, std = [sum(IMAGENET_MEAN) / 3], [sum(IMAGENET_STD) / 3]
     else:
         mean, std = list(splits.mean), list(splits.std)
