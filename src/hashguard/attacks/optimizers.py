@@ -45,8 +45,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from hashguard.errors import ConfigError
+from hashguard.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _optimizer_key(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "").replace("fgsm", "")
+
+
+#: every registered perturbation optimizer; ``sign_steps=True`` declares a sign-gradient rule
+OPTIMIZERS: Registry[PerturbationOptimizer] = Registry("optimizer", normalise=_optimizer_key)
 
 #: alpha per tenth of the iterations (docs/attacks.md)
 ALPHA_LEVELS = (0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -143,8 +152,6 @@ class PerturbationOptimizer:
     """
 
     name: ClassVar[str] = ""
-    #: parameter names accepted by ``__init__`` (besides step / alpha options), for the attack registry
-    extra_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, step: float = 1 / 255, alpha_schedule: bool = True, alpha: float = 1.0) -> None:
         if not step > 0:
@@ -227,6 +234,7 @@ class PerturbationOptimizer:
         raise NotImplementedError
 
 
+@OPTIMIZERS.register(reference="Madry et al., ICLR 2018", sign_steps=True)
 class PGD(PerturbationOptimizer):
     """Projected sign-gradient descent with a uniform random start (Madry et al., ICLR 2018; docs/attacks.md).
 
@@ -234,7 +242,6 @@ class PGD(PerturbationOptimizer):
     """
 
     name = "pgd"
-    extra_params = ("random_start",)
 
     def __init__(
         self,
@@ -261,11 +268,11 @@ class PGD(PerturbationOptimizer):
         return delta
 
 
+@OPTIMIZERS.register(reference="Kurakin et al., ICLR workshop 2017", sign_steps=True)
 class BIM(PGD):
     """Basic iterative method: PGD started at delta = 0 (Kurakin et al., ICLR workshop 2017; docs/attacks.md)."""
 
     name = "bim"
-    extra_params = ()
 
     def __init__(self, step: float = 1 / 255, alpha_schedule: bool = True, alpha: float = 1.0) -> None:
         super().__init__(step, alpha_schedule, alpha, random_start=False)
@@ -294,6 +301,7 @@ def input_diversity(
     return F.pad(resized, [left, rem_w - left, top, rem_h - top], value=0.0)
 
 
+@OPTIMIZERS.register(reference="Xie et al., CVPR 2019", sign_steps=True)
 class DIFGSM(PerturbationOptimizer):
     """DI-FGSM with optional momentum (Xie et al., CVPR 2019; docs/attacks.md).
 
@@ -303,7 +311,6 @@ class DIFGSM(PerturbationOptimizer):
     """
 
     name = "di"
-    extra_params = ("decay", "resize_rate", "diversity_prob", "random_start")
 
     def __init__(
         self,
@@ -355,11 +362,11 @@ class DIFGSM(PerturbationOptimizer):
         return delta
 
 
+@OPTIMIZERS.register(reference="Dong et al., CVPR 2018", sign_steps=True)
 class MIFGSM(DIFGSM):
     """MI-FGSM (Dong et al., CVPR 2018): DI-FGSM, diversity_prob 0, decay 1, no random start (docs/attacks.md)."""
 
     name = "mi"
-    extra_params = ("decay",)
 
     def __init__(
         self, step: float = 1 / 255, alpha_schedule: bool = True, alpha: float = 1.0, decay: float = 1.0
@@ -367,6 +374,7 @@ class MIFGSM(DIFGSM):
         super().__init__(step, alpha_schedule, alpha, decay=decay, diversity_prob=0.0, random_start=False)
 
 
+@OPTIMIZERS.register(reference="Lin et al., ICLR 2020", sign_steps=True)
 class NIFGSM(PerturbationOptimizer):
     """NI-FGSM (Lin et al., ICLR 2020; docs/attacks.md), loss-minimising convention, x_0 = x, v_0 = 0.
 
@@ -375,7 +383,6 @@ class NIFGSM(PerturbationOptimizer):
     """
 
     name = "ni"
-    extra_params = ("decay",)
 
     def __init__(
         self, step: float = 1 / 255, alpha_schedule: bool = True, alpha: float = 1.0, decay: float = 1.0
@@ -400,6 +407,7 @@ class NIFGSM(PerturbationOptimizer):
         return delta
 
 
+@OPTIMIZERS.register(reference="Lin et al., ICLR 2020", sign_steps=True)
 class SINIFGSM(NIFGSM):
     """SI-NI-FGSM (Lin et al., ICLR 2020; docs/attacks.md).
 
@@ -415,7 +423,6 @@ class SINIFGSM(NIFGSM):
     """
 
     name = "sini"
-    extra_params = ("decay", "scales", "batch_scales")
 
     def __init__(
         self,
@@ -458,6 +465,7 @@ class SINIFGSM(NIFGSM):
         return grad.div_(len(factors))
 
 
+@OPTIMIZERS.register(reference="Wang & He, CVPR 2021", sign_steps=True)
 class VMIFGSM(PerturbationOptimizer):
     """VMI-FGSM (Wang & He, CVPR 2021; docs/attacks.md), x_0 = x.
 
@@ -467,7 +475,6 @@ class VMIFGSM(PerturbationOptimizer):
     """
 
     name = "vmi"
-    extra_params = ("decay", "samples", "beta")
 
     def __init__(
         self,
@@ -507,6 +514,7 @@ class VMIFGSM(PerturbationOptimizer):
         return delta
 
 
+@OPTIMIZERS.register(reference="Yang et al., IEEE TCYB 2018 (HAG)", sign_steps=False)
 class SGDMomentum(PerturbationOptimizer):
     """SGD with momentum on the pixels, HAG's optimizer (Yang et al., IEEE TCYB 2018; docs/attacks.md).
 
@@ -516,7 +524,6 @@ class SGDMomentum(PerturbationOptimizer):
     """
 
     name = "sgd"
-    extra_params = ("momentum",)
 
     def __init__(
         self, step: float = 100.0, alpha_schedule: bool = True, alpha: float = 1.0, momentum: float = 0.9
@@ -537,6 +544,7 @@ class SGDMomentum(PerturbationOptimizer):
         return delta
 
 
+@OPTIMIZERS.register(reference="Lu et al., ICMR 2021 (SDHA)", sign_steps=False)
 class Adam(PerturbationOptimizer):
     """Adam on the pixels, SDHA's optimizer (Lu et al., ICMR 2021; docs/attacks.md), lr 0.01, betas (0.9, 0.999).
 
@@ -544,7 +552,6 @@ class Adam(PerturbationOptimizer):
     """
 
     name = "adam"
-    extra_params = ("beta1", "beta2")
 
     def __init__(
         self,
@@ -578,22 +585,13 @@ class Adam(PerturbationOptimizer):
         return delta
 
 
-OPTIMIZERS: dict[str, type[PerturbationOptimizer]] = {
-    cls.name: cls for cls in (PGD, BIM, MIFGSM, NIFGSM, SINIFGSM, VMIFGSM, DIFGSM, SGDMomentum, Adam)
-}
-
 
 def build_optimizer(name: str, **params: Any) -> PerturbationOptimizer:
-    """Instantiate the optimizer ``name`` (pgd, bim, mi, ni, sini, vmi, di, sgd, adam)."""
-    key = name.lower().replace("-", "").replace("_", "").replace("fgsm", "")
-    if key not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    cls = OPTIMIZERS[key]
-    accepted = {"step", "alpha_schedule", "alpha", *cls.extra_params}
-    unknown = set(params) - accepted
-    if unknown:
-        raise ConfigError(
-            f"optimizer {cls.name} has no parameter(s) {', '.join(sorted(unknown))}; "
-            f"it accepts {', '.join(sorted(accepted))}"
-        )
-    return cls(**params)
+    """Instantiate the registered optimizer ``name`` (pgd, bim, mi, ni, sini, vmi, di, sgd, adam; ``-fgsm``
+    suffixes, ``-`` and ``_`` are ignored); unknown names or parameters raise ConfigError."""
+    return OPTIMIZERS.build(name, **params)
+
+
+def uses_sign_steps(name: str) -> bool:
+    """True when optimizer ``name`` takes sign steps of size ``step`` (so ``step x iterations`` bounds its reach)."""
+    return bool(OPTIMIZERS.entry(name).attributes.get("sign_steps", False))

@@ -47,15 +47,13 @@ def eps_label(eps: float) -> str:
     return f"{eps:.4g}"
 
 
-SIGN_STEP_OPTIMIZERS = frozenset({"pgd", "bim", "mi", "ni", "sini", "vmi", "di"})
-
-
 def _takes_sign_steps(name: str, params: dict[str, Any]) -> bool:
-    """Whether attack ``name`` (with its own ``params``) runs a sign-step optimizer, whose step is in pixels."""
+    """Whether attack ``name`` (with its own ``params``) runs a sign-step optimizer, whose step is in pixels
+    (declared by the optimizer's registration, ``sign_steps=True``)."""
     from hashguard.attacks import attack_spec
+    from hashguard.attacks.optimizers import uses_sign_steps
 
-    optimizer = str(params.get("optimizer") or attack_spec(name).optimizer).lower().replace("-", "")
-    return optimizer.replace("fgsm", "") in SIGN_STEP_OPTIMIZERS
+    return uses_sign_steps(str(params.get("optimizer") or attack_spec(name).optimizer))
 
 
 class AttackEntry(StrictModel):
