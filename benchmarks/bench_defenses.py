@@ -35,13 +35,12 @@ from hashguard.attacks import build_attack, build_context
 from hashguard.attacks.evaluate import evaluate_attack
 from hashguard.data import open_dataset
 from hashguard.data.base import SubsetDataset
-from hashguard.defenses import PRESETS, defend
+from hashguard.defenses import DEFENSES, defend
 from hashguard.methods import build_method
 from hashguard.models import HashModel, ModelSpec, load_model
 from hashguard.models.checkpoint import save_model
 
 BITS = 32
-DEFENSES = ("saat", "atrdh", "cgat")
 
 
 def train_base(splits, source: str, n_train: int, epochs: int, directory: Path) -> Path:
@@ -98,14 +97,15 @@ def main() -> None:
     parser.add_argument("--base-epochs", type=int, default=None)
     parser.add_argument("--workdir", default=None, help="keep (and reuse) the checkpoints in this directory")
     parser.add_argument("--source", default="demo-mnist", help="demo-mnist (default) or demo-mnist-multi")
-    parser.add_argument("--defenses", default=",".join(DEFENSES), help="comma-separated subset of saat,atrdh,cgat")
+    parser.add_argument("--defenses", default=",".join(DEFENSES),
+                        help=f"comma-separated subset of {','.join(DEFENSES)}")
     parser.add_argument("--train-items", type=int, default=None, help="training digits (default 1000 / all)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a defense setting for every defense (on top of the demo preset)")
     parser.add_argument("--no-baseline", action="store_true", help="do not attack the undefended model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    eps = float(Fraction(args.eps)) if args.eps else float(PRESETS["demo"]["saat"]["eps"])
+    eps = float(Fraction(args.eps)) if args.eps else float(DEFENSES.entry("saat").presets["demo"]["eps"])
     splits = open_dataset(args.source, seed=0)
     n_train = args.train_items or (1000 if args.quick else len(splits.train))
     defenses = [name.strip() for name in args.defenses.split(",") if name.strip()]

@@ -15,7 +15,7 @@ from hashguard import __version__
 from hashguard.errors import HashguardError
 
 #: subcommand modules under ``hashguard.commands``; each defines ``register(subparsers)``.
-COMMAND_MODULES = ("datasets", "train", "encode", "evaluate", "search", "attack", "defend", "study")
+COMMAND_MODULES = ("datasets", "train", "encode", "evaluate", "search", "attack", "defend", "study", "list")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,6 +42,8 @@ class Range:
 
     low: float | None = None
     high: float | None = None
+    #: True: the low bound itself is excluded (a value must be greater than ``low``)
+    exclusive_low: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Parameter:
     high: float | None = None
     choices: tuple[Any, ...] | None = None
     optional: bool = False
+    exclusive_low: bool = False
 
     def validate(self, value: Any, owner: str) -> Any:
         """``value`` converted to :attr:`kind` and checked; :class:`ConfigError` names ``owner`` and the
@@ -83,11 +86,17 @@ class Parameter:
         if self.choices is not None and converted not in self.choices:
             shown = ", ".join(str(c) for c in self.choices)
             raise ConfigError(f"{owner}: {self.name} must be one of {shown}, got {value!r}")
-        if (self.low is not None and converted < self.low) or (self.high is not None and converted > self.high):
-            low = "-inf" if self.low is None else f"{self.low:g}"
-            high = "inf" if self.high is None else f"{self.high:g}"
-            raise ConfigError(f"{owner}: {self.name} must be in [{low}, {high}], got {value!r}")
+        below = self.low is not None and (converted <= self.low if self.exclusive_low else converted < self.low)
+        if below or (self.high is not None and converted > self.high):
+            raise ConfigError(f"{owner}: {self.name} must be in {self._interval()}, got {value!r}")
         return converted
+
+    def _interval(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        opening = "(" if self.exclusive_low or self.low is None else "["
+        closing = "]" if self.high is not None else ")"
+        return f"{opening}{low}, {high}{closing}"
 
     def describe(self) -> str:
         """``name=default (type, range): help``."""
@@ -95,9 +104,7 @@ class Parameter:
         if self.choices is not None:
             bounds = ", one of " + "|".join(str(c) for c in self.choices)
         elif self.low is not None or self.high is not None:
-            low = "-inf" if self.low is None else f"{self.low:g}"
-            high = "inf" if self.high is None else f"{self.high:g}"
-            bounds = f", in [{low}, {high}]"
+            bounds = f", in {self._interval()}"
         text = f"{self.name}={_show(self.default)} ({self.kind.__name__}{bounds})"
         return f"{text}: {self.help}" if self.help else text
 
@@ -141,14 +148,14 @@ def _convert(value: Any, kind: type) -> Any:
 
 def _parameter(name: str, hint: Any, default: Any) -> Parameter:
     """A :class:`Parameter` from one annotated constructor argument."""
-    help_text, low, high, choices = "", None, None, None
+    help_text, low, high, choices, exclusive = "", None, None, None, False
     if typing.get_origin(hint) is typing.Annotated:
         hint, *extras = typing.get_args(hint)
         for extra in extras:
             if isinstance(extra, str):
                 help_text = extra
             elif isinstance(extra, Range):
-                low, high = extra.low, extra.high
+                low, high, exclusive = extra.low, extra.high, extra.exclusive_low
             elif isinstance(extra, Choices):
                 choices = extra.values
     optional = False
@@ -164,7 +171,7 @@ def _parameter(name: str, hint: Any, default: Any) -> Parameter:
         kind = hint
     else:
         kind = type(default) if default not in (None, inspect.Parameter.empty) else str
-    return Parameter(name, kind, default, help_text, low, high, choices, optional)
+    return Parameter(name, kind, default, help_text, low, high, choices, optional, exclusive)
 
 
 @dataclass

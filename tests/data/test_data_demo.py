@@ -80,7 +80,7 @@ def test_resize_and_channels_options() -> None:
 def test_bad_source_and_options() -> None:
     with pytest.raises(DataError, match="unknown dataset source 'nope'"):
         open_dataset("nope")
-    with pytest.raises(DataError, match="no option bogus"):
+    with pytest.raises(DataError, match=r"demo-mnist has no parameter\(s\) bogus; it accepts query_size"):
         open_dataset("demo-mnist", bogus=1)
     with pytest.raises(DataError, match="train_size"):
         open_dataset("demo-mnist", train_size=10_000)

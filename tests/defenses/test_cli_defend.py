@@ -29,7 +29,10 @@ def _digest(directory):
         (["--defense", "fgsm-at"], "unknown defense 'fgsm-at'"),
         (["--defense", "saat", "--set", "eps=1.5"], "eps: Input should be less than or equal to 1"),
         (["--defense", "saat", "--set", "eps=-8/255"], "eps: Input should be greater than or equal to 0"),
-        (["--defense", "cgat", "--set", "lamda=1"], "lamda: Extra inputs are not permitted"),
+        (
+            ["--defense", "cgat", "--set", "lamda=1"],
+            "defense cgat: unknown setting(s) lamda; its own settings: refresh_bank",
+        ),
         (["--defense", "saat", "--set", "defense=atrdh"], "contradicts the chosen defense 'saat'"),
         (["--defense", "saat", "--set", "epochs"], "must look like key.path=value"),
         (["--defense", "saat", "--data", "nosuch"], "unknown dataset source 'nosuch'"),

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from hashguard.data.check import CHECK_FORMATS, check_dataset
+from hashguard.data.check import check_dataset, check_formats
 from hashguard.data.sources import describe_sources
 
 #: at most this many problem lines go to stderr; the count of the rest follows.
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     )
     check.add_argument("path", metavar="PATH", help="dataset directory, or a built-in source name")
     check.add_argument(
-        "--format", choices=CHECK_FORMATS, default="auto", help="dataset format (default: auto)"
+        "--format", choices=check_formats(), default="auto", help="dataset format (default: auto)"
     )
     check.add_argument("--no-images", action="store_true", help="check the lists only, do not open images")
     check.add_argument(

@@ -17,37 +17,38 @@ import argparse
 from hashguard.commands.common import add_data_arguments, data_config_from_args
 from hashguard.data.base import HashingDataset
 
-_EPILOG = """defenses (protocol recipes: docs/protocol.md):
-  saat   SAAT, inner PGD away from the DMFL mainstay code, outer L_hash - lambda<f(x_adv), m> + mu Q
-         (Yuan et al., IEEE TIFS 2023); paper recipe: SGD 0.05, 20 epochs, eps 8/255, step 2/255, 7 steps
-  atrdh  ATRDH, targeted PGD towards online THA prototypes, pairwise DPH term on adversarial codes
-         (Wang et al., SIGIR 2021); paper recipe: Adam 1e-4, 100 epochs, weight 2, U_ben from zeros
-  cgat   CgAT, as SAAT with the unweighted centre code (Wang et al., WWW 2023); SGD 0.01, 30 epochs,
-         random crop and flip
-  every paper recipe runs the inner attack in train mode (inner_bn update, inner_dropout true)
 
---set keys (DefenseConfig): epochs batch_size optimizer lr momentum betas weight_decay milestones lr_gamma
-  eps step iterations random_start inner_bn inner_dropout adv_weight quant_weight refresh_bank augment
-  memory_init prototype_hidden prototype_lr prototype_gamma train_items seed checkpoint_every progress
-presets: paper (the protocol, default) and demo (CPU recipe for the demo digits: inner attack in eval mode,
-  fewer epochs, eps 32/255); --set overrides either.
-"""
+def _epilog() -> str:
+    """The registered defenses with their own settings, the shared --set keys and the presets."""
+    from hashguard.defenses import DEFENSES
+    from hashguard.defenses.config import SHARED_SETTINGS
+
+    shared = " ".join(SHARED_SETTINGS)
+    presets = sorted({name for name in DEFENSES for name in DEFENSES.entry(name).presets})
+    return (
+        "defenses (own settings below each; protocol recipes: docs/protocol.md):\n"
+        + "\n".join("  " + line for line in DEFENSES.describe(verbose=True).splitlines() if " preset " not in line)
+        + "\n\n--set keys every defense shares (DefenseConfig): " + shared
+        + "\npresets: " + ", ".join(presets) + " (paper: the protocol recipe, default; demo: the CPU recipe for the "
+        "demo digits, inner attack in eval mode, fewer epochs, eps 32/255); --set overrides either.\n"
+        "every paper recipe runs the inner attack in train mode (inner_bn update, inner_dropout true)"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "defend",
-        help="harden a trained checkpoint with adversarial training (saat, atrdh, cgat)",
+        help="harden a trained checkpoint with adversarial training (SAAT, ATRDH, CgAT, ...)",
         description="Adversarially fine-tune CHECKPOINT_DIR and write the hardened checkpoint with its "
         "provenance to --out. Settings: the defense's reference recipe (--preset paper), or the CPU demo "
         "recipe (--preset demo), then --set overrides.",
-        epilog=_EPILOG,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", metavar="CHECKPOINT_DIR", help="trained checkpoint to harden")
-    parser.add_argument("--defense", required=True, help="saat, atrdh or cgat")
+    parser.add_argument("--defense", required=True, help="a registered defense (listed below)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the hardened checkpoint")
-    parser.add_argument("--preset", choices=("paper", "demo"), help="recipe to start from (default: paper)")
+    parser.add_argument("--preset", help="recipe to start from: paper (default) or demo")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting (repeatable), e.g. --set eps=8/255 --set epochs=5")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")

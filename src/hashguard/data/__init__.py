@@ -4,9 +4,11 @@
 ``describe_sources()`` lists the sources and their options.
 """
 
+# the dataset sources (each registers itself on SOURCES; a new source is one file and one line here)
+from hashguard.data import cifar, demo, idx, listfile  # noqa: E402, F401, I001
 from hashguard.data.base import ArrayDataset, DatasetSplits, HashingDataset, SubsetDataset, carve_validation
 from hashguard.data.memory import InMemoryDataset
-from hashguard.data.sources import describe_sources, open_dataset
+from hashguard.data.sources import SOURCES, describe_sources, open_dataset
 from hashguard.data.transforms import preprocess_image
 
 __all__ = [
@@ -14,6 +16,7 @@ __all__ = [
     "DatasetSplits",
     "HashingDataset",
     "InMemoryDataset",
+    "SOURCES",
     "SubsetDataset",
     "carve_validation",
     "describe_sources",

@@ -17,15 +17,18 @@ import numpy as np
 from PIL import Image
 
 from hashguard.data.base import HashingDataset
-from hashguard.data.cifar import find_cifar_dir, load_cifar10_arrays
-from hashguard.data.idx import find_idx_dir, load_idx_arrays
 from hashguard.data.listfile import SPLITS, ParsedSplit, detect_format, parse_lists
 from hashguard.data.memory import one_hot
-from hashguard.data.sources import open_dataset, sources
+from hashguard.data.sources import SOURCES, needs_root, open_dataset
 from hashguard.errors import DataError
 
-#: --format choices of the check command.
-CHECK_FORMATS = ("auto", "saat", "deephash", "idx", "cifar10")
+#: list-file layouts the check reads line by line (the ``listfile`` source)
+LIST_FORMATS = ("saat", "deephash")
+
+
+def check_formats() -> tuple[str, ...]:
+    """--format choices of the check command: auto, the list-file layouts and every source declaring a check."""
+    return ("auto", *LIST_FORMATS, *(name for name, e in SOURCES.items() if "check" in e.attributes))
 
 
 @dataclass
@@ -199,7 +202,7 @@ def _summarise_splits(name: str, kind: str, datasets: dict[str, HashingDataset])
     return report
 
 
-def _summarise_classes(name: str, kind: str, parts: dict[str, np.ndarray]) -> CheckReport:
+def summarise_classes(name: str, kind: str, parts: dict[str, np.ndarray]) -> CheckReport:
     report = CheckReport(name, kind)
     width = max(int(classes.max(initial=0)) + 1 for classes in parts.values())
     for split, classes in parts.items():
@@ -208,14 +211,16 @@ def _summarise_classes(name: str, kind: str, parts: dict[str, np.ndarray]) -> Ch
 
 
 def _detect_any(root: Path) -> str:
-    """List-file format if present, else ``idx`` or ``cifar10`` when their files are there."""
+    """List-file layout if present, else the first registered source whose ``detect`` accepts ``root``."""
     try:
         return detect_format(root)
     except DataError as list_error:
-        for fmt, finder in (("idx", find_idx_dir), ("cifar10", find_cifar_dir)):
+        for name, entry in SOURCES.items():
+            if "check" not in entry.attributes or "detect" not in entry.attributes:
+                continue
             try:
-                finder(root)
-                return fmt
+                entry.attributes["detect"](root)
+                return name
             except DataError:
                 continue
         raise list_error from None
@@ -230,11 +235,11 @@ def check_dataset(
     that make the dataset unusable are in ``report.problems``; a directory that does not exist or has no
     recognisable dataset raises :class:`DataError`.
     """
-    if format not in CHECK_FORMATS:
-        raise DataError(f"unknown dataset format {format!r}; choose one of: {', '.join(CHECK_FORMATS)}")
+    formats = check_formats()
+    if format not in formats:
+        raise DataError(f"unknown dataset format {format!r}; choose one of: {', '.join(formats)}")
     text = str(path)
-    registry = sources()
-    if format == "auto" and text in registry and not registry[text].needs_root and not Path(text).exists():
+    if format == "auto" and text in SOURCES and not needs_root(text) and not Path(text).exists():
         splits = open_dataset(text)
         kind = f"built-in source, image {'x'.join(map(str, splits.image_shape))}"
         return _summarise_splits(
@@ -245,16 +250,6 @@ def check_dataset(
         raise DataError(f"{root}: dataset directory not found")
     if format == "auto":
         format = _detect_any(root)
-    if format == "idx":
-        arrays = load_idx_arrays(root)
-        datasets = {
-            "train files (database)": arrays["train_labels"],
-            "t10k files (query)": arrays["test_labels"],
-        }
-        shape = "x".join(map(str, arrays["train_images"].shape[1:]))
-        return _summarise_classes(str(root), f"idx, image {shape}", datasets)
-    if format == "cifar10":
-        folder, kind = find_cifar_dir(root)
-        _, classes = load_cifar10_arrays(root)
-        return _summarise_classes(str(folder), f"cifar10 ({kind} batches), image 3x32x32", {"all": classes})
+    if format not in LIST_FORMATS:
+        return SOURCES.entry(format).attributes["check"](root)
     return check_listfiles(root, format, images=images, image_root=image_root)

@@ -26,6 +26,7 @@ import numpy as np
 
 from hashguard.data.base import DatasetSplits
 from hashguard.data.memory import InMemoryDataset, channel_stats, class_split, one_hot
+from hashguard.data.sources import SOURCES
 from hashguard.errors import DataError
 
 NUM_CLASSES = 10
@@ -160,6 +161,13 @@ def load_cifar10_arrays(root: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(images), np.concatenate(labels)
 
 
+@SOURCES.register(
+    "cifar10",
+    summary="local CIFAR-10 (cifar-10-batches-py or -bin): query 1,000 / database 59,000 / train 5,000",
+    needs_root=True,
+    detect=find_cifar_dir,
+    check=lambda root: check_cifar10(root),
+)
 def open_cifar10(
     root: str | Path,
     image_size: int | None = None,
@@ -183,3 +191,12 @@ def open_cifar10(
 
     mean, std = channel_stats(images[train])
     return DatasetSplits("CIFAR-10", make(train), make(query), make(database), mean=mean, std=std)
+
+
+def check_cifar10(root: str | Path) -> Any:
+    """``hashguard datasets check`` of a CIFAR-10 folder: the class counts of all 60,000 images."""
+    from hashguard.data.check import summarise_classes
+
+    folder, kind = find_cifar_dir(root)
+    _, classes = load_cifar10_arrays(root)
+    return summarise_classes(str(folder), f"cifar10 ({kind} batches), image 3x32x32", {"all": classes})

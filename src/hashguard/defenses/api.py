@@ -14,10 +14,9 @@ from typing import Any
 
 from hashguard.config import DataConfig, apply_overrides, build_config
 from hashguard.data.base import HashingDataset, SubsetDataset, carve_validation
-from hashguard.defenses.atrdh import ATRDH
 from hashguard.defenses.base import Defense
-from hashguard.defenses.config import DEFENSE_NAMES, DefenseConfig
-from hashguard.defenses.saat import SAAT, CgAT
+from hashguard.defenses.config import DefenseConfig
+from hashguard.defenses.registry import DEFENSES
 from hashguard.defenses.trainer import DefenseResult, adversarial_train
 from hashguard.devices import resolve_device
 from hashguard.errors import CheckpointError, ConfigError
@@ -25,15 +24,10 @@ from hashguard.methods import build_method
 from hashguard.models.checkpoint import WEIGHTS_FILE, load_model
 from hashguard.training.state import latest_checkpoint
 
-DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (SAAT, ATRDH, CgAT)}
-
 
 def defense_name(name: str) -> str:
     """The registered name of ``name`` (case-insensitive); unknown names raise :class:`ConfigError`."""
-    key = str(name).lower()
-    if key not in DEFENSES:
-        raise ConfigError(f"unknown defense {name!r}; choose one of {', '.join(DEFENSE_NAMES)}")
-    return key
+    return DEFENSES.key(name)
 
 
 def build_defense_config(
@@ -57,8 +51,8 @@ def build_defense_config(
 
 
 def build_defense(name: str, config: DefenseConfig) -> Defense:
-    """An unset-up defense object for ``name``."""
-    return DEFENSES[defense_name(name)](config)
+    """An unset-up defense object for ``name`` with the defense's own settings from ``config``."""
+    return DEFENSES.build(name, config, **config.defense_params())
 
 
 def _sha256(path: Path) -> str:

@@ -26,7 +26,7 @@ rate follows the same milestones as the model's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
@@ -35,23 +35,44 @@ from hashguard.attacks.mainstay_attack import mainstay_loss
 from hashguard.attacks.optimizers import LossFn
 from hashguard.attacks.tha import PrototypeNet, prototype_loss
 from hashguard.defenses.base import Batch, Defense, OuterLoss
-from hashguard.defenses.config import DefenseConfig
+from hashguard.defenses.config import DEMO_COMMON, DefenseConfig
+from hashguard.defenses.registry import DEFENSES
 from hashguard.methods.base import HashingMethod, label_similarity
 from hashguard.models.hash_model import sign_codes
+from hashguard.protocol import DEFENSES as PROTOCOL
+from hashguard.registry import Choices, Range
 from hashguard.training.state import optimizer_from_flat, optimizer_to_flat
 
 _PROTO = "prototype."
 _PROTO_OPT = "prototype_optimizer."
 
 
+_DEMO = dict(DEMO_COMMON, epochs=4, lr=1e-3, prototype_hidden=512, prototype_lr=1e-3)
+
+
+@DEFENSES.register(
+    summary="ATRDH: targeted PGD towards online THA prototypes, pairwise DPH term on the adversarial codes",
+    presets={"paper": PROTOCOL["atrdh"], "demo": _DEMO},
+)
 class ATRDH(Defense):
     """ATRDH (Wang et al., SIGIR 2021, "Targeted Attack and Defense for Deep Hashing")."""
 
     name = "atrdh"
     reference = "Wang et al., Targeted Attack and Defense for Deep Hashing, SIGIR 2021"
 
-    def __init__(self, config: DefenseConfig) -> None:
+    def __init__(
+        self,
+        config: DefenseConfig,
+        memory_init: Annotated[str, Choices("zeros", "sign"), "the continuous benign memory U_ben starts at"] = "sign",
+        prototype_hidden: Annotated[int, Range(1), "hidden width of the online PrototypeNet"] = 4096,
+        prototype_lr: Annotated[float, Range(0, exclusive_low=True), "PrototypeNet Adam learning rate"] = 1e-4,
+        prototype_gamma: Annotated[float, Range(0, exclusive_low=True), "PrototypeNet circle-loss scale"] = 1.0,
+    ) -> None:
         super().__init__(config)
+        self.memory_init = memory_init
+        self.prototype_hidden = int(prototype_hidden)
+        self.prototype_lr = float(prototype_lr)
+        self.prototype_gamma = float(prototype_gamma)
         self.codes: torch.Tensor | None = None
         self.memory: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
@@ -61,7 +82,7 @@ class ATRDH(Defense):
 
     def setup(self, train_codes: torch.Tensor, train_labels: torch.Tensor, bits: int, seed: int) -> None:
         self.codes = train_codes.detach().float().clone()
-        if self.config.memory_init == "zeros":
+        if self.memory_init == "zeros":
             self.memory = torch.zeros_like(self.codes)
         else:
             self.memory = self.codes.clone()
@@ -69,8 +90,8 @@ class ATRDH(Defense):
         self.pool = torch.unique(self.labels, dim=0)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.net = PrototypeNet(self.labels.shape[1], bits, hidden=self.config.prototype_hidden)
-        self.net_optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.prototype_lr, betas=(0.5, 0.999))
+            self.net = PrototypeNet(self.labels.shape[1], bits, hidden=self.prototype_hidden)
+        self.net_optimizer = torch.optim.Adam(self.net.parameters(), lr=self.prototype_lr, betas=(0.5, 0.999))
 
     def to(self, device: torch.device) -> ATRDH:
         assert self.codes is not None and self.memory is not None and self.labels is not None
@@ -88,9 +109,9 @@ class ATRDH(Defense):
         pick = torch.randint(0, self.pool.shape[0], (batch.images.shape[0],), generator=generator)
         targets = self.pool[pick.to(self.pool.device)]
         for group in self.net_optimizer.param_groups:
-            group["lr"] = self.config.prototype_lr * lr_factor
+            group["lr"] = self.prototype_lr * lr_factor
         self.net.train()
-        loss = prototype_loss(self.net, targets, self.codes, self.labels, self.config.prototype_gamma)
+        loss = prototype_loss(self.net, targets, self.codes, self.labels, self.prototype_gamma)
         self.net_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.net_optimizer.step()

@@ -18,40 +18,35 @@ import math
 from fractions import Fraction
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from hashguard.config import StrictModel, parse_fraction
-from hashguard.protocol import DEFENSES as PROTOCOL_DEFENSES
+from hashguard.defenses.registry import DEFENSES
+from hashguard.errors import ConfigError
 
-DEFENSE_NAMES = ("saat", "atrdh", "cgat")
 INNER_BN_MODES = ("frozen", "batch", "update")
 
-#: The paper protocol's recipes (SAAT: Yuan et al., TIFS 2023; ATRDH as ported for the paper's Table II,
-#: adversarial weight 2 and U_ben from zeros; CgAT: Wang et al., WWW 2023, with its crop-and-flip augmentation).
-DEFAULTS: dict[str, dict[str, Any]] = {name: dict(PROTOCOL_DEFENSES[name]) for name in DEFENSE_NAMES}
-
-#: CPU demo recipes for the 28x28 demo digits (small CNN): fewer epochs, a larger batch, the eps / step the
-#: demo uses (digits need eps 16/255-32/255 before an attack hurts), and the inner attack in eval mode.
-_DEMO_COMMON: dict[str, Any] = dict(
+#: What every defense's CPU demo preset shares, for the 28x28 demo digits (small CNN): a larger batch, the eps
+#: / step the demo uses (digits need eps 16/255-32/255 before an attack hurts), and the inner attack in eval
+#: mode. Each defense declares its own ``demo`` preset at registration (usually this plus fewer epochs).
+DEMO_COMMON: dict[str, Any] = dict(
     batch_size=64, eps=32 / 255, step=8 / 255, iterations=7, inner_bn="frozen", inner_dropout=False
 )
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "paper": {name: {} for name in DEFENSE_NAMES},
-    "demo": {
-        "saat": dict(_DEMO_COMMON, epochs=4),
-        "atrdh": dict(_DEMO_COMMON, epochs=4, lr=1e-3, prototype_hidden=512, prototype_lr=1e-3),
-        # no crop-and-flip: a mirrored handwritten digit is often another digit (measured on 300 digits, the
-        # augmentation cost 0.06-0.17 clean mAP and halved CgAT's robust gain; tests/defenses)
-        "cgat": dict(_DEMO_COMMON, epochs=4, augment=False),
-    },
-}
 
 
 class DefenseConfig(StrictModel):
-    """One adversarial-training run. Unset fields take the defense's protocol value, then the preset's."""
+    """One adversarial-training run. Unset fields take the defense's ``paper`` preset (its protocol recipe),
+    then the chosen preset's.
 
-    defense: Literal["saat", "atrdh", "cgat"] = "saat"
-    preset: Literal["paper", "demo"] = "paper"
+    The fields are the settings every defense shares; a defense's own settings (declared by its
+    constructor, e.g. ATRDH's ``prototype_hidden``) are accepted beside them, validated against that
+    declaration and available as attributes (``config.prototype_hidden``) and from :meth:`defense_params`.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    defense: str = "saat"
+    preset: str = "paper"
     seed: int = 0
     # outer optimisation
     epochs: int = Field(default=20, gt=0)
@@ -73,16 +68,9 @@ class DefenseConfig(StrictModel):
     # outer loss weights: lambda (adversarial term) and mu (quantisation of the adversarial codes)
     adv_weight: float = Field(default=1.0, ge=0)
     quant_weight: float = Field(default=1e-4, ge=0)
-    refresh_bank: bool = True
     #: random crop (zero padding of size / 14 on each side, then a crop back to the same size: 16 px at 224,
     #: 2 px at 28) and horizontal flip of every training batch, before the inner attack (CgAT's protocol)
     augment: bool = False
-    # ATRDH only: the continuous benign memory U_ben starts from zeros (its protocol value) or the sign codes
-    memory_init: Literal["zeros", "sign"] = "sign"
-    # ATRDH only: the online PrototypeNet (Wang et al., SIGIR 2021)
-    prototype_hidden: int = Field(default=4096, gt=0)
-    prototype_lr: float = Field(default=1e-4, gt=0)
-    prototype_gamma: float = Field(default=1.0, gt=0)
     # data and bookkeeping
     train_items: int | None = Field(default=None, gt=0)
     checkpoint_every: int = Field(default=1, gt=0)
@@ -94,16 +82,38 @@ class DefenseConfig(StrictModel):
     def _apply_defaults(cls, values: Any) -> Any:
         if not isinstance(values, dict):
             return values
-        name = str(values.get("defense", "saat")).lower()
-        preset = values.get("preset", "paper")
-        base = dict(DEFAULTS.get(name, {}))
-        base.update(PRESETS.get(preset, {}).get(name, {}))
-        merged = {**base, **values}
-        if "defense" in merged:
-            merged["defense"] = name
-        return merged
+        name = DEFENSES.key(str(values.get("defense", "saat")))
+        entry = DEFENSES.entry(name)
+        preset = str(values.get("preset", "paper"))
+        if preset not in entry.presets:
+            raise ConfigError(f"defense {name} has no preset {preset!r}; its presets: {', '.join(entry.presets)}")
+        base = dict(entry.presets.get("paper", {}))
+        if preset != "paper":
+            base.update(entry.presets[preset])
+        return {**base, **values, "defense": name, "preset": preset}
 
-    @field_validator("eps", "step", "lr", "prototype_lr", mode="before")
+    @model_validator(mode="after")
+    def _defense_settings(self) -> DefenseConfig:
+        """Validate the defense's own settings against its constructor and fill their defaults."""
+        extra = self.__pydantic_extra__ or {}
+        entry = DEFENSES.entry(self.defense)
+        own = [p.name for p in entry.parameters()]
+        unknown = sorted(set(extra) - set(own))
+        if unknown:
+            raise ConfigError(
+                f"defense {self.defense}: unknown setting(s) {', '.join(unknown)}; its own settings: "
+                f"{', '.join(own) or 'none'}; shared settings: {', '.join(SHARED_SETTINGS)}"
+            )
+        resolved = entry.resolve(extra)
+        extra.clear()
+        extra.update(resolved)
+        return self
+
+    def defense_params(self) -> dict[str, Any]:
+        """The defense's own settings (the constructor keywords after ``config``), resolved."""
+        return dict(self.__pydantic_extra__ or {})
+
+    @field_validator("eps", "step", "lr", mode="before")
     @classmethod
     def _fractions(cls, value: Any) -> Any:
         return parse_fraction(value)
@@ -118,6 +128,10 @@ class DefenseConfig(StrictModel):
     def identity(self) -> dict[str, Any]:
         """The fields that change the result (progress bar and checkpoint cadence do not)."""
         return self.model_dump(exclude={"progress", "checkpoint_every", "num_workers"})
+
+
+#: the settings every defense shares (the fields of DefenseConfig besides the defense and preset names)
+SHARED_SETTINGS = tuple(name for name in DefenseConfig.model_fields if name not in ("defense", "preset"))
 
 
 def milestone_steps(total_iterations: int, fractions: list[float]) -> list[int]:

@@ -19,7 +19,7 @@ first step) and refreshed with each batch's benign sign codes. Per batch:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
@@ -28,10 +28,12 @@ from hashguard.attacks.base import AttackContext
 from hashguard.attacks.mainstay_attack import MainstayObjective
 from hashguard.attacks.optimizers import LossFn
 from hashguard.defenses.base import Batch, Defense, OuterLoss, quantisation
-from hashguard.defenses.config import DefenseConfig
+from hashguard.defenses.config import DEMO_COMMON, DefenseConfig
+from hashguard.defenses.registry import DEFENSES
 from hashguard.mainstay import mainstay_codes
 from hashguard.methods.base import HashingMethod
 from hashguard.models.hash_model import sign_codes
+from hashguard.protocol import DEFENSES as PROTOCOL
 
 
 class CodeBankDefense(Defense):
@@ -39,8 +41,13 @@ class CodeBankDefense(Defense):
 
     weighting = "cosine"
 
-    def __init__(self, config: DefenseConfig) -> None:
+    def __init__(
+        self,
+        config: DefenseConfig,
+        refresh_bank: Annotated[bool, "refresh the code bank with each batch's benign sign codes"] = True,
+    ) -> None:
         super().__init__(config)
+        self.refresh_bank = bool(refresh_bank)
         self.objective = MainstayObjective(loss="plain", weighting=self.weighting)
         self.bank: torch.Tensor | None = None
         self.bank_labels: torch.Tensor | None = None
@@ -72,7 +79,7 @@ class CodeBankDefense(Defense):
         u_adv = model(adv_images, alpha=1.0)
         u = model(batch.images, alpha=1.0)
         hash_loss = method(u, batch.labels, batch.index)
-        if self.config.refresh_bank:
+        if self.refresh_bank:
             self.bank[batch.index.to(self.bank.device)] = sign_codes(u.detach()).float()
         code = mainstay_codes(batch.labels, self.bank, self.bank_labels, weighting=self.weighting)
         code = code.to(device=u_adv.device, dtype=u_adv.dtype)
@@ -94,17 +101,13 @@ class CodeBankDefense(Defense):
         return {**super().params(), "code": "mainstay" if self.weighting == "cosine" else "centre"}
 
 
+@DEFENSES.register(
+    summary="SAAT: inner PGD away from the DMFL mainstay code, outer L_hash - lambda <f(x_adv), m> + mu Q",
+    presets={"paper": PROTOCOL["saat"], "demo": dict(DEMO_COMMON, epochs=4)},
+)
 class SAAT(CodeBankDefense):
     """SAAT: semantic-aware adversarial training with DMFL mainstay codes (Yuan et al., IEEE TIFS 2023)."""
 
     name = "saat"
     reference = "Yuan et al., Semantic-Aware Adversarial Training for Reliable Deep Hashing Retrieval, TIFS 2023"
     weighting = "cosine"
-
-
-class CgAT(CodeBankDefense):
-    """CgAT: centre-guided adversarial training (Wang et al., WWW 2023), unweighted centre codes."""
-
-    name = "cgat"
-    reference = "Wang et al., CgAT: Center-Guided Adversarial Training for Deep Hashing-Based Retrieval, WWW 2023"
-    weighting = "uniform"

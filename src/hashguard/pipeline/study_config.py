@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -180,8 +180,8 @@ class AttackSuiteConfig(StrictModel):
 class DefenseEntry(StrictModel):
     """One adversarial-training run: a defense, its preset and settings (see ``hashguard.defenses``)."""
 
-    name: Literal["saat", "atrdh", "cgat"]
-    preset: Literal["paper", "demo"] = "paper"
+    name: str
+    preset: str = "paper"
     settings: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -192,6 +192,13 @@ class DefenseEntry(StrictModel):
         if isinstance(value, dict) and isinstance(value.get("name"), str):
             return {**value, "name": value["name"].lower()}
         return value
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from hashguard.defenses import DEFENSES
+
+        return DEFENSES.key(value)
 
 
 class DefensesConfig(StrictModel):
