@@ -233,7 +233,7 @@ class Entry(Generic[T]):
     def describe(self, verbose: bool = False) -> str:
         """One line (name, summary, reference); with ``verbose`` one more line per parameter."""
         line = self.name + (f": {self.summary}" if self.summary else "")
-        if self.reference:
+        if self.reference and self.reference not in self.summary:
             line += f" ({self.reference})"
         if not verbose:
             return line

@@ -95,7 +95,9 @@ class DefenseConfig(StrictModel):
     @model_validator(mode="after")
     def _defense_settings(self) -> DefenseConfig:
         """Validate the defense's own settings against its constructor and fill their defaults."""
-        extra = self.__pydantic_extra__ or {}
+        if self.__pydantic_extra__ is None:
+            self.__pydantic_extra__ = {}
+        extra = self.__pydantic_extra__
         entry = DEFENSES.entry(self.defense)
         own = [p.name for p in entry.parameters()]
         unknown = sorted(set(extra) - set(own))
