@@ -188,8 +188,8 @@ class HashAttack:
     is perturbed is the subclass's :meth:`_perturb`: :class:`OptimizerAttack` runs an iterative perturbation
     optimizer, :class:`~hashguard.attacks.prosgan.ProSGANAttack` one pass of a trained generator.
 
-    ``eps`` is trusted here: it is validated once where it enters (``build_attack``, the CLI, the configs;
-    :func:`hashguard.attacks.threat.check_eps`).
+    ``eps`` is trusted here: it is validated once where it enters (``build_attack``, the CLI, the configs; see
+    :mod:`hashguard.attacks.threat`).
     """
 
     def __init__(

@@ -148,8 +148,8 @@ class PerturbationOptimizer:
     ) -> torch.Tensor:
         """Minimise ``loss_fn`` over the eps ball around ``images``; returns adversarial images in [0, 1].
 
-        ``eps`` is trusted: it is validated once where it enters (:func:`hashguard.attacks.threat.check_eps`, called
-        by ``build_attack``, the CLI and the configs). ``keep_mode=True`` runs the model in the modes the caller
+        ``eps`` is trusted: it is validated once where it enters (``build_attack``, the CLI, the configs; see
+        :mod:`hashguard.attacks.threat`). ``keep_mode=True`` runs the model in the modes the caller
         set (parameters are frozen either way).
         """
         eps = float(eps)

@@ -4,8 +4,10 @@ White-box, L-infinity, in [0, 1] pixel space (normalisation happens inside the m
 x' satisfies ||x' - x||_inf <= eps and 0 <= x' <= 1. This module holds that constraint and nothing that
 searches inside it:
 
-* :func:`check_eps` - the one validation of a radius, used where a value enters (build_attack, the CLI);
-  everything downstream (attacks, optimizers, defenses) trusts the validated value;
+* :func:`check_eps` - the validation of a radius where it enters from the command line (``hashguard attack``);
+  ``build_attack`` (its declared parameter range) and the study / defense configs (their field bounds) check
+  the same [0, 1] where a value enters through them, and everything downstream (attacks, optimizers, the
+  defenses' inner attack) trusts the validated value;
 * :func:`check_images` - a float (B, C, H, W) batch in [0, 1];
 * :func:`project` / :func:`finalize` - the projection onto the ball and the box (Madry et al., "Towards Deep
   Learning Models Resistant to Adversarial Attacks", ICLR 2018, Sec. 2);
