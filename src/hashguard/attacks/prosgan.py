@@ -52,7 +52,7 @@ from hashguard.attacks.base import (
     image_batch,
     image_count,
 )
-from hashguard.attacks.prototype import PrototypeNet, likelihood_prototype_loss, train_prototype
+from hashguard.attacks.prototype import PrototypeNet, freeze, likelihood_prototype_loss, train_prototype
 from hashguard.attacks.threat import check_images, clip_to_ball, frozen_eval
 from hashguard.errors import ConfigError
 
@@ -329,9 +329,7 @@ def train_prosgan(
                 opt_g.step()
             sched_g.step()
             sched_d.step()
-    gen.eval()
-    for parameter in gen.parameters():
-        parameter.requires_grad_(False)
+    freeze(gen)
     return gen
 
 
