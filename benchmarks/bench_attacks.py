@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from hashguard.attacks import ATTACKS, AttackContext, build_attack, build_optimizer, mainstay_loss, select_target_labels
-from hashguard.attacks.optimizers import frozen_eval
+from hashguard.attacks.threat import frozen_eval
 from hashguard.data import open_dataset
 from hashguard.methods import build_method
 from hashguard.models.hash_model import HashModel, ModelSpec

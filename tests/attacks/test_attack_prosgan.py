@@ -20,7 +20,8 @@ from torch.utils.data import Subset
 
 from hashguard.attacks import ATTACKS, build_attack
 from hashguard.attacks.evaluate import perceptibility
-from hashguard.attacks.prosgan import ProSDiscriminator, ProSGenerator, ProSPrototypeNet, prosgan_prototype_loss
+from hashguard.attacks.prosgan import ProSDiscriminator, ProSGenerator, ProSPrototypeNet
+from hashguard.attacks.prototype import likelihood_prototype_loss
 from hashguard.errors import ConfigError
 from hashguard.retrieval import targeted_mean_average_precision
 
@@ -91,7 +92,7 @@ def test_prototype_net_heads_and_loss():
     torch.manual_seed(0)
     net = ProSPrototypeNet(4, 12, hidden=16)
     t = torch.tensor([[1.0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]])
-    f, h, c = net(t)
+    f, h, c = net.heads(t)
     assert f.shape == (3, 512) and h.shape == (3, 12) and c.shape == (3, 4)
     assert h.abs().max() < 1 and 0 < c.min() and c.max() < 1
     g = torch.Generator().manual_seed(1)
@@ -107,7 +108,7 @@ def test_prototype_net_heads_and_loss():
     likelihood /= 30
     mse = float(((c - t.double()) ** 2).mean())
     quantisation = float(((torch.sign(h) - h) ** 2).sum()) / (1e4 * 3)
-    loss = prosgan_prototype_loss(net, t, codes, labels)
+    loss = likelihood_prototype_loss(net, t, codes, labels)
     assert loss.item() == pytest.approx(likelihood + mse + quantisation, rel=1e-6)
 
 

@@ -18,8 +18,8 @@ from hashguard.attacks import AttackContext, mainstay_loss
 from hashguard.attacks.anchor import AnchorObjective, P2PObjective, anchor_codes
 from hashguard.attacks.hag import hag_loss
 from hashguard.attacks.prosgan import discriminator_loss, generator_loss
+from hashguard.attacks.prototype import PrototypeNet, circle_loss, circle_prototype_loss
 from hashguard.attacks.sdha import SDHAObjective, TargetedSDHAObjective
-from hashguard.attacks.tha import PrototypeNet, circle_loss, prototype_loss
 from hashguard.errors import ConfigError
 
 # ------------------------------------------------------------------------------------------ masked mainstay loss
@@ -419,7 +419,7 @@ def test_prototype_loss_is_circle_over_batch_plus_quantisation():
     positive = (targets @ labels.t()) > 0
     quant = float(((torch.sign(h) - h) ** 2).sum()) / (1e4 * 5)
     expected = circle_reference(sim, positive) / 5 + quant
-    assert prototype_loss(net, targets, codes, labels).item() == pytest.approx(expected, rel=1e-6)
+    assert circle_prototype_loss(net, targets, codes, labels).item() == pytest.approx(expected, rel=1e-6)
     assert quant > 0
 
 

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from hashguard.attacks import OPTIMIZERS, build_optimizer, get_alpha, mainstay_loss
+from hashguard.attacks import OPTIMIZERS, build_attack, build_optimizer, get_alpha, mainstay_loss
 from hashguard.attacks.optimizers import SINIFGSM, input_diversity
+from hashguard.attacks.threat import check_eps
 from hashguard.errors import ConfigError
 from hashguard.models.hash_model import HashModel, ModelSpec
 
@@ -83,12 +84,18 @@ def test_same_seed_same_result(setup, name):
 
 
 @pytest.mark.parametrize("eps", [-0.1, 1.5, math.nan, "x"])
-def test_eps_is_validated(setup, eps):
+def test_eps_is_validated_where_it_enters(setup, eps):
+    """One validation at the boundary (check_eps, build_attack); the optimizers trust the validated radius."""
     model, images, target = setup
-    with pytest.raises(ConfigError):
-        build_optimizer("pgd").run(
-            model, images, lambda u, x: u.sum(), eps=eps, iterations=1, generator=torch.Generator()
-        )
+    with pytest.raises(ConfigError, match=r"eps must be"):
+        check_eps(eps)
+    with pytest.raises(ConfigError, match=r"eps must be"):
+        build_attack("mainstay", model, eps=eps)
+
+
+@pytest.mark.parametrize(("eps", "value"), [(0, 0.0), (1, 1.0), ("0.5", 0.5), (8 / 255, 8 / 255)])
+def test_check_eps_accepts_the_closed_unit_interval(eps, value):
+    assert check_eps(eps) == value and isinstance(check_eps(eps), float)
 
 
 def test_images_outside_unit_range_are_refused(setup):

@@ -18,7 +18,7 @@ import torch
 from defense_stubs import Identity, MeanSquare  # a test helper beside this file
 
 from hashguard.attacks import mainstay_attack
-from hashguard.attacks.tha import prototype_loss
+from hashguard.attacks.prototype import circle_prototype_loss as prototype_loss
 from hashguard.data.base import ArrayDataset
 from hashguard.defenses import Batch, DefenseConfig, build_defense
 from hashguard.defenses import saat as saat_module

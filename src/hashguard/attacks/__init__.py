@@ -12,19 +12,14 @@ from hashguard.attacks.base import (
     AttackOutput,
     HashAttack,
     Objective,
+    OptimizerAttack,
     PreparedObjective,
     build_context,
     encode_dataset,
 )
 from hashguard.attacks.hag import HAGObjective, hag_loss
 from hashguard.attacks.mainstay_attack import MainstayObjective, TargetedMainstayObjective, mainstay_loss
-from hashguard.attacks.optimizers import (
-    OPTIMIZERS,
-    PerturbationOptimizer,
-    build_optimizer,
-    frozen_eval,
-    get_alpha,
-)
+from hashguard.attacks.optimizers import OPTIMIZERS, PerturbationOptimizer, build_optimizer, get_alpha
 from hashguard.attacks.prosgan import (
     ProSDiscriminator,
     ProSGANAttack,
@@ -34,6 +29,7 @@ from hashguard.attacks.prosgan import (
     train_prosgan,
     train_prosgan_prototype,
 )
+from hashguard.attacks.prototype import PrototypeNet
 from hashguard.attacks.registry import ATTACKS, AttackSpec, Param, attack_spec, build_attack, describe_attacks
 from hashguard.attacks.sdha import SDHAObjective, TargetedSDHAObjective
 from hashguard.attacks.targets import (
@@ -42,7 +38,8 @@ from hashguard.attacks.targets import (
     save_target_labels,
     select_target_labels,
 )
-from hashguard.attacks.tha import PrototypeNet, THAObjective, train_prototype_net
+from hashguard.attacks.tha import THAObjective, train_prototype_net
+from hashguard.attacks.threat import check_eps, frozen_eval
 
 __all__ = [
     "ATTACKS",
@@ -55,6 +52,7 @@ __all__ = [
     "MainstayObjective",
     "OPTIMIZERS",
     "Objective",
+    "OptimizerAttack",
     "P2PObjective",
     "Param",
     "PerturbationOptimizer",
@@ -74,6 +72,7 @@ __all__ = [
     "build_attack",
     "build_context",
     "build_optimizer",
+    "check_eps",
     "describe_attacks",
     "encode_dataset",
     "frozen_eval",

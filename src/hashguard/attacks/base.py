@@ -4,9 +4,11 @@
   of the training split (mainstay, SDHA, THA) and of the database (DHTA/P2P anchors, target labels of THA).
 * :class:`Objective` turns a batch (images, labels, target labels) into a :class:`PreparedObjective`: the loss
   to minimise ``loss(u, x_adv)`` and the "theory" code, the ideal query code the attack aims for (docs/metrics.md).
-* :class:`HashAttack` runs an optimizer on a prepared objective, torchattacks style:
+* :class:`HashAttack` is what every attack shares, torchattacks style:
   ``attack(images, labels, target_labels=None) -> adversarial images``; :meth:`HashAttack.run` also returns
   the codes of the returned images, sign(f(x'; 1)) in eval mode (docs/attacks.md), and the theory codes.
+  :class:`OptimizerAttack` runs a perturbation optimizer on a prepared objective (every attack but ProS-GAN,
+  whose :class:`~hashguard.attacks.prosgan.ProSGANAttack` runs a trained generator instead).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from hashguard.attacks.optimizers import LossFn, PerturbationOptimizer, check_eps, check_images, frozen_eval
+from hashguard.attacks.optimizers import PerturbationOptimizer
+from hashguard.attacks.threat import LossFn, check_images, frozen_eval
 from hashguard.encoding import encode_dataset as encode_codes
 from hashguard.errors import ConfigError
 from hashguard.models.hash_model import sign_codes
@@ -172,33 +175,36 @@ class AttackOutput:
 
 
 class HashAttack:
-    """A white-box L-infinity attack on a deep hashing model: ``optimizer`` minimising ``objective``.
+    """A white-box L-infinity attack on a deep hashing model (docs/attacks.md), torchattacks style.
 
     ``attack(images, labels, target_labels=None)`` returns adversarial images within ``eps`` of ``images``
-    (L-infinity) and inside [0, 1]. The model is in eval mode with frozen parameters during the attack and is
-    restored afterwards. Randomness comes from a ``torch.Generator`` seeded with ``seed`` at construction
-    (:meth:`reset` re-seeds it): a fresh attack with the same seed on the same batches gives the same result.
+    (L-infinity) and inside [0, 1]; :meth:`run` also returns their codes, sign(f(x'; 1)) in eval mode, and the
+    objective's theory codes. The model is in eval mode with frozen parameters during the attack and is restored
+    afterwards. Randomness comes from a ``torch.Generator`` seeded with ``seed`` at construction (:meth:`reset`
+    re-seeds it): a fresh attack with the same seed on the same batches gives the same result.
+
+    This base holds what every attack shares: the model, the :class:`Objective` and its
+    :class:`AttackContext`, the radius ``eps``, the seed, the one-off setup and the result plumbing. How a batch
+    is perturbed is the subclass's :meth:`_perturb`: :class:`OptimizerAttack` runs an iterative perturbation
+    optimizer, :class:`~hashguard.attacks.prosgan.ProSGANAttack` one pass of a trained generator.
+
+    ``eps`` is trusted here: it is validated once where it enters (``build_attack``, the CLI, the configs; see
+    :mod:`hashguard.attacks.threat`).
     """
 
     def __init__(
         self,
         model: nn.Module,
         objective: Objective,
-        optimizer: PerturbationOptimizer,
         *,
         eps: float,
-        iterations: int,
         seed: int = 0,
         context: AttackContext | None = None,
         name: str | None = None,
     ) -> None:
         self.model = model
         self.objective = objective
-        self.optimizer = optimizer
-        self.eps = check_eps(eps)
-        if int(iterations) < 0:
-            raise ConfigError(f"iterations must be non-negative, got {iterations}")
-        self.iterations = int(iterations)
+        self.eps = float(eps)
         self.seed = int(seed)
         self.name = name or objective.name
         self.context = context if context is not None else AttackContext()
@@ -226,15 +232,23 @@ class HashAttack:
         self._ready = False
         return self
 
+    def budget_params(self) -> dict[str, Any]:
+        """The attack's search budget besides eps (e.g. the iteration count), for result files."""
+        return {}
+
+    def engine_params(self) -> dict[str, Any]:
+        """Hyper-parameters of whatever perturbs the batch (e.g. the optimizer), for result files."""
+        return {}
+
     def params(self) -> dict[str, Any]:
         """Every hyper-parameter of the attack, for result files."""
         return {
             "attack": self.name,
             "targeted": self.targeted,
             "eps": self.eps,
-            "iterations": self.iterations,
+            **self.budget_params(),
             "seed": self.seed,
-            **self.optimizer.params(),
+            **self.engine_params(),
             **self.objective.params(),
         }
 
@@ -256,6 +270,13 @@ class HashAttack:
                 self.objective.setup(self.model, self.context, self.generator)
             self._ready = True
 
+    def _perturb(
+        self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """(adversarial images in the eps ball and [0, 1], theory codes, info) for a batch already on the model's
+        device, the model frozen and in eval mode."""
+        raise NotImplementedError
+
     def run(
         self, images: torch.Tensor, labels: torch.Tensor, target_labels: torch.Tensor | None = None
     ) -> AttackOutput:
@@ -273,20 +294,9 @@ class HashAttack:
         labels = labels.detach().to(device).float()
         targets = None if target_labels is None else target_labels.detach().to(device).float()
         with frozen_eval(self.model):
-            prepared = self.objective.prepare(
-                self.model, images, labels, targets, self.context, self.generator
-            )
-            adv = self.optimizer.run(
-                self.model,
-                images,
-                prepared.loss,
-                eps=self.eps,
-                iterations=self.iterations,
-                generator=self.generator,
-            )
+            adv, theory, info = self._perturb(images, labels, targets)
         codes = self.model.encode(adv)
-        theory = sign_codes(prepared.theory_codes)
-        return AttackOutput(adv_images=adv, adv_codes=codes, theory_codes=theory, info=prepared.info)
+        return AttackOutput(adv_images=adv, adv_codes=codes, theory_codes=sign_codes(theory), info=info)
 
     def __call__(
         self, images: torch.Tensor, labels: torch.Tensor, target_labels: torch.Tensor | None = None
@@ -294,5 +304,52 @@ class HashAttack:
         return self.run(images, labels, target_labels).adv_images
 
     def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}, eps={self.eps:.4g})"
+
+
+class OptimizerAttack(HashAttack):
+    """An attack that is a perturbation ``optimizer`` minimising the ``objective`` for ``iterations`` steps
+    (composition: any optimizer of :mod:`hashguard.attacks.optimizers` with any code-space objective;
+    docs/attacks.md). Every registered attack but ProS-GAN is one."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        optimizer: PerturbationOptimizer,
+        *,
+        eps: float,
+        iterations: int,
+        seed: int = 0,
+        context: AttackContext | None = None,
+        name: str | None = None,
+    ) -> None:
+        if int(iterations) < 0:
+            raise ConfigError(f"iterations must be non-negative, got {iterations}")
+        self.optimizer = optimizer
+        self.iterations = int(iterations)
+        super().__init__(model, objective, eps=eps, seed=seed, context=context, name=name)
+
+    def budget_params(self) -> dict[str, Any]:
+        return {"iterations": self.iterations}
+
+    def engine_params(self) -> dict[str, Any]:
+        return self.optimizer.params()
+
+    def _perturb(
+        self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        prepared = self.objective.prepare(self.model, images, labels, targets, self.context, self.generator)
+        adv = self.optimizer.run(
+            self.model,
+            images,
+            prepared.loss,
+            eps=self.eps,
+            iterations=self.iterations,
+            generator=self.generator,
+        )
+        return adv, prepared.theory_codes, prepared.info
+
+    def __repr__(self) -> str:
         name, opt = self.name, self.optimizer.name
-        return f"HashAttack({name}, eps={self.eps:.4g}, iterations={self.iterations}, {opt})"
+        return f"OptimizerAttack({name}, eps={self.eps:.4g}, iterations={self.iterations}, {opt})"

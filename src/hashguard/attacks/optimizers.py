@@ -4,12 +4,14 @@ Every optimizer minimises a loss ``loss_fn(u, x_adv) -> scalar`` where ``u = f(x
 relaxed codes of the (possibly transformed) adversarial images and ``x_adv`` the adversarial images.
 It works on a perturbation ``delta`` (the only tensor that receives a gradient, through
 ``torch.autograd.grad``), keeps ``x + delta`` inside the L-infinity ball of radius ``eps`` and inside [0, 1]
-after every update, and returns the adversarial images ``x + delta`` (detached).
+after every update, and returns the adversarial images ``x + delta`` (detached). The constraint itself (ball,
+box, frozen model) lives in :mod:`hashguard.attacks.threat`.
 
 While an optimizer runs the model is in eval mode and its parameters have ``requires_grad=False``; both are
-restored afterwards (:func:`frozen_eval`). All randomness (random starts, input diversity, variance-tuning
-samples) comes from the ``torch.Generator`` passed to :meth:`PerturbationOptimizer.run`. Tensors follow the
-device of the images; random numbers are drawn on the generator's device and moved.
+restored afterwards (:func:`~hashguard.attacks.threat.frozen_eval`). All randomness (random starts, input
+diversity, variance-tuning samples) comes from the ``torch.Generator`` passed to
+:meth:`PerturbationOptimizer.run`. Tensors follow the device of the images; random numbers are drawn on the
+generator's device and moved.
 
 Sign-gradient rules (step ``step``, default 1/255):
 
@@ -35,19 +37,16 @@ tanh of the hash layer during the first half of the iterations.
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hashguard.attacks.threat import LossFn, check_images, finalize, frozen_eval, project
 from hashguard.errors import ConfigError
 from hashguard.registry import Registry
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _optimizer_key(name: str) -> str:
@@ -69,61 +68,6 @@ def get_alpha(iteration: int, total: int) -> float:
     if not 0 <= iteration < total:
         raise ConfigError(f"iteration {iteration} outside [0, {total})")
     return ALPHA_LEVELS[min((10 * iteration) // total, 9)]
-
-
-def check_eps(eps: float) -> float:
-    """Validate an L-infinity radius in [0, 1] (pixel space); raise :class:`ConfigError` otherwise."""
-    try:
-        value = float(eps)
-    except (TypeError, ValueError):
-        raise ConfigError(f"eps must be a number in [0, 1], got {eps!r}") from None
-    if not (0.0 <= value <= 1.0) or math.isnan(value):
-        raise ConfigError(f"eps must be in [0, 1] (pixel space, e.g. 8/255 = 0.0314), got {eps!r}")
-    return value
-
-
-def check_images(images: torch.Tensor) -> None:
-    """Images must be a float batch (B, C, H, W) in [0, 1]."""
-    if images.dim() != 4 or not images.is_floating_point():
-        raise ConfigError(
-            f"expected a float image batch (B, C, H, W), got {images.dtype} {tuple(images.shape)}"
-        )
-    if images.numel() and (images.min() < 0 or images.max() > 1):
-        raise ConfigError("images must lie in [0, 1] (normalisation happens inside the model)")
-
-
-@contextlib.contextmanager
-def frozen_eval(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
-    """Eval mode and ``requires_grad=False`` on every parameter for the block; both restored afterwards.
-
-    ``eval_mode=False`` only freezes the parameters and leaves the modules' modes as the caller set them
-    (adversarial training chooses per module whether batch norm and dropout behave as in training).
-    """
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    if eval_mode:
-        model.eval()
-    for parameter, _ in flags:
-        parameter.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for parameter, flag in flags:
-            parameter.requires_grad_(flag)
-        model.train(was_training)
-
-
-def project(images: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
-    """Clip ``delta`` to [-eps, eps], then so that images + delta lies in [0, 1]."""
-    delta = delta.clamp(-eps, eps)
-    return (images + delta).clamp(0.0, 1.0) - images
-
-
-def finalize(images: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
-    """The adversarial images, clipped once more so that rounding cannot leave the ball or [0, 1]."""
-    adv = images + delta
-    adv = torch.minimum(torch.maximum(adv, images - eps), images + eps)
-    return adv.clamp(0.0, 1.0).detach()
 
 
 def uniform(
@@ -211,9 +155,11 @@ class PerturbationOptimizer:
     ) -> torch.Tensor:
         """Minimise ``loss_fn`` over the eps ball around ``images``; returns adversarial images in [0, 1].
 
-        ``keep_mode=True`` runs the model in the modes the caller set (parameters are frozen either way).
+        ``eps`` is trusted: it is validated once where it enters (``build_attack``, the CLI, the configs; see
+        :mod:`hashguard.attacks.threat`). ``keep_mode=True`` runs the model in the modes the caller
+        set (parameters are frozen either way).
         """
-        eps = check_eps(eps)
+        eps = float(eps)
         if iterations < 0:
             raise ConfigError(f"iterations must be non-negative, got {iterations}")
         check_images(images)

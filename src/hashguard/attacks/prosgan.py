@@ -3,7 +3,8 @@
 Reference: X. Wang, Z. Zhang, B. Wu, F. Shen, G. Lu, "Prototype-supervised Adversarial Network for Targeted
 Attack of Deep Hashing", CVPR 2021. Implemented from docs/attacks.md (no research code copied).
 
-* :class:`ProSPrototypeNet`: t -> Linear(C, 4096) -> ReLU -> Linear(4096, 512) = semantic feature f(t), with two
+* :class:`ProSPrototypeNet` (the PrototypeNet of :mod:`hashguard.attacks.prototype`, shared with THA and ATRDH,
+  with its label head): t -> Linear(C, 4096) -> ReLU -> Linear(4096, 512) = semantic feature f(t), with two
   heads h = tanh(Linear(512, K)(f)) and c = sigmoid(Linear(512, C)(f)). Trained (:func:`train_prosgan_prototype`)
   with the DPSH likelihood of theta = h G^T / 2 against the training sign codes G (s = 1[<t, Y_j> > 0]), plus
   MSE(c, t), plus sum (sign h - h)^2 / (1e4 B); Adam 1e-4 (0.5, 0.999), learning rate / 10 at 50% and 75%.
@@ -45,16 +46,15 @@ from torch.utils.data import Dataset
 
 from hashguard.attacks.base import (
     AttackContext,
-    AttackOutput,
     HashAttack,
     Objective,
     PreparedObjective,
     image_batch,
     image_count,
 )
-from hashguard.attacks.optimizers import check_images, frozen_eval
+from hashguard.attacks.prototype import PrototypeNet, freeze, likelihood_prototype_loss, train_prototype
+from hashguard.attacks.threat import check_images, clip_to_ball, frozen_eval
 from hashguard.errors import ConfigError
-from hashguard.models.hash_model import sign_codes
 
 
 def _stages(size: int, most: int) -> int:
@@ -65,31 +65,12 @@ def _stages(size: int, most: int) -> int:
     return n
 
 
-class ProSPrototypeNet(nn.Module):
-    """ProS-GAN's PrototypeNet: semantic feature f(t) and two heads, h = tanh(...) (K) and c = sigmoid(...) (C)."""
+class ProSPrototypeNet(PrototypeNet):
+    """ProS-GAN's PrototypeNet (Wang et al., CVPR 2021): the shared :class:`PrototypeNet` with its label head;
+    :meth:`~PrototypeNet.heads` gives (f, h, c)."""
 
     def __init__(self, num_classes: int, bits: int, hidden: int = 4096, feature: int = 512) -> None:
-        super().__init__()
-        self.feature = nn.Sequential(nn.Linear(num_classes, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, feature))
-        self.hash_head = nn.Linear(feature, bits)
-        self.label_head = nn.Linear(feature, num_classes)
-
-    def forward(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(f, h, c): semantic feature, prototype code in (-1, 1) and reconstructed label in (0, 1)."""
-        f = self.feature(labels)
-        return f, torch.tanh(self.hash_head(f)), torch.sigmoid(self.label_head(f))
-
-
-def prosgan_prototype_loss(
-    net: ProSPrototypeNet, target: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor
-) -> torch.Tensor:
-    """docs/attacks.md PrototypeNet loss: DPSH likelihood (mean over B x N) + MSE(c, t) + quantisation / (1e4 B)."""
-    _, h, c = net(target)
-    theta = 0.5 * h @ codes.t()
-    s = ((target @ labels.t()) > 0).to(h.dtype)
-    likelihood = (F.softplus(theta) - s * theta).mean()
-    quantisation = ((h.detach().sign() - h) ** 2).sum() / (1e4 * target.shape[0])
-    return likelihood + F.mse_loss(c, target) + quantisation
+        super().__init__(num_classes, bits, hidden=hidden, feature=feature, label_head=True)
 
 
 def _seed_from(generator: torch.Generator) -> int:
@@ -108,37 +89,27 @@ def train_prosgan_prototype(
     hidden: int = 4096,
     feature: int = 512,
     generator: torch.Generator,
-) -> ProSPrototypeNet:
-    """Train ProS-GAN's PrototypeNet on the training sign codes (docs/attacks.md); seeded; frozen and in eval mode out.
+) -> PrototypeNet:
+    """Train ProS-GAN's PrototypeNet (with its label head) on the training sign codes with the likelihood loss
+    (Wang et al., CVPR 2021; :func:`~hashguard.attacks.prototype.train_prototype`); seeded, frozen and in eval
+    mode out.
 
     ``label_pool`` holds the labels to sample targets from (the unique database labels).
     """
-    if epochs < 0 or steps < 1 or batch_size < 1:
-        raise ConfigError("PrototypeNet training needs epochs >= 0, steps >= 1 and batch_size >= 1")
-    device = train_codes.device
-    codes = train_codes.float()
-    labels = train_labels.float().to(device)
-    pool = label_pool.float().to(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed_from(generator))
-        net = ProSPrototypeNet(labels.shape[1], codes.shape[1], hidden=hidden, feature=feature).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.5, 0.999))
-    total = epochs * steps
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=[max(1, total // 2), max(1, (3 * total) // 4)], gamma=0.1
+    return train_prototype(
+        train_codes,
+        train_labels,
+        label_pool,
+        likelihood_prototype_loss,
+        epochs=epochs,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        hidden=hidden,
+        feature=feature,
+        label_head=True,
+        generator=generator,
     )
-    net.train()
-    for _ in range(total):
-        pick = torch.randint(0, pool.shape[0], (batch_size,), generator=generator).to(device)
-        loss = prosgan_prototype_loss(net, pool[pick], codes, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-    net.eval()
-    for parameter in net.parameters():
-        parameter.requires_grad_(False)
-    return net
 
 
 class _Residual(nn.Module):
@@ -278,7 +249,7 @@ def generator_loss(
 
 def train_prosgan(
     model: nn.Module,
-    prototype: ProSPrototypeNet,
+    prototype: PrototypeNet,
     images: torch.Tensor | Dataset,
     labels: torch.Tensor,
     label_pool: torch.Tensor,
@@ -315,7 +286,7 @@ def train_prosgan(
     if height != width_px:
         raise ConfigError(f"ProS-GAN needs square images, got {height}x{width_px}")
     pool = label_pool.float().to(device)
-    feature = prototype.hash_head.in_features
+    feature = prototype.feature_dim
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_seed_from(generator))
         gen = ProSGenerator(channels, height, feature, width, label_width, res_blocks).to(device)
@@ -345,7 +316,7 @@ def train_prosgan(
                 y = labels[idx].to(device).float()
                 t = pool[torch.randint(0, pool.shape[0], (len(idx),), generator=generator).to(device)]
                 with torch.no_grad():
-                    f_t, h_t, _ = prototype(t)
+                    f_t, h_t, _ = prototype.heads(t)
                 x_adv = gen(x, f_t)
                 if i % 3 == 0:
                     loss_d = discriminator_loss(disc, x, x_adv, y, t)
@@ -358,9 +329,7 @@ def train_prosgan(
                 opt_g.step()
             sched_g.step()
             sched_d.step()
-    gen.eval()
-    for parameter in gen.parameters():
-        parameter.requires_grad_(False)
+    freeze(gen)
     return gen
 
 
@@ -410,7 +379,7 @@ class ProSGANObjective(Objective):
         self.disc_width = int(disc_width)
         self.res_blocks = int(res_blocks)
         self.project = bool(project)
-        self.prototype_net: ProSPrototypeNet | None = None
+        self.prototype_net: PrototypeNet | None = None
         self.generator_net: ProSGenerator | None = None
 
     def params(self) -> dict[str, Any]:
@@ -479,7 +448,7 @@ class ProSGANObjective(Objective):
         if self.prototype_net is None or self.generator_net is None:
             raise ConfigError(f"attack {self.name} is not set up")
         with torch.no_grad():
-            f_t, h_t, _ = self.prototype_net(target_labels.float())
+            f_t, h_t, _ = self.prototype_net.heads(target_labels.float())
             adv = (self.generator_net(images * 2 - 1, f_t) + 1) / 2
         return adv, torch.sign(h_t)
 
@@ -498,7 +467,7 @@ class ProSGANObjective(Objective):
             self.setup(model, context, generator)
         assert self.prototype_net is not None
         with torch.no_grad():
-            prototypes = torch.sign(self.prototype_net(target_labels.float())[1]).to(images.dtype)
+            prototypes = torch.sign(self.prototype_net(target_labels.float())).to(images.dtype)
 
         def loss(u: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
             return 1 - (u * prototypes).mean()
@@ -507,41 +476,32 @@ class ProSGANObjective(Objective):
 
 
 class ProSGANAttack(HashAttack):
-    """ProS-GAN as a :class:`HashAttack`: one generator pass per batch instead of an iterative optimizer.
+    """ProS-GAN (Wang et al., CVPR 2021) as a :class:`HashAttack`: one pass of the trained generator per batch
+    instead of an iterative optimizer (so no optimizer and no iteration count).
 
     ``eps`` bounds the returned images when the objective's ``project`` is True (default; docs/attacks.md).
-    ``iterations`` and the optimizer are unused.
     """
 
     objective: ProSGANObjective
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "attack": self.name,
-            "targeted": True,
-            "eps": self.eps,
-            "seed": self.seed,
-            **self.objective.params(),
-        }
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: ProSGANObjective,
+        *,
+        eps: float,
+        seed: int = 0,
+        context: AttackContext | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(model, objective, eps=eps, seed=seed, context=context, name=name)
 
-    def run(
-        self, images: torch.Tensor, labels: torch.Tensor, target_labels: torch.Tensor | None = None
-    ) -> AttackOutput:
-        check_images(images)
-        if target_labels is None:
-            raise ConfigError(f"attack {self.name} is targeted: pass target_labels")
-        if labels.shape[0] != images.shape[0] or target_labels.shape[0] != images.shape[0]:
-            raise ConfigError("images, labels and target labels must have the same batch size")
-        self.setup()
-        device = self.device
-        images = images.detach().to(device)
-        targets = target_labels.detach().to(device).float()
-        with frozen_eval(self.model):
-            adv, prototypes = self.objective.generate(images, targets)
-            if self.objective.project:
-                adv = torch.min(torch.max(adv, images - self.eps), images + self.eps)
-            adv = adv.clamp(0.0, 1.0).detach()
-        codes = self.model.encode(adv)
+    def _perturb(
+        self, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        assert targets is not None  # the base class refuses a targeted attack without target labels
+        adv, prototypes = self.objective.generate(images, targets)
+        adv = clip_to_ball(adv, images, self.eps) if self.objective.project else adv.clamp(0.0, 1.0).detach()
         # numbers only, summed over batches by evaluate_attack (perceptibility is reported there)
         info = {"projected_queries": int(images.shape[0]) if self.objective.project else 0}
-        return AttackOutput(adv_images=adv, adv_codes=codes, theory_codes=sign_codes(prototypes), info=info)
+        return adv, prototypes, info

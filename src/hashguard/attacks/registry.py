@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from hashguard.attacks.anchor import AnchorObjective, P2PObjective
-from hashguard.attacks.base import AttackContext, HashAttack, Objective
+from hashguard.attacks.base import AttackContext, HashAttack, Objective, OptimizerAttack
 from hashguard.attacks.hag import HAGObjective
 from hashguard.attacks.mainstay_attack import MainstayObjective, TargetedMainstayObjective
 from hashguard.attacks.optimizers import OPTIMIZERS, build_optimizer
@@ -61,7 +61,8 @@ class Param:
             ) from None
         if self.choices is not None and converted not in self.choices:
             raise ConfigError(f"{attack}: {self.name} must be one of {self.choices}, got {value!r}")
-        if self.low is not None and converted < self.low or self.high is not None and converted > self.high:
+        # written so that NaN fails both bounds
+        if self.low is not None and not converted >= self.low or self.high is not None and not converted <= self.high:
             raise ConfigError(f"{attack}: {self.name} must be in [{self.low}, {self.high}], got {value!r}")
         return converted
 
@@ -80,7 +81,7 @@ class AttackSpec:
     objective_params: tuple[Param, ...] = ()
     optimizer_defaults: dict[str, Any] = field(default_factory=dict)
     #: the attack class built by :func:`build_attack` (ProS-GAN replaces the optimizer by a generator)
-    attack_class: type[HashAttack] = HashAttack
+    attack_class: type[HashAttack] = OptimizerAttack
 
     @property
     def targeted(self) -> bool:
@@ -322,13 +323,7 @@ def build_attack(
     values, objective_values, optimizer_values = _split_params(spec, params)
     optimizer = _optimizer(spec, values, optimizer_values)
     objective = spec.objective(**objective_values)
-    return spec.attack_class(
-        model,
-        objective,
-        optimizer,
-        eps=values["eps"],
-        iterations=values["iterations"],
-        seed=values["seed"],
-        context=context,
-        name=spec.name,
-    )
+    common = {"eps": values["eps"], "seed": values["seed"], "context": context, "name": spec.name}
+    if issubclass(spec.attack_class, OptimizerAttack):
+        return spec.attack_class(model, objective, optimizer, iterations=values["iterations"], **common)
+    return spec.attack_class(model, objective, **common)

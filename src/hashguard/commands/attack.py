@@ -21,7 +21,7 @@ from hashguard.attacks import (
     load_target_labels,
 )
 from hashguard.attacks.evaluate import evaluate_attack
-from hashguard.attacks.optimizers import check_eps
+from hashguard.attacks.threat import check_eps
 from hashguard.commands.common import add_data_arguments, data_config_from_args
 from hashguard.errors import ConfigError
 from hashguard.io_utils import atomic_write_json

@@ -10,7 +10,8 @@ Per batch (x, y, idx):
 
 1. sample B target labels uniformly (with replacement) from the unique training labels, take one Adam step
    of the PrototypeNet with THA's circle loss against (B_train, Y_train) over **all** pairs (no triangular
-   mask, which in the reference code dropped the pairs j <= i; :func:`hashguard.attacks.tha.prototype_loss`);
+   mask, which in the reference code dropped the pairs j <= i;
+   :func:`hashguard.attacks.prototype.circle_prototype_loss`);
 2. x_adv: targeted PGD towards p = sign(PrototypeNet(t)) with the plain loss -mean(f(x + delta) * p);
 3. u = f(x), u_adv = f(x_adv); B_train[idx] <- sign(u); U_ben[idx] <- u (continuous);
    L = L_hash(u, y, idx) + w * mean_{i,j} (<u_adv_i, U_ben_j> / K - s_ij)^2 with s_ij = +1 when y_i and Y_j
@@ -32,8 +33,14 @@ import torch
 from torch import nn
 
 from hashguard.attacks.mainstay_attack import mainstay_loss
-from hashguard.attacks.optimizers import LossFn
-from hashguard.attacks.tha import PrototypeNet, prototype_loss
+from hashguard.attacks.prototype import (
+    PrototypeNet,
+    circle_prototype_loss,
+    new_prototype_net,
+    prototype_optimizer,
+    prototype_step,
+)
+from hashguard.attacks.threat import LossFn
 from hashguard.defenses.base import Batch, Defense, OuterLoss
 from hashguard.defenses.config import DEMO_COMMON, DefenseConfig
 from hashguard.defenses.registry import DEFENSES
@@ -88,10 +95,8 @@ class ATRDH(Defense):
             self.memory = self.codes.clone()
         self.labels = train_labels.detach().float().clone()
         self.pool = torch.unique(self.labels, dim=0)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.net = PrototypeNet(self.labels.shape[1], bits, hidden=self.prototype_hidden)
-        self.net_optimizer = torch.optim.Adam(self.net.parameters(), lr=self.prototype_lr, betas=(0.5, 0.999))
+        self.net = new_prototype_net(self.labels.shape[1], bits, seed=seed, hidden=self.prototype_hidden)
+        self.net_optimizer = prototype_optimizer(self.net, self.prototype_lr)
 
     def to(self, device: torch.device) -> ATRDH:
         assert self.codes is not None and self.memory is not None and self.labels is not None
@@ -111,10 +116,8 @@ class ATRDH(Defense):
         for group in self.net_optimizer.param_groups:
             group["lr"] = self.prototype_lr * lr_factor
         self.net.train()
-        loss = prototype_loss(self.net, targets, self.codes, self.labels, self.prototype_gamma)
-        self.net_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.net_optimizer.step()
+        loss = circle_prototype_loss(self.net, targets, self.codes, self.labels, self.prototype_gamma)
+        prototype_step(self.net_optimizer, loss)
         self.net.eval()
         with torch.no_grad():
             prototypes = torch.sign(self.net(targets)).to(device=batch.images.device, dtype=batch.images.dtype)

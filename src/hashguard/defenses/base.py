@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from hashguard.attacks.optimizers import LossFn
+from hashguard.attacks.threat import LossFn
 from hashguard.defenses.config import DefenseConfig
 from hashguard.methods.base import HashingMethod
 

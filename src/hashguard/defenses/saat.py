@@ -26,7 +26,7 @@ from torch import nn
 
 from hashguard.attacks.base import AttackContext
 from hashguard.attacks.mainstay_attack import MainstayObjective
-from hashguard.attacks.optimizers import LossFn
+from hashguard.attacks.threat import LossFn
 from hashguard.defenses.base import Batch, Defense, OuterLoss, quantisation
 from hashguard.defenses.config import DEMO_COMMON, DefenseConfig
 from hashguard.defenses.registry import DEFENSES

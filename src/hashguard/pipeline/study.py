@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from hashguard.attacks import attack_spec, build_attack, load_or_create_target_labels
-from hashguard.attacks.optimizers import check_eps
 from hashguard.data.base import DatasetSplits, carve_validation
 from hashguard.devices import resolve_device
 from hashguard.encoding import encode_dataset
@@ -118,13 +117,9 @@ def build_plan(config: StudyConfig, splits: DatasetSplits, log: Callable[[str], 
 
 def _check_attacks(config: StudyConfig, model: HashModel) -> None:
     """Build every attack of the study once (no context needed): unknown names and parameters fail here."""
-    if config.attacks.override.eps is not None:
-        check_eps(config.attacks.override.eps)
     names = [e.key for e in config.attacks.suite] + list(config.attacks.sweep.attacks) + config.defense_attacks()
     for name in dict.fromkeys(names):
         build_attack(name, model, **config.attacks.params_for(name))
-    for eps in config.attacks.sweep.eps:
-        check_eps(eps)
     if config.report.grid_queries > 0 and attack_spec(config.report.grid_attack).targeted:
         raise ConfigError(f"report.grid_attack must be a non-targeted attack, not {config.report.grid_attack!r}")
 
