@@ -21,7 +21,15 @@ import time
 import numpy as np
 import torch
 
-from hashguard.attacks import ATTACKS, AttackContext, build_attack, build_optimizer, mainstay_loss, select_target_labels
+from hashguard.attacks import (
+    ATTACKS,
+    AttackContext,
+    attack_spec,
+    build_attack,
+    build_optimizer,
+    mainstay_loss,
+    select_target_labels,
+)
 from hashguard.attacks.threat import frozen_eval
 from hashguard.data import open_dataset
 from hashguard.methods import build_method
@@ -205,7 +213,7 @@ def main() -> None:
                 cells.append(targeted_mean_average_precision(out.adv_codes, context.database_codes, targets, dby))
             else:
                 cells.append(mean_average_precision(out.adv_codes, context.database_codes, qy, dby))
-        metric = "t-mAP" if ATTACKS[name].targeted else "mAP"
+        metric = "t-mAP" if attack_spec(name).targeted else "mAP"
         print(f"| {name} | {metric} | " + " | ".join(f"{c:.4f}" for c in cells) + f" | {elapsed:.1f} s |", flush=True)
 
 

@@ -82,9 +82,6 @@ ATTACKS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Attacks that train a generator: no iterations, optimizer, step or eps budget (ProS-GAN is unbounded).
-GENERATOR_ATTACKS = frozenset({"prosgan"})
-
 #: ProS-GAN's reconstruction weight per dataset (Wang et al., CVPR 2021); 50 elsewhere (the registry default).
 PROSGAN_REC_WEIGHT: dict[str, float] = {"FLICKR-25K": 100.0, "NUS-WIDE": 50.0, "MS-COCO": 50.0}
 PROSGAN_REC_WEIGHT_DEFAULT = 50.0

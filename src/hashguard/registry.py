@@ -86,8 +86,9 @@ class Parameter:
         if self.choices is not None and converted not in self.choices:
             shown = ", ".join(str(c) for c in self.choices)
             raise ConfigError(f"{owner}: {self.name} must be one of {shown}, got {value!r}")
-        below = self.low is not None and (converted <= self.low if self.exclusive_low else converted < self.low)
-        if below or (self.high is not None and converted > self.high):
+        # written so that NaN fails every bound
+        below = self.low is not None and not (converted > self.low if self.exclusive_low else converted >= self.low)
+        if below or (self.high is not None and not converted <= self.high):
             raise ConfigError(f"{owner}: {self.name} must be in {self._interval()}, got {value!r}")
         return converted
 

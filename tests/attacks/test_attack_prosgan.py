@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from hashguard.attacks import ATTACKS, build_attack
+from hashguard.attacks import attack_spec, build_attack
 from hashguard.attacks.evaluate import perceptibility
 from hashguard.attacks.prosgan import ProSDiscriminator, ProSGenerator, ProSPrototypeNet
 from hashguard.attacks.prototype import likelihood_prototype_loss
@@ -142,7 +142,7 @@ def test_projected_output_stays_in_the_ball(bench, outcome):
     finally:
         objective.project = False
     x = b.query_images
-    assert ATTACKS["prosgan"].targeted and attack.targeted
+    assert attack_spec("prosgan").targeted and attack.targeted
     assert projected.adv_images.shape == x.shape and torch.isfinite(projected.adv_images).all()
     assert projected.info["projected_queries"] == x.shape[0]
     assert (projected.adv_images - x).abs().max() <= EPS + 1e-6

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from hashguard.attacks import ATTACKS, AttackContext, build_attack
+from hashguard.attacks import ATTACKS, AttackContext, attack_spec, build_attack
 from hashguard.attacks.evaluate import evaluate_attack
 from hashguard.data.base import ArrayDataset
 from hashguard.errors import ConfigError
@@ -24,7 +24,7 @@ from hashguard.errors import ConfigError
 EPS = 16 / 255
 FAST = {"tha": dict(epochs=1, steps=100, hidden=512, lr=1e-3)}
 #: iterative attacks; the generative ProS-GAN needs training images and has its own test (test_attack_prosgan.py)
-ITERATIVE = [name for name in ATTACKS if name != "prosgan"]
+ITERATIVE = [name for name in ATTACKS if attack_spec(name).iterative]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Contracts every registered plug-in must meet, parametrised over the registries themselves.
 
 A new method, backbone, defense or dataset source is tested here the moment it registers: no test lists names
-by hand. (Optimizers: tests/attacks/test_optimizers.py walks OPTIMIZERS; attacks: tests/attacks walk ATTACKS.)
+by hand. (Optimizers: tests/attacks/test_optimizers.py walks OPTIMIZERS; tests/attacks/test_attacks_demo.py runs every
+iterative attack.)
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hashguard.attacks import ATTACKS, OPTIMIZERS, attack_spec
+from hashguard.attacks.registry import resolve_attack_params
 from hashguard.cli import main
 from hashguard.data import SOURCES, open_dataset
 from hashguard.defenses import DEFENSES, DefenseConfig, build_defense
 from hashguard.defenses.base import Batch
 from hashguard.defenses.trainer import run_inner_attack
-from hashguard.errors import DataError
+from hashguard.errors import ConfigError, DataError
 from hashguard.methods import METHODS
 from hashguard.models import HashModel, ModelSpec
 from hashguard.plugins import registries
@@ -107,3 +110,23 @@ def test_list_shows_every_entry_of_every_kind(capsys):
     assert "eta=50" in capsys.readouterr().out
     assert main(["list", "spaceships"]) == 2
     assert "unknown kind 'spaceships'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_attack_contract(name):
+    """An attack declares a display name, a paper and a budget; its objective's params() are its declared
+    parameters and round-trip through the registry; bad values are one ConfigError line naming the attack."""
+    spec = attack_spec(name)
+    assert spec.display and spec.reference and 0 < spec.eps <= 1
+    if spec.iterative:
+        assert spec.iterations > 0 and spec.optimizer in OPTIMIZERS and spec.step > 0
+    objective = spec.objective(**ATTACKS.entry(name).defaults())
+    declared = {p.name for p in spec.objective_params}
+    assert set(objective.params()) <= declared
+    resolved = resolve_attack_params(name, **objective.params())
+    assert resolved == resolve_attack_params(name)
+    assert {k: resolved[k] for k in objective.params()} == objective.params()
+    with pytest.raises(ConfigError, match=r"eps must be in \[0, 1\]"):
+        resolve_attack_params(name, eps=2)
+    with pytest.raises(ConfigError, match=name):
+        resolve_attack_params(name, no_such_parameter=1)

@@ -18,13 +18,16 @@ A target label that no database item carries exactly raises :class:`ConfigError`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
 from hashguard.attacks.base import AttackContext, Objective, PreparedObjective
+from hashguard.attacks.registry import ATTACKS, Budget
 from hashguard.errors import ConfigError
+from hashguard.protocol import ATTACKS as PROTOCOL
+from hashguard.registry import Range
 
 
 def anchor_codes(
@@ -58,6 +61,10 @@ def anchor_codes(
     return anchors
 
 
+_REPLACEMENT_HELP = "draw the anchor's codes with replacement (False: without, as the original DHTA code)"
+
+
+@ATTACKS.register("dhta", display="DHTA", reference="Bai et al., ECCV 2020", budget=Budget.protocol("dhta"))
 class AnchorObjective(Objective):
     """DHTA: pull the code onto the sign-sum of n = 9 database codes of the target label (Bai et al., ECCV
     2020)."""
@@ -65,10 +72,13 @@ class AnchorObjective(Objective):
     name = "dhta"
     targeted = True
     needs = ("database",)
-    default_anchors = 9
 
-    def __init__(self, n_anchors: int | None = None, replacement: bool = True) -> None:
-        self.n_anchors = int(self.default_anchors if n_anchors is None else n_anchors)
+    def __init__(
+        self,
+        n_anchors: Annotated[int, Range(1), "database codes summed into the anchor"] = PROTOCOL["dhta"]["n_anchors"],
+        replacement: Annotated[bool, _REPLACEMENT_HELP] = PROTOCOL["dhta"]["replacement"],
+    ) -> None:
+        self.n_anchors = int(n_anchors)
         self.replacement = bool(replacement)
         if self.n_anchors < 1:
             raise ConfigError(f"n_anchors must be at least 1, got {n_anchors}")
@@ -98,8 +108,15 @@ class AnchorObjective(Objective):
         )
 
 
+@ATTACKS.register("p2p", display="P2P", reference="Bai et al., ECCV 2020", budget=Budget.protocol("p2p"))
 class P2PObjective(AnchorObjective):
     """P2P: pull the code onto one random database code of the target label (Bai et al., ECCV 2020)."""
 
     name = "p2p"
-    default_anchors = 1
+
+    def __init__(
+        self,
+        n_anchors: Annotated[int, Range(1), "database codes summed into the anchor"] = PROTOCOL["p2p"]["n_anchors"],
+        replacement: Annotated[bool, _REPLACEMENT_HELP] = PROTOCOL["p2p"]["replacement"],
+    ) -> None:
+        super().__init__(n_anchors, replacement)

@@ -19,12 +19,15 @@ the returned image (docs/attacks.md; done by :class:`~hashguard.attacks.base.Has
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
 from hashguard.attacks.base import AttackContext, Objective, PreparedObjective
+from hashguard.attacks.registry import ATTACKS, Budget
+from hashguard.protocol import ATTACKS as PROTOCOL
+from hashguard.registry import Range
 
 
 def hag_loss(u: torch.Tensor, clean: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
@@ -38,6 +41,13 @@ def hag_loss(u: torch.Tensor, clean: torch.Tensor, beta: float = 1.0) -> torch.T
     return ((similarity + 1) ** 2).mean() + beta * balance.mean()
 
 
+@ATTACKS.register(
+    "hag",
+    display="HAG",
+    reference="Yang et al., IEEE TCYB 2018",
+    budget=Budget.protocol("hag"),
+    optimizer_defaults={"momentum": PROTOCOL["hag"]["momentum"]},
+)
 class HAGObjective(Objective):
     """Non-targeted HAG objective (Yang et al., IEEE TCYB 2018; docs/attacks.md)."""
 
@@ -45,7 +55,9 @@ class HAGObjective(Objective):
     targeted = False
     needs = ()
 
-    def __init__(self, beta: float = 1.0) -> None:
+    def __init__(
+        self, beta: Annotated[float, Range(0), "weight of the bit-balance term"] = PROTOCOL["hag"]["beta"]
+    ) -> None:
         self.beta = float(beta)
 
     def params(self) -> dict[str, Any]:

@@ -17,14 +17,16 @@ change a sign-gradient step. ``loss="plain"`` gives SAAT's inner training loss m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
 from hashguard.attacks.base import AttackContext, Objective, PreparedObjective
+from hashguard.attacks.registry import ATTACKS, Budget
 from hashguard.errors import ConfigError
 from hashguard.mainstay import TIE_BREAKS, WEIGHTINGS, mainstay_codes
+from hashguard.registry import Choices, Range
 
 LOSSES = ("masked", "plain")
 
@@ -49,6 +51,9 @@ def mainstay_loss(
     return -value if targeted else value
 
 
+@ATTACKS.register(
+    "mainstay", display="Mainstay", reference="Yuan et al., IEEE TIFS 2023", budget=Budget.protocol("mainstay")
+)
 class MainstayObjective(Objective):
     """Attack towards/away from DMFL mainstay codes (SAAT, Yuan et al., IEEE TIFS 2023; docs/attacks.md)."""
 
@@ -58,10 +63,10 @@ class MainstayObjective(Objective):
 
     def __init__(
         self,
-        loss: str = "masked",
-        weighting: str = "cosine",
-        tie_break: str | None = None,
-        chunk_size: int = 8192,
+        loss: Annotated[str, Choices(*LOSSES), "masked quadratic loss (attack) or plain mean (SAAT inner)"] = "masked",
+        weighting: Annotated[str, Choices(*WEIGHTINGS), "cosine (DMFL) or uniform (CgAT centre code)"] = "cosine",
+        tie_break: Annotated[str | None, Choices(*TIE_BREAKS), "resolve mainstay ties"] = None,
+        chunk_size: Annotated[int, Range(1), "training rows per block of the mainstay computation (memory)"] = 8192,
     ) -> None:
         if loss not in LOSSES:
             raise ConfigError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -108,6 +113,12 @@ class MainstayObjective(Objective):
         return PreparedObjective(loss=loss, theory_codes=theory, info={"mainstay_ties": int((m == 0).sum())})
 
 
+@ATTACKS.register(
+    "mainstay-targeted",
+    display="Mainstay (targeted)",
+    reference="Yuan et al., IEEE TIFS 2023",
+    budget=Budget.protocol("mainstay-targeted"),
+)
 class TargetedMainstayObjective(MainstayObjective):
     """Targeted mainstay attack: pull the code onto mainstay(target label) (Yuan et al., IEEE TIFS 2023)."""
 

@@ -36,7 +36,7 @@ by batch (``build_context(..., train_images=True)`` passes the training split it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -53,8 +53,12 @@ from hashguard.attacks.base import (
     image_count,
 )
 from hashguard.attacks.prototype import PrototypeNet, freeze, likelihood_prototype_loss, train_prototype
+from hashguard.attacks.registry import ATTACKS, Budget
 from hashguard.attacks.threat import check_images, clip_to_ball, frozen_eval
 from hashguard.errors import ConfigError
+from hashguard.protocol import ATTACKS as PROTOCOL
+from hashguard.protocol import PROSGAN_REC_WEIGHT_DEFAULT
+from hashguard.registry import Range
 
 
 def _stages(size: int, most: int) -> int:
@@ -333,6 +337,9 @@ def train_prosgan(
     return gen
 
 
+_PROS = PROTOCOL["prosgan"]
+
+
 class ProSGANObjective(Objective):
     """ProS-GAN's setup (PrototypeNet + GAN training) and its theory code sign(h_t) (docs/attacks.md).
 
@@ -346,22 +353,28 @@ class ProSGANObjective(Objective):
 
     def __init__(
         self,
-        proto_epochs: int = 100,
-        proto_steps: int = 300,
-        proto_batch_size: int = 64,
-        proto_lr: float = 1e-4,
-        hidden: int = 4096,
-        epochs: int = 100,
-        gan_steps: int | None = None,
-        batch_size: int = 24,
-        lr: float = 1e-4,
-        rec_weight: float = 50.0,
-        hash_weight: float = 5.0,
-        width: int = 64,
-        label_width: int = 128,
-        disc_width: int = 64,
-        res_blocks: int = 3,
-        project: bool = True,
+        proto_epochs: Annotated[int, Range(0), "PrototypeNet epochs"] = _PROS["proto_epochs"],
+        proto_steps: Annotated[int, Range(1), "PrototypeNet steps per epoch"] = _PROS["proto_steps"],
+        proto_batch_size: Annotated[int, Range(1), "PrototypeNet label batch"] = _PROS["proto_batch_size"],
+        proto_lr: Annotated[float, Range(0, exclusive_low=True), "PrototypeNet Adam learning rate"] = _PROS["proto_lr"],
+        hidden: Annotated[int, Range(1), "PrototypeNet hidden width"] = _PROS["hidden"],
+        epochs: Annotated[int, Range(0), "GAN epochs (constant lr for the first half, then linear decay)"] = _PROS[
+            "epochs"
+        ],
+        gan_steps: Annotated[int, Range(0), "cap on GAN batches per epoch (0 = the whole training set)"] = 0,
+        batch_size: Annotated[int, Range(1), "GAN batch size"] = _PROS["batch_size"],
+        lr: Annotated[float, Range(0, exclusive_low=True), "G and D Adam learning rate"] = _PROS["lr"],
+        rec_weight: Annotated[
+            float, Range(0), "reconstruction weight w_rec (protocol: 100 FLICKR-25K, 50 NUS-WIDE / MS-COCO; default 50)"
+        ] = PROSGAN_REC_WEIGHT_DEFAULT,
+        hash_weight: Annotated[float, Range(0), "weight of the prototype hash term"] = _PROS["hash_weight"],
+        width: Annotated[int, Range(1), "generator image-encoder width"] = 64,
+        label_width: Annotated[int, Range(1), "generator label-encoder width"] = 128,
+        disc_width: Annotated[int, Range(1), "discriminator width"] = 64,
+        res_blocks: Annotated[int, Range(0), "residual blocks in the encoder and in the decoder"] = 3,
+        project: Annotated[
+            bool, "project onto the eps ball and [0, 1] (a bounded departure; the original generator is unbounded)"
+        ] = _PROS["project"],
     ) -> None:
         self.proto_epochs = int(proto_epochs)
         self.proto_steps = int(proto_steps)
@@ -384,15 +397,15 @@ class ProSGANObjective(Objective):
 
     def params(self) -> dict[str, Any]:
         return {
-            "prototype_epochs": self.proto_epochs,
-            "prototype_steps": self.proto_steps,
-            "prototype_batch_size": self.proto_batch_size,
-            "prototype_lr": self.proto_lr,
-            "prototype_hidden": self.hidden,
-            "gan_epochs": self.epochs,
-            "gan_steps": self.gan_steps,
-            "gan_batch_size": self.batch_size,
-            "gan_lr": self.lr,
+            "proto_epochs": self.proto_epochs,
+            "proto_steps": self.proto_steps,
+            "proto_batch_size": self.proto_batch_size,
+            "proto_lr": self.proto_lr,
+            "hidden": self.hidden,
+            "epochs": self.epochs,
+            "gan_steps": self.gan_steps or 0,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
             "rec_weight": self.rec_weight,
             "hash_weight": self.hash_weight,
             "width": self.width,
@@ -505,3 +518,13 @@ class ProSGANAttack(HashAttack):
         # numbers only, summed over batches by evaluate_attack (perceptibility is reported there)
         info = {"projected_queries": int(images.shape[0]) if self.objective.project else 0}
         return adv, prototypes, info
+
+
+ATTACKS.register(
+    "prosgan",
+    display="ProS-GAN",
+    reference="Wang et al., CVPR 2021",
+    budget=Budget(eps=8 / 255),
+    attack_class=ProSGANAttack,
+    aliases=("pros-gan",),
+)(ProSGANObjective)

@@ -28,16 +28,22 @@ multiplicity in the set, which is exact and keeps memory at B x M x K for M uniq
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hashguard.attacks.base import AttackContext, Objective, PreparedObjective
+from hashguard.attacks.registry import ATTACKS, Budget
 from hashguard.errors import ConfigError
+from hashguard.protocol import ATTACKS as PROTOCOL
+from hashguard.registry import Range
+
+_SDHA = PROTOCOL["sdha"]
 
 
+@ATTACKS.register("sdha", display="SDHA", reference="Lu et al., ICMR 2021", budget=Budget.protocol("sdha"))
 class SDHAObjective(Objective):
     """Non-targeted SDHA objective (Lu et al., ICMR 2021; docs/attacks.md)."""
 
@@ -45,7 +51,16 @@ class SDHAObjective(Objective):
     targeted = False
     needs = ("train",)
 
-    def __init__(self, weight: float = 25.0, min_distance: float = 1.0, mse_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        weight: Annotated[float, Range(0), "weight of the surrogate term (times 1/K)"] = _SDHA["weight"],
+        min_distance: Annotated[
+            float,
+            Range(0, exclusive_low=True),
+            "d_H floor of the non-targeted weight (d_H + 1e-8)^-1/2; 1 guards against the 1e4 weight of equal codes",
+        ] = _SDHA["min_distance"],
+        mse_weight: Annotated[float, Range(0), "weight of the MSE(x', x) term"] = _SDHA["mse_weight"],
+    ) -> None:
         if not min_distance > 0:
             raise ConfigError(f"min_distance must be positive, got {min_distance}")
         self.weight = float(weight)
@@ -128,6 +143,12 @@ class SDHAObjective(Objective):
         )
 
 
+@ATTACKS.register(
+    "sdha-targeted",
+    display="SDHA (targeted)",
+    reference="Lu et al., ICMR 2021",
+    budget=Budget.protocol("sdha-targeted"),
+)
 class TargetedSDHAObjective(SDHAObjective):
     """Targeted SDHA objective (Lu et al., ICMR 2021; docs/attacks.md)."""
 

@@ -26,13 +26,16 @@ eps = 8/255, 100 iterations, alpha schedule. The theory code is p.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
 from hashguard.attacks.base import AttackContext, Objective, PreparedObjective
 from hashguard.attacks.prototype import PrototypeNet, circle_prototype_loss, train_prototype
+from hashguard.attacks.registry import ATTACKS, Budget
+from hashguard.protocol import ATTACKS as PROTOCOL
+from hashguard.registry import Range
 
 
 def train_prototype_net(
@@ -67,6 +70,10 @@ def train_prototype_net(
     )
 
 
+_THA = PROTOCOL["tha"]
+
+
+@ATTACKS.register("tha", display="THA", reference="Wang et al., SIGIR 2021", budget=Budget.protocol("tha"))
 class THAObjective(Objective):
     """THA: pull the code onto sign(PrototypeNet(t)) (Wang et al., SIGIR 2021; docs/attacks.md)."""
 
@@ -76,12 +83,12 @@ class THAObjective(Objective):
 
     def __init__(
         self,
-        epochs: int = 100,
-        steps: int = 300,
-        batch_size: int = 128,
-        lr: float = 1e-4,
-        hidden: int = 4096,
-        gamma: float = 1.0,
+        epochs: Annotated[int, Range(0), "PrototypeNet epochs"] = _THA["epochs"],
+        steps: Annotated[int, Range(1), "PrototypeNet steps per epoch"] = _THA["steps"],
+        batch_size: Annotated[int, Range(1), "PrototypeNet label batch"] = _THA["batch_size"],
+        lr: Annotated[float, Range(0, exclusive_low=True), "PrototypeNet Adam learning rate"] = _THA["lr"],
+        hidden: Annotated[int, Range(1), "PrototypeNet hidden width"] = _THA["hidden"],
+        gamma: Annotated[float, Range(0, exclusive_low=True), "circle-loss scale"] = _THA["gamma"],
     ) -> None:
         self.epochs = int(epochs)
         self.steps = int(steps)
@@ -93,11 +100,11 @@ class THAObjective(Objective):
 
     def params(self) -> dict[str, Any]:
         return {
-            "prototype_epochs": self.epochs,
-            "prototype_steps": self.steps,
-            "prototype_batch_size": self.batch_size,
-            "prototype_lr": self.lr,
-            "prototype_hidden": self.hidden,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "hidden": self.hidden,
             "gamma": self.gamma,
         }
 

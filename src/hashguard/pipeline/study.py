@@ -52,7 +52,7 @@ from hashguard.pipeline.study_config import (
 )
 from hashguard.pipeline.summary import summary_table
 from hashguard.pipeline.train import model_spec_for, open_splits, run_training
-from hashguard.protocol import GENERATOR_ATTACKS, PROTOCOL_NAME, departures, protocol_card
+from hashguard.protocol import PROTOCOL_NAME, departures, protocol_card
 from hashguard.retrieval import save_codes
 from hashguard.versions import environment_versions
 
@@ -208,7 +208,7 @@ def _threat_eps(config: StudyConfig, budgets: dict[str, dict[str, Any]]) -> floa
     if config.attacks.override.eps is not None:
         return config.attacks.override.eps
     for name in [*config.attacks.sweep.attacks, *(e.key for e in config.attacks.suite)]:
-        if name in budgets and name not in GENERATOR_ATTACKS:
+        if name in budgets and attack_spec(name).iterative:
             return budgets[name]["eps"]
     return 8 / 255
 

@@ -147,10 +147,9 @@ class AttackSuiteConfig(StrictModel):
 
     def overridden_keys(self, name: str) -> set[str]:
         """The keys of ``override`` that apply to attack ``name`` (not set by its own params)."""
-        from hashguard.protocol import GENERATOR_ATTACKS
+        from hashguard.attacks import attack_spec
 
-        key = name.lower().replace("_", "-")
-        if key in GENERATOR_ATTACKS:
+        if not attack_spec(name).iterative:  # a generator: no iterations or step, eps only when it projects
             return set()
         own = self.entry(name).params
         keys = {k for k in ("eps", "iterations") if getattr(self.override, k) is not None and k not in own}
@@ -279,9 +278,10 @@ def resolved_budgets(config: StudyConfig) -> dict[str, dict[str, Any]]:
         budgets[name] = {
             "eps": float(resolved["eps"]),
             "eps_label": eps_label(float(resolved["eps"])),
-            "iterations": int(resolved["iterations"]),
-            "optimizer": str(resolved["optimizer"]),
-            "step": float(resolved["step"]),
+            # a generator attack (ProS-GAN) has no iterations, optimizer or step
+            "iterations": int(resolved.get("iterations", 0)),
+            "optimizer": str(resolved.get("optimizer", "generator")),
+            "step": float(resolved["step"]) if "step" in resolved else None,
             "targeted": bool(attack_spec(name).targeted),
         }
     return budgets
@@ -289,13 +289,14 @@ def resolved_budgets(config: StudyConfig) -> dict[str, dict[str, Any]]:
 
 def budget_table(config: StudyConfig) -> str:
     """The resolved per-attack budgets as a fixed-width table (printed by ``hashguard study --dry-run``)."""
+    from hashguard.attacks import attack_spec
     from hashguard.attacks.registry import resolve_attack_params
-    from hashguard.protocol import GENERATOR_ATTACKS, format_value
+    from hashguard.protocol import format_value
 
     header = ["attack", "targeted", "eps", "iterations", "optimizer", "step"]
     rows = []
     for name, budget in resolved_budgets(config).items():
-        if name in GENERATOR_ATTACKS:
+        if not attack_spec(name).iterative:
             projected = resolve_attack_params(name, **config.attacks.params_for(name)).get("project", False)
             eps = budget["eps_label"] if projected else "-"
             rows.append([name, "yes" if budget["targeted"] else "no", eps, "-", "generator", "-"])
