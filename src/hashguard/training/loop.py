@@ -51,6 +51,7 @@ import hashlib
 import json
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,14 +102,15 @@ class StepOutput:
     size: int = 1
 
 
-class TrainingStep:
+class TrainingStep(ABC):
     """The per-batch work of a training scheme (see the module docstring for the contract)."""
 
     name: str = "training"
     plan: Plan
 
+    @abstractmethod
     def modules(self) -> dict[str, nn.Module]:
-        raise NotImplementedError
+        """The checkpointed modules by prefix."""
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for module in self.modules().values() for p in module.parameters()]
@@ -116,15 +118,17 @@ class TrainingStep:
     def start(self, plan: Plan) -> None:
         self.plan = plan
 
+    @abstractmethod
     def lr(self, step_index: int, epoch: int) -> float:
-        raise NotImplementedError
+        """The learning rate of global step ``step_index`` (in ``epoch``)."""
 
     def begin_epoch(self, epoch: int, generator: torch.Generator) -> None:
         for module in self.modules().values():
             module.train()
 
+    @abstractmethod
     def __call__(self, batch: Any, step_index: int) -> StepOutput:
-        raise NotImplementedError
+        """The loss of one batch."""
 
     def end_epoch(self, epoch: int, record: dict[str, Any]) -> dict[str, Any]:
         return {}
@@ -140,9 +144,11 @@ class TrainingStep:
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Inverse of :meth:`state_tensors` / :meth:`state_meta`; gets the whole checkpoint."""
+        return None
 
     def finish(self, history: list[dict[str, Any]]) -> None:
         """Write the final result (only where ``self.plan.is_main``)."""
+        return None
 
 
 class Sampler(Protocol):
