@@ -101,6 +101,25 @@ def existing_run(out: Path, resume: bool, what: str) -> Path | None:
     return existing
 
 
+def restore_modules(
+    path: Path, identity: str, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load every module of ``modules`` (its tensors stored as ``<name>.<key>``) and the optimizer from
+    checkpoint ``path`` after checking the run identity; returns the checkpoint's tensors and metadata for
+    whatever else the caller keeps in it."""
+    tensors, meta = read_checkpoint(path)
+    if meta.get("identity") != identity:
+        raise CheckpointError(
+            f"{path}: this run was started with another configuration; resume it with the same "
+            "configuration or choose another output directory"
+        )
+    for name, module in modules.items():
+        prefix = f"{name}."
+        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    optimizer_from_flat(optimizer, tensors, meta["optimizer"])
+    return tensors, meta
+
+
 def restore_checkpoint(
     path: Path,
     identity: str,
@@ -108,15 +127,5 @@ def restore_checkpoint(
     method: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load model, method and optimizer state from checkpoint ``path`` after checking the run identity;
-    returns the checkpoint's tensors and metadata for whatever else the caller keeps in it."""
-    tensors, meta = read_checkpoint(path)
-    if meta.get("identity") != identity:
-        raise CheckpointError(
-            f"{path}: this run was started with another configuration; resume it with the same "
-            "configuration or choose another output directory"
-        )
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    method.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("method.")})
-    optimizer_from_flat(optimizer, tensors, meta["optimizer"])
-    return tensors, meta
+    """:func:`restore_modules` for a hashing model (``model.``) and its method's buffers (``method.``)."""
+    return restore_modules(path, identity, {"model": model, "method": method}, optimizer)

@@ -1,0 +1,116 @@
+"""Adversarial training (SAAT, Yuan et al., IEEE TIFS 2023; ATRDH, Wang et al., SIGIR 2021; CgAT, Wang et al.,
+WWW 2023) as a step of :func:`hashguard.training.loop.fit`.
+
+Per batch: optionally augment (CgAT), ask the defense for the inner loss, run the inner attack
+(:func:`hashguard.defenses.inner_attack.run_inner_attack`: PGD with the parameters frozen), then return the
+defense's outer loss on the benign and adversarial images with the model in train mode (batch norm sees the
+adversarial and then the benign batch, as in the reference code of Yuan et al.); it contains the method's own
+hashing loss. All forward passes use alpha = 1 (SAAT pins HashNet's continuation scale at 1).
+
+Before the first epoch the clean model's sign codes of the training split (eval mode) are preinstalled in the
+method's memory bank and in the defense's own state. The learning rate is MultiStepLR with integer milestones
+(:func:`hashguard.defenses.config.milestone_steps`), a pure function of the step index; the defense's state
+(code banks, an online PrototypeNet and its optimiser) is checkpointed under ``defense.``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from hashguard.data.base import HashingDataset
+from hashguard.defenses.base import Batch, Defense
+from hashguard.defenses.config import DefenseConfig, lr_factor, milestone_steps
+from hashguard.defenses.inner_attack import augment_batch, run_inner_attack
+from hashguard.encoding import encode_dataset
+from hashguard.methods.base import HashingMethod
+from hashguard.models.checkpoint import save_model
+from hashguard.models.hash_model import HashModel
+from hashguard.training.loop import Plan, StepOutput, TrainingStep, derived_seed
+
+DEFENSE_PREFIX = "defense."
+
+
+class AdversarialStep(TrainingStep):
+    """One outer step of ``defense`` on a batch and its inner attack."""
+
+    def __init__(
+        self,
+        model: HashModel,
+        method: HashingMethod,
+        defense: Defense,
+        train_set: HashingDataset,
+        config: DefenseConfig,
+        describe: dict[str, Any] | None = None,
+    ) -> None:
+        self.model, self.method, self.defense, self.train_set = model, method, defense, train_set
+        self.config, self.describe, self.name = config, dict(describe or {}), defense.name
+        self.milestones: list[int] = []
+        self.generator = torch.Generator()
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model, "method": self.method}
+
+    def start(self, plan: Plan) -> None:
+        super().start(plan)
+        codes, labels = encode_dataset(self.model, self.train_set)
+        device = self.model.device
+        train_codes = torch.from_numpy(codes).float().to(device)
+        train_labels = torch.from_numpy(labels).float().to(device)
+        self.method.to(device)
+        if self.method.uses_memory_bank:
+            self.method.preinstall(train_codes, train_labels)
+        self.defense.setup(train_codes, train_labels, self.model.bits, derived_seed(self.config.seed, 0, 3))
+        self.defense.to(device)
+        self.milestones = milestone_steps(plan.epochs * plan.steps_per_epoch, self.config.milestones)
+
+    def lr(self, step_index: int, epoch: int) -> float:
+        return self.config.lr * lr_factor(step_index, self.milestones, self.config.lr_gamma)
+
+    def begin_epoch(self, epoch: int, generator: torch.Generator) -> None:
+        super().begin_epoch(epoch, generator)
+        self.generator = generator
+
+    def __call__(self, batch: Any, step_index: int) -> StepOutput:
+        images, labels, index = batch
+        device = self.model.device
+        images = images.to(device)
+        if self.config.augment:
+            images = augment_batch(images, self.generator)
+        batch = Batch(images, labels.to(device).float(), index.to(device))
+        factor = lr_factor(step_index, self.milestones, self.config.lr_gamma)
+        inner = self.defense.inner_loss(self.model, batch, self.generator, factor)
+        adv = run_inner_attack(self.model, batch.images, inner, self.config, self.generator)
+        self.model.train()
+        outer = self.defense.outer_loss(self.model, self.method, batch, adv)
+        return StepOutput(outer.loss, outer.parts, images.shape[0])
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"{DEFENSE_PREFIX}{k}": v for k, v in self.defense.state_tensors().items()}
+
+    def state_meta(self) -> dict[str, Any]:
+        return {"defense": self.defense.state_meta()}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        n = len(DEFENSE_PREFIX)
+        own = {k[n:]: v for k, v in tensors.items() if k.startswith(DEFENSE_PREFIX)}
+        self.defense.load_state(own, meta["defense"])
+
+    def finish(self, history: list[dict[str, Any]]) -> None:
+        """Write the hardened model with the defense's provenance and leave it in eval mode."""
+        provenance = {
+            **self.defense.params(), "config": self.config.model_dump(), "milestone_steps": self.milestones,
+            "steps_per_epoch": self.plan.steps_per_epoch, "train_items": len(self.train_set),
+            "history": history, "base": self.describe.get("base"),
+        }
+        rest = {k: v for k, v in self.describe.items() if k not in ("dataset", "base")}
+        if self.plan.is_main:
+            save_model(
+                self.plan.out_dir, self.model, method={"name": self.method.name, "params": self.method.params()},
+                num_classes=self.train_set.num_classes, dataset=self.describe.get("dataset"),
+                extra={"defense": provenance, **rest},
+            )
+        self.model.eval()
+        self.plan.log(f"wrote {self.plan.out_dir} ({self.defense.name}-hardened weights)")

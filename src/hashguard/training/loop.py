@@ -1,0 +1,344 @@
+"""One training loop for every kind of training: :func:`fit` runs epochs of a :class:`TrainingStep`.
+
+The loop owns everything that is the same for clean training of a hashing method, adversarial training
+(SAAT, ATRDH, CgAT) and any later scheme: the run identity check, resumption from the newest checkpoint,
+the seeded order of the items of each epoch, the global seed of each epoch, the learning rate of each step,
+the optimiser step, the divergence check, the progress bar, the epoch means of the loss and its parts,
+checkpoints (:mod:`hashguard.training.state`), ``history.json`` and the end-of-run hand-off. What happens to
+one batch is the step's.
+
+A step (:class:`TrainingStep`) provides:
+
+* ``name``: a word for logs and errors (``"training"``, ``"saat"``, ...);
+* ``modules()``: the ``nn.Module`` objects whose ``state_dict`` is checkpointed, by prefix
+  (``{"model": model, "method": method}`` stores ``model.*`` and ``method.*``);
+* ``parameters()``: what the optimiser updates (default: the parameters of ``modules()`` in order);
+* ``start(plan)``: called once, after the output directory is checked and before the optimiser is built or a
+  checkpoint restored; the :class:`Plan` says where the run writes, its epochs, steps per epoch, seed,
+  whether this process writes files (``is_main``) and how to log;
+* ``lr(step_index, epoch)``: the learning rate of a global step (0-based over the whole run), a pure function
+  so that a resumed run continues the schedule exactly;
+* ``begin_epoch(epoch, generator)``: before the batches of an epoch (default: ``train()`` on every module);
+  ``generator`` is a CPU generator seeded from ``(seed, epoch)`` for the step's own randomness (attack
+  starts, augmentations, a second view);
+* ``__call__(batch, step_index) -> StepOutput``: the loss of one batch as the data loader yields it, with its
+  parts (floats, for the history) and the number of items it weighs in the epoch means; the loop checks it is
+  finite, then zeroes the gradients, back-propagates and steps the optimiser;
+* ``end_epoch(epoch, record) -> dict``: extra history fields of a finished epoch (a validation mAP);
+  ``note(record)`` adds them to the epoch's log line;
+* ``state_tensors()`` / ``state_meta()`` / ``load_state(tensors, meta)``: state of its own kept in the
+  checkpoint beside the modules and the optimiser (code banks, database codes learned as variables, an
+  auxiliary network and its optimiser, the session of a lifelong run, a best score); tensor names must not
+  start with a module prefix or ``optimizer.`` and meta keys must not be the loop's own (:data:`LOOP_META`);
+  ``load_state`` gets the whole checkpoint;
+* ``finish(history)``: the end-of-run hand-off (write the final model), called once every epoch is done.
+
+Determinism: epoch ``e`` seeds the global generator with ``derived_seed(seed, e, 1)`` (dropout), hands the
+step a generator seeded with ``derived_seed(seed, e, 2)`` and draws its order from the sampler (default
+:class:`SeededPermutation`: ``randperm`` seeded with ``derived_seed(seed, e, 0)``). With the optimiser, the
+modules and the step's own state in the checkpoint, a run interrupted after any finished epoch and resumed
+ends with the same weights as an uninterrupted run on the same machine.
+
+More than one process: the order of the items of an epoch comes from a :class:`Sampler` and the epoch sums
+(loss, parts, item count) go through a :class:`Reducer` before they become means; a ``torch.distributed``
+run passes a sampler that gives each process its shard and a reducer that all-reduces the sums and says
+which process writes files, and keeps the loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from hashguard.errors import HashguardError
+from hashguard.io_utils import atomic_write_json
+from hashguard.training.state import existing_run, optimizer_to_flat, restore_modules, write_checkpoint
+
+HISTORY_FILE = "history.json"
+#: checkpoint metadata keys the loop writes itself
+LOOP_META = ("identity", "epochs_done", "history", "optimizer")
+
+
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed derived deterministically from integers (stable across runs and platforms)."""
+    digest = hashlib.sha256(",".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def config_digest(payload: dict[str, Any]) -> str:
+    """A short digest of a JSON-able run description: the identity a resumed run must match."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a step learns about its run before the first epoch."""
+
+    out_dir: Path
+    epochs: int
+    steps_per_epoch: int
+    seed: int
+    is_main: bool = True
+    log: Callable[[str], None] = field(default=lambda _msg: None)
+
+
+@dataclass
+class StepOutput:
+    """The loss of one batch, its parts (floats for the history) and the items it weighs in the epoch means."""
+
+    loss: torch.Tensor
+    parts: dict[str, float] = field(default_factory=dict)
+    size: int = 1
+
+
+class TrainingStep(ABC):
+    """The per-batch work of a training scheme (see the module docstring for the contract)."""
+
+    name: str = "training"
+    plan: Plan
+
+    @abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """The checkpointed modules by prefix."""
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for module in self.modules().values() for p in module.parameters()]
+
+    def start(self, plan: Plan) -> None:
+        self.plan = plan
+
+    @abstractmethod
+    def lr(self, step_index: int, epoch: int) -> float:
+        """The learning rate of global step ``step_index`` (in ``epoch``)."""
+
+    def begin_epoch(self, epoch: int, generator: torch.Generator) -> None:
+        for module in self.modules().values():
+            module.train()
+
+    @abstractmethod
+    def __call__(self, batch: Any, step_index: int) -> StepOutput:
+        """The loss of one batch."""
+
+    def end_epoch(self, epoch: int, record: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def note(self, record: dict[str, Any]) -> str:
+        return ""
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def state_meta(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_tensors` / :meth:`state_meta`; gets the whole checkpoint."""
+        return None
+
+    def finish(self, history: list[dict[str, Any]]) -> None:
+        """Write the final result (only where ``self.plan.is_main``)."""
+        return None
+
+
+class Sampler(Protocol):
+    """The items this process visits in an epoch, in order."""
+
+    def num_items(self) -> int: ...
+
+    def order(self, epoch: int) -> list[int]: ...
+
+
+class Reducer(Protocol):
+    """Sums of the epoch numbers over processes; ``is_main`` marks the process that writes files."""
+
+    is_main: bool
+
+    def sum(self, values: dict[str, float]) -> dict[str, float]: ...
+
+
+class SeededPermutation:
+    """One process: every item once per epoch, in ``randperm`` order seeded with ``derived_seed(seed, e, 0)``."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed = size, seed
+
+    def num_items(self) -> int:
+        return self.size
+
+    def order(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, epoch, 0))
+        return torch.randperm(self.size, generator=generator).tolist()
+
+
+class SingleProcess:
+    """One process: sums are already totals and this process writes."""
+
+    is_main = True
+
+    def sum(self, values: dict[str, float]) -> dict[str, float]:
+        return dict(values)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The loop's own settings (the step holds everything else)."""
+
+    epochs: int
+    batch_size: int
+    seed: int
+    checkpoint_every: int = 1
+    num_workers: int = 0
+    progress: bool = False
+
+
+@dataclass
+class FitResult:
+    """What a finished (or paused) run produced."""
+
+    out_dir: Path
+    epochs_done: int
+    finished: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fit(
+    step: TrainingStep,
+    dataset: Dataset,
+    settings: LoopSettings,
+    out_dir: str | Path,
+    *,
+    identity: str,
+    make_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
+    resume: bool = False,
+    stop_after_epoch: int | None = None,
+    log: Callable[[str], None] | None = print,
+    what: str = "a training run",
+    sampler: Sampler | None = None,
+    reducer: Reducer | None = None,
+) -> FitResult:
+    """Run ``step`` over ``dataset`` for ``settings.epochs`` epochs, checkpointing into ``out_dir``.
+
+    ``identity`` (see :func:`config_digest`) must match to resume; ``make_optimizer`` builds the optimiser
+    over ``step.parameters()``. ``stop_after_epoch`` pauses the run after that many epochs, exactly as an
+    interruption would; ``resume=True`` continues from the newest checkpoint (``what`` names the run in the
+    refusal to overwrite one).
+    """
+    out = Path(out_dir)
+    say = log or (lambda _msg: None)
+    sampler = sampler or SeededPermutation(len(dataset), settings.seed)  # type: ignore[arg-type]
+    reducer = reducer or SingleProcess()
+    steps_per_epoch = math.ceil(sampler.num_items() / settings.batch_size)
+    existing = existing_run(out, resume, what)
+    step.start(Plan(out, settings.epochs, steps_per_epoch, settings.seed, reducer.is_main, say))
+    optimizer = make_optimizer(step.parameters())
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume and existing is not None:
+        tensors, meta = restore_modules(existing, identity, step.modules(), optimizer)
+        step.load_state(tensors, meta)
+        start_epoch, history = int(meta["epochs_done"]), list(meta["history"])
+        say(f"resuming {out} after epoch {start_epoch}")
+    elif resume:
+        say(f"nothing to resume in {out}; starting a new run")
+
+    end_epoch = settings.epochs if stop_after_epoch is None else min(settings.epochs, stop_after_epoch)
+    for epoch in range(start_epoch, end_epoch):
+        record = _run_epoch(step, dataset, settings, optimizer, sampler, reducer, epoch, steps_per_epoch)
+        history.append(record)
+        finished = epoch + 1
+        say(
+            f"{step.name} epoch {finished}/{settings.epochs}: loss {record['loss']:.4f}{step.note(record)} "
+            f"({record['seconds']:.1f} s)"
+        )
+        if reducer.is_main and (finished % settings.checkpoint_every == 0 or finished == end_epoch):
+            write_checkpoint(out, finished, *_checkpoint(step, optimizer, identity, finished, history))
+        if reducer.is_main:
+            atomic_write_json(out / HISTORY_FILE, history)
+
+    epochs_done = max(end_epoch, start_epoch)
+    done = epochs_done >= settings.epochs
+    if done:
+        step.finish(history)
+    return FitResult(out, epochs_done, done, history)
+
+
+def _run_epoch(
+    step: TrainingStep,
+    dataset: Dataset,
+    settings: LoopSettings,
+    optimizer: torch.optim.Optimizer,
+    sampler: Sampler,
+    reducer: Reducer,
+    epoch: int,
+    steps_per_epoch: int,
+) -> dict[str, Any]:
+    """One epoch of ``step``; its history record."""
+    started = time.perf_counter()
+    torch.manual_seed(derived_seed(settings.seed, epoch, 1))
+    generator = torch.Generator().manual_seed(derived_seed(settings.seed, epoch, 2))
+    loader = DataLoader(
+        dataset, batch_size=settings.batch_size, sampler=sampler.order(epoch), num_workers=settings.num_workers
+    )
+    step.begin_epoch(epoch, generator)
+    sums: dict[str, float] = {"loss": 0.0}
+    count = 0
+    batches: Iterable[Any] = loader
+    if settings.progress:
+        from tqdm import tqdm
+
+        batches = tqdm(loader, desc=f"{step.name} epoch {epoch + 1}/{settings.epochs}", leave=False, unit="batch")
+    for batch_number, batch in enumerate(batches):
+        index = epoch * steps_per_epoch + batch_number
+        for group in optimizer.param_groups:
+            group["lr"] = step.lr(index, epoch)
+        output = step(batch, index)
+        if not torch.isfinite(output.loss):
+            raise HashguardError(
+                f"{step.name} diverged at epoch {epoch + 1}, step {index}: loss is {output.loss.item()}; "
+                "lower the learning rate"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        output.loss.backward()
+        optimizer.step()
+        count += output.size
+        sums["loss"] += float(output.loss.detach()) * output.size
+        for key, value in output.parts.items():
+            sums[key] = sums.get(key, 0.0) + value * output.size
+        if settings.progress:
+            batches.set_postfix(loss=f"{sums['loss'] / max(count, 1):.4f}")  # type: ignore[attr-defined]
+    totals = reducer.sum({"items": float(count), **sums})
+    items = totals.pop("items")
+    record: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(items, 1) for k, v in totals.items()}}
+    record["lr"] = step.lr((epoch + 1) * steps_per_epoch - 1, epoch)
+    record["seconds"] = round(time.perf_counter() - started, 3)
+    record.update(step.end_epoch(epoch, record))
+    return record
+
+
+def _checkpoint(
+    step: TrainingStep, optimizer: torch.optim.Optimizer, identity: str, finished: int, history: list[dict[str, Any]]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and metadata of a checkpoint after ``finished`` epochs."""
+    tensors = {f"{name}.{k}": v for name, module in step.modules().items() for k, v in module.state_dict().items()}
+    own = step.state_tensors()
+    reserved = tuple(f"{name}." for name in step.modules()) + ("optimizer.",)
+    meta = step.state_meta()
+    clashes = [k for k in own if k.startswith(reserved) or k in tensors] + [k for k in meta if k in LOOP_META]
+    if clashes:
+        raise HashguardError(f"step {step.name!r} keeps state under names the loop uses: {', '.join(clashes)}")
+    optim_tensors, optim_meta = optimizer_to_flat(optimizer)
+    tensors.update(own)
+    tensors.update(optim_tensors)
+    meta.update({"identity": identity, "epochs_done": finished, "history": history, "optimizer": optim_meta})
+    return tensors, meta
