@@ -14,7 +14,7 @@ from hashguard.attacks.base import (
     Objective,
     PreparedObjective,
     build_context,
-    encode_dataset,
+    code_tensors,
 )
 from hashguard.attacks.hag import HAGObjective, hag_loss
 from hashguard.attacks.mainstay_attack import MainstayObjective, TargetedMainstayObjective, mainstay_loss
@@ -74,8 +74,8 @@ __all__ = [
     "build_attack",
     "build_context",
     "build_optimizer",
+    "code_tensors",
     "describe_attacks",
-    "encode_dataset",
     "frozen_eval",
     "get_alpha",
     "hag_loss",

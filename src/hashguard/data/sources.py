@@ -78,13 +78,7 @@ def _register() -> dict[str, SourceInfo]:
             "local CIFAR-10 (cifar-10-batches-py or -bin): query 1,000 / database 59,000 / train 5,000",
         ),
     ):
-        try:
-            builder = _builder_from(module, function)
-        except ModuleNotFoundError as exc:  # a source not built yet
-            if exc.name != f"hashguard.data.{module}":
-                raise
-            continue
-        entries.append(SourceInfo(name, summary, name != "idx", builder))
+        entries.append(SourceInfo(name, summary, name != "idx", _builder_from(module, function)))
     return {entry.name: entry for entry in entries}
 
 
