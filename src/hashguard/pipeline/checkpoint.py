@@ -23,7 +23,6 @@ from hashguard.errors import CheckpointError, ConfigError, DataError
 from hashguard.methods.base import HashingMethod
 from hashguard.models.checkpoint import load_model
 from hashguard.models.hash_model import HashModel
-from hashguard.pipeline.train import open_splits
 
 __all__ = ["OpenedCheckpoint", "check_compatible", "data_config_of", "open_checkpoint"]
 
@@ -145,6 +144,8 @@ def open_checkpoint(
         opened.data = data
         opened.splits = splits
     elif with_data:
+        from hashguard.pipeline.train import open_splits  # lazily: the trainer is not needed to open data
+
         opened.data = data_config_of(meta, data)
         opened.splits = open_splits(opened.data)
     if opened.splits is not None:
