@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from hashguard.attacks import (
@@ -32,39 +31,16 @@ from hashguard.attacks import (
 )
 from hashguard.attacks.threat import frozen_eval
 from hashguard.data import open_dataset
-from hashguard.methods import build_method
-from hashguard.models.hash_model import HashModel, ModelSpec
 from hashguard.retrieval import mean_average_precision, targeted_mean_average_precision
+from hashguard.testing import TINY_PROSGAN, stack_split, train_tiny_csq
 
 REPEATS = 5  # best of 5: the machine is shared, the minimum is the least disturbed run
 
 
-def stack(dataset, count):
-    images = torch.stack([dataset.load_image(i) for i in range(count)])
-    return images, torch.as_tensor(np.asarray(dataset.labels[:count]), dtype=torch.float32)
-
-
 def train_model(splits, n_train, epochs, bits=32):
-    torch.manual_seed(0)
-    spec = ModelSpec(
-        backbone="small_cnn", bits=bits, in_channels=1, image_size=28, mean=list(splits.mean), std=list(splits.std)
-    )
-    model = HashModel(spec)
-    x, y = stack(splits.train, n_train)
-    method = build_method("csq", bits, y.shape[1], n_train, seed=0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    g = torch.Generator().manual_seed(0)
-    idx = torch.arange(n_train)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(n_train, generator=g)
-        for s in range(0, n_train, 64):
-            b = order[s : s + 64]
-            loss = method(model(x[b]), y[b], idx[b])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
+    """CSQ small CNN on the first ``n_train`` demo digits (seeded; :func:`hashguard.testing.train_tiny_csq`)."""
+    model, _ = train_tiny_csq(splits, bits=bits, epochs=epochs, train_items=n_train, batch_size=64)
+    x, y = stack_split(splits.train, n_train)
     return model, x, y
 
 
@@ -158,15 +134,15 @@ def main() -> None:
     print(f"trained CSQ small_cnn 32 bits on {n_train} digits x {epochs} epochs in {time.perf_counter() - t0:.0f} s")
 
     batch = 128
-    images, labels = stack(splits.query, batch)
+    images, labels = stack_split(splits.query, batch)
     target = torch.sign(torch.randn(batch, 32, generator=torch.Generator().manual_seed(0)))
     throughput_table(model, images, target, 10 if args.quick else 30)
     if args.throughput_only:
         return
 
     n_query, n_db = (100, 1500) if args.quick else (200, 4500)
-    qx, qy = stack(splits.query, n_query)
-    dbx, dby = stack(splits.database, n_db)
+    qx, qy = stack_split(splits.query, n_query)
+    dbx, dby = stack_split(splits.database, n_db)
     context = AttackContext(model.encode(train_x), train_y, model.encode(dbx), dby, train_images=train_x)
     targets = torch.as_tensor(select_target_labels(qy, dby, seed=0))
     clean = model.encode(qx)
@@ -182,23 +158,9 @@ def main() -> None:
     print("|---|---|" + "---|" * len(eps_list) + "---|")
     extra = {
         "tha": dict(epochs=1, steps=200, hidden=1024, lr=1e-3),
-        # the settings of tests/attacks/test_attack_prosgan.py (projected onto each eps; see docs/attacks.md)
-        "prosgan": dict(
-            proto_epochs=1,
-            proto_steps=60,
-            hidden=256,
-            proto_lr=1e-3,
-            epochs=4,
-            gan_steps=25,
-            batch_size=32,
-            lr=3e-3,
-            rec_weight=10.0,
-            width=8,
-            label_width=16,
-            disc_width=8,
-            res_blocks=1,
-            project=True,  # a named departure (the protocol's ProS-GAN is unbounded): the sweep needs the bound
-        ),
+        # the tiny settings the tests use (projected onto each eps; see docs/attacks.md); projection is a named
+        # departure (the protocol's ProS-GAN is unbounded): the sweep needs the bound
+        "prosgan": dict(TINY_PROSGAN, project=True),
     }
     for name in ATTACKS:
         cells, elapsed = [], 0.0

@@ -36,44 +36,16 @@ from hashguard.attacks.evaluate import evaluate_attack
 from hashguard.data import open_dataset
 from hashguard.data.base import SubsetDataset
 from hashguard.defenses import DEFENSES, defend
-from hashguard.methods import build_method
-from hashguard.models import HashModel, ModelSpec, load_model
-from hashguard.models.checkpoint import save_model
+from hashguard.models import load_model
+from hashguard.testing import save_demo_checkpoint, train_tiny_csq
 
 BITS = 32
 
 
 def train_base(splits, source: str, n_train: int, epochs: int, directory: Path) -> Path:
     """A clean CSQ small-CNN checkpoint (seeded), saved with the description ``defend`` needs."""
-    torch.manual_seed(0)
-    channels, size, _ = splits.image_shape
-    spec = ModelSpec(
-        backbone="small_cnn", bits=BITS, in_channels=channels, image_size=size, mean=list(splits.mean),
-        std=list(splits.std),
-    )
-    model = HashModel(spec)
-    x = torch.stack([splits.train.load_image(i) for i in range(n_train)])
-    y = torch.as_tensor(np.asarray(splits.train.labels[:n_train]), dtype=torch.float32)
-    method = build_method("csq", BITS, y.shape[1], n_train, seed=0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(n_train, generator=generator)
-        for start in range(0, n_train, 64):
-            batch = order[start : start + 64]
-            loss = method(model(x[batch]), y[batch], batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    return save_model(
-        directory,
-        model,
-        method={"name": "csq", "params": method.params()},
-        num_classes=y.shape[1],
-        extra={"training": {"seed": 0, "config": {"val_fraction": 0.0}}, "data": {"source": source, "seed": 0}},
-    )
+    model, method = train_tiny_csq(splits, bits=BITS, epochs=epochs, train_items=n_train, batch_size=64)
+    return save_demo_checkpoint(directory, model, method, source=source, num_classes=splits.num_classes)
 
 
 def measure(model, splits, eps: float, n_query: int, iterations: dict[str, int]) -> dict[str, float]:

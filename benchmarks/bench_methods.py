@@ -36,9 +36,9 @@ from hashguard.config import TrainConfig
 from hashguard.data import SubsetDataset, open_dataset
 from hashguard.encoding import encode_dataset
 from hashguard.methods import build_method, method_class
-from hashguard.models.hash_model import HashModel, ModelSpec
 from hashguard.retrieval import mean_average_precision
 from hashguard.seeding import seed_everything
+from hashguard.testing import small_cnn_model
 from hashguard.training import train_model
 
 DEMO_RECIPE: dict[str, Any] = {"hash_norm": "batchnorm", "lr": 5e-4}
@@ -83,17 +83,8 @@ def run_one(
     query = SubsetDataset(splits.query, np.arange(min(QUERY_ITEMS, len(splits.query))))
     database = SubsetDataset(splits.database, np.arange(min(DATABASE_ITEMS, len(splits.database))))
     seed_everything(seed)
-    channels, size, _ = splits.image_shape
-    spec = ModelSpec(
-        backbone="small_cnn",
-        bits=bits,
-        in_channels=channels,
-        image_size=size,
-        mean=list(splits.mean),
-        std=list(splits.std),
-        **{"hash_norm": recipe["hash_norm"], **method_class(name).model_overrides()},
-    )
-    model = HashModel(spec)
+    spec = {"hash_norm": recipe["hash_norm"], **method_class(name).model_overrides()}
+    model = small_cnn_model(splits, bits, seed=seed, **spec)
     method = build_method(name, bits, splits.num_classes, len(train), seed=seed, **params)
     config = TrainConfig(
         recipe="fast",

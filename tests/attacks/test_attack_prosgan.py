@@ -24,37 +24,10 @@ from hashguard.attacks.prosgan import ProSDiscriminator, ProSGenerator, ProSProt
 from hashguard.attacks.prototype import likelihood_prototype_loss
 from hashguard.errors import ConfigError
 from hashguard.retrieval import targeted_mean_average_precision
+from hashguard.testing import MINI_PROSGAN as MINI  # seconds to train, for the seeding and guard tests
+from hashguard.testing import TINY_PROSGAN as TINY  # learns within the test budget (module docstring)
 
 EPS = 16 / 255
-#: learns within the test budget (module docstring)
-TINY = dict(
-    proto_epochs=1,
-    proto_steps=60,
-    hidden=256,
-    proto_lr=1e-3,
-    epochs=4,
-    gan_steps=25,
-    batch_size=32,
-    lr=3e-3,
-    rec_weight=10.0,
-    width=8,
-    label_width=16,
-    disc_width=8,
-    res_blocks=1,
-)
-#: seconds to train, for the seeding and guard tests
-MINI = dict(TINY, proto_steps=3, hidden=32, epochs=1, gan_steps=2, width=4, label_width=4, disc_width=4)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """GAN training on a shared 2-core CPU is 10-50x slower with thread oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def bench(attack_bench, demo_splits):
     """The attack bench with its training split as lazily read training images (as the CLI passes them)."""

@@ -9,6 +9,7 @@ import pytest
 from hashguard.cli import main
 from hashguard.models.checkpoint import save_model
 from hashguard.retrieval import load_codes
+from hashguard.testing import MINI_PROSGAN
 
 
 @pytest.mark.parametrize(
@@ -96,8 +97,8 @@ def test_attack_command_writes_codes_and_result(tmp_path, attack_bench, capsys):
             "5",
             "--device",
             "cpu",
-            *[f"--param={p}" for p in ("proto_epochs=1", "proto_steps=3", "hidden=32", "epochs=1", "gan_steps=2")],
-            *[f"--param={p}" for p in ("width=4", "label_width=4", "disc_width=4", "res_blocks=0", "project=true")],
+            *[f"--param={key}={value}" for key, value in {**MINI_PROSGAN, "res_blocks": 0}.items()],
+            "--param=project=true",
         ]
     )
     assert code == 0, capsys.readouterr().err

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hashguard.errors import ConfigError
-from hashguard.mainstay import center_codes, mainstay_codes, mainstay_scores
+from hashguard.mainstay_codes import center_codes, mainstay_codes, mainstay_scores
 
 
 def _problem(seed: int, bits: int, n: int = 30, classes: int = 5, batch: int = 6):

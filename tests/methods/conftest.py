@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
+
+from hashguard.testing import small_cnn_model, torch_threads
 
 QUERY_ITEMS = 200
 DATABASE_ITEMS = 1000
@@ -71,7 +72,6 @@ def train_demo(demo_splits: Callable[[str], Any]) -> Callable[..., TrainingOutco
     from hashguard.config import TrainConfig
     from hashguard.encoding import encode_dataset
     from hashguard.methods import build_method, method_class
-    from hashguard.models.hash_model import HashModel, ModelSpec
     from hashguard.seeding import seed_everything
     from hashguard.training import train_model
 
@@ -91,17 +91,8 @@ def train_demo(demo_splits: Callable[[str], Any]) -> Callable[..., TrainingOutco
         splits, query, database = demo_splits(source)
         train = SubsetDataset(splits.train, np.arange(items))
         seed_everything(seed)
-        channels, size, _ = splits.image_shape
-        spec = ModelSpec(
-            backbone="small_cnn",
-            bits=bits,
-            in_channels=channels,
-            image_size=size,
-            mean=list(splits.mean),
-            std=list(splits.std),
-            **{"hash_norm": hash_norm, **method_class(name).model_overrides()},
-        )
-        model = HashModel(spec)
+        spec = {"hash_norm": hash_norm, **method_class(name).model_overrides()}
+        model = small_cnn_model(splits, bits, seed=seed, **spec)
         method = build_method(name, bits, splits.num_classes, len(train), seed=seed, **params)
         config = TrainConfig(
             recipe="fast", epochs=epochs, batch_size=32, lr=lr, progress=False, val_fraction=0.0, select="last"
@@ -124,7 +115,5 @@ def train_demo(demo_splits: Callable[[str], Any]) -> Callable[..., TrainingOutco
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
     """One torch thread per test (shared CI cores), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield

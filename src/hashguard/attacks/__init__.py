@@ -13,7 +13,7 @@ from hashguard.attacks.base import (
     OptimizerAttack,
     PreparedObjective,
     build_context,
-    encode_dataset,
+    code_tensors,
 )
 from hashguard.attacks.optimizers import OPTIMIZERS, PerturbationOptimizer, build_optimizer, get_alpha
 
@@ -77,8 +77,8 @@ __all__ = [
     "build_context",
     "build_optimizer",
     "check_eps",
+    "code_tensors",
     "describe_attacks",
-    "encode_dataset",
     "frozen_eval",
     "get_alpha",
     "hag_loss",

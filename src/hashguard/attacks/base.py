@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from hashguard.attacks.optimizers import PerturbationOptimizer
 from hashguard.attacks.threat import LossFn, check_images, frozen_eval
-from hashguard.encoding import encode_dataset as encode_codes
+from hashguard.encoding import encode_dataset
 from hashguard.errors import ConfigError
 from hashguard.models.hash_model import sign_codes
 
@@ -83,14 +83,14 @@ def image_batch(images: torch.Tensor | Dataset, index: torch.Tensor) -> torch.Te
     return torch.stack(items).float()
 
 
-def encode_dataset(
+def code_tensors(
     model: nn.Module, dataset: Dataset, batch_size: int = 256
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sign codes (int8, +-1, eval mode) and float labels of every item of ``dataset``, in index order, as tensors.
 
     A thin tensor view of :func:`hashguard.encoding.encode_dataset`; an empty split is refused.
     """
-    codes, labels = encode_codes(model, dataset, batch_size=batch_size)
+    codes, labels = encode_dataset(model, dataset, batch_size=batch_size)
     if len(codes) == 0:
         raise ConfigError("cannot encode an empty split")
     return torch.from_numpy(codes), torch.from_numpy(labels)
@@ -115,12 +115,12 @@ def build_context(
     context = AttackContext()
     device = next(model.parameters()).device
     if train is not None:
-        codes, labels = encode_dataset(model, train, batch_size)
+        codes, labels = code_tensors(model, train, batch_size)
         context.train_codes, context.train_labels = codes.to(device), labels.to(device)
         if train_images:
             context.train_images = train
     if database is not None:
-        codes, labels = encode_dataset(model, database, batch_size)
+        codes, labels = code_tensors(model, database, batch_size)
         context.database_codes, context.database_labels = codes.to(device), labels.to(device)
     return context
 

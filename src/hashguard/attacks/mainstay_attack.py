@@ -3,7 +3,7 @@
 Reference: X. Yuan, Z. Zhang, X. Wang, L. Wu, "Semantic-Aware Adversarial Training for Reliable Deep Hashing
 Retrieval", IEEE TIFS 2023 ("SAAT (Ours)" rows of Table I).
 
-The target code is the mainstay code m (:func:`hashguard.mainstay.mainstay_codes`) of the query's true label
+The target code is the mainstay code m (:func:`hashguard.mainstay_codes.mainstay_codes`) of the query's true label
 (non-targeted) or of its target label (targeted), built from the attacked model's training codes. With
 s_ik = f(x'_i; alpha)_k * m_ik the masked quadratic loss (minimised) is
 
@@ -25,7 +25,7 @@ from torch import nn
 from hashguard.attacks.base import AttackContext, Objective, PreparedObjective
 from hashguard.attacks.registry import ATTACKS, Budget
 from hashguard.errors import ConfigError
-from hashguard.mainstay import TIE_BREAKS, WEIGHTINGS, mainstay_codes
+from hashguard.mainstay_codes import TIE_BREAKS, WEIGHTINGS, mainstay_codes
 from hashguard.registry import Choices, Range
 
 LOSSES = ("masked", "plain")

@@ -1,32 +1,21 @@
 """``hashguard attack``: attack the query split of a checkpoint's dataset and write codes plus a JSON result.
 
-Writes ``{out}/{attack}_codes.npz`` (adversarial query codes with the query labels; code file format of
-:mod:`hashguard.retrieval.codes_io`), ``{out}/{attack}_result.json`` (:class:`AttackResult` plus the exact
-configuration) and, for targeted attacks, ``{out}/target_labels.json`` when no ``--targets`` file is named.
+Parses the arguments and calls :func:`hashguard.pipeline.attack.run_attack`, which writes
+``{out}/{attack}_codes.npz``, ``{out}/{attack}_result.json`` and, for targeted attacks without ``--targets``,
+``{out}/target_labels.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
-from hashguard.attacks import (
-    attack_spec,
-    build_attack,
-    build_context,
-    describe_attacks,
-    load_or_create_target_labels,
-    load_target_labels,
-)
-from hashguard.attacks.evaluate import evaluate_attack
-from hashguard.attacks.threat import check_eps
+from hashguard.attacks import describe_attacks
 from hashguard.commands.common import add_data_arguments, data_config_from_args
 from hashguard.errors import ConfigError
-from hashguard.io_utils import atomic_write_json
+from hashguard.pipeline.attack import run_attack
 from hashguard.protocol import MAP_TOPK
-from hashguard.retrieval.codes_io import save_codes
 
 
 def parse_number(text: str) -> float:
@@ -87,87 +76,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto")
     add_data_arguments(parser)
     parser.set_defaults(handler=run)
-
-
-def run_attack(
-    checkpoint: str | Path,
-    attack: str,
-    out: str | Path,
-    *,
-    params: dict[str, Any] | None = None,
-    targets: str | Path | None = None,
-    target_seed: int = 0,
-    limit: int | None = None,
-    topk: int | None = MAP_TOPK,
-    batch_size: int = 128,
-    device: str = "auto",
-    data: Any = None,
-) -> dict[str, Any]:
-    """Load a checkpoint and its data, attack the query split, write codes and result; returns the result."""
-    from hashguard.devices import resolve_device
-    from hashguard.models.checkpoint import load_model
-    from hashguard.pipeline.encode import check_compatible, data_config_of
-    from hashguard.pipeline.train import open_splits
-
-    spec = attack_spec(attack)
-    if params and "eps" in params:
-        check_eps(params["eps"])
-    if targets is not None and not Path(targets).is_file():
-        raise ConfigError(f"{targets}: target-label file not found")
-    model, meta = load_model(checkpoint, device=resolve_device(device))
-    data_config = data_config_of(meta, data)
-    splits = open_splits(data_config)
-    check_compatible(model, splits, checkpoint)
-    attack_obj = build_attack(spec.name, model, **(params or {}))
-    objective = attack_obj.objective
-    needs_train = "train" in objective.needs or objective.needs_train_images
-    context = build_context(
-        model,
-        splits.train if needs_train else None,
-        splits.database,
-        batch_size=max(batch_size, 256),
-        train_images=objective.needs_train_images,  # the split itself, read batch by batch (ProS-GAN)
-    )
-    attack_obj.set_context(context)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    n = len(splits.query) if limit is None else min(limit, len(splits.query))
-    target_labels = None
-    target_file = None
-    if spec.targeted:
-        query_labels = splits.query.labels
-        if targets is not None:
-            target_file = Path(targets)
-            target_labels = load_target_labels(target_file, num_queries=len(query_labels), query_labels=query_labels)
-        else:
-            target_file = out / "target_labels.json"
-            target_labels = load_or_create_target_labels(
-                target_file, query_labels, splits.database.labels, seed=target_seed
-            )
-    run = evaluate_attack(
-        attack_obj,
-        splits.query,
-        context.database_codes,
-        context.database_labels,
-        target_labels=target_labels,
-        batch_size=batch_size,
-        topk=topk,
-        limit=n,
-    )
-    result = run.result.to_dict()
-    result["checkpoint"] = str(checkpoint)
-    result["data"] = data_config.model_dump() if hasattr(data_config, "model_dump") else str(data_config)
-    result["target_labels_file"] = None if target_file is None else str(target_file)
-    codes_path = out / f"{spec.name}_codes.npz"
-    save_codes(
-        codes_path,
-        run.adv_codes,
-        run.labels,
-        meta={"split": "query", "attack": spec.name, "checkpoint": str(checkpoint), "adversarial": True},
-    )
-    result["codes_file"] = str(codes_path)
-    atomic_write_json(out / f"{spec.name}_result.json", result)
-    return result
 
 
 def run(args: argparse.Namespace) -> int:

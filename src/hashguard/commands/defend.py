@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 
 from hashguard.commands.common import add_data_arguments, data_config_from_args
-from hashguard.data.base import HashingDataset
 
 
 def _epilog() -> str:
@@ -57,16 +56,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _train_split(args: argparse.Namespace) -> HashingDataset | None:
-    """The training split of ``--data`` when given; None lets ``defend`` re-open the checkpoint's own data."""
-    data = data_config_from_args(args)
-    if data is None:
-        return None
-    from hashguard.pipeline.train import open_splits
-
-    return open_splits(data).train
-
-
 def run(args: argparse.Namespace) -> int:
     from hashguard.defenses import build_defense_config, defend
 
@@ -81,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         preset=args.preset,
         resume=args.resume,
         device=args.device,
-        train_set=_train_split(args),
+        data=data_config_from_args(args),
     )
     last = result.history[-1] if result.history else {}
     loss = f", final loss {last['loss']:.4f}" if "loss" in last else ""

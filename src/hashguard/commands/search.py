@@ -6,7 +6,8 @@
 
 Results are JSON: ``{"index": ..., "backend": ..., "bits": ..., "k" or "radius": ..., "results": [{"query": i,
 "ids": [...], "distances": [...]}, ...]}``; ids are database row positions in the indexed code file, each
-list sorted by ascending (distance, id). Without ``--out`` the JSON goes to stdout.
+list sorted by ascending (distance, id). Without ``--out`` the JSON goes to stdout. The work is done by
+:mod:`hashguard.pipeline.search`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ import json
 import sys
 from typing import Any
 
-import numpy as np
-
-from hashguard.errors import ConfigError
 from hashguard.io_utils import atomic_write_json
-from hashguard.retrieval.codes_io import load_codes
-from hashguard.retrieval.index import BACKENDS, HammingIndex
+from hashguard.pipeline.search import build_index, query_index
+from hashguard.retrieval.index import BACKENDS
 
 
 def register(subparsers: Any) -> None:
@@ -65,13 +63,9 @@ def _missing_action(parser: argparse.ArgumentParser) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    codeset = load_codes(args.codes)
-    for name in ("nlist", "nprobe", "hnsw_m", "ef_search"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, not {value}")
-    index = HammingIndex(
-        codeset.bits,
+    index = build_index(
+        args.codes,
+        args.out,
         args.backend,
         nlist=args.nlist,
         nprobe=args.nprobe,
@@ -79,41 +73,16 @@ def _build(args: argparse.Namespace) -> int:
         ef_search=args.ef_search,
         seed=args.seed,
     )
-    index.add(codeset.codes)
-    index.save(args.out)
     print(f"indexed {index.ntotal} codes of {index.bits} bits ({args.backend}) -> {args.out}")
     return 0
 
 
 def _query(args: argparse.Namespace) -> int:
-    index = HammingIndex.load(args.index)
-    codeset = load_codes(args.codes)
-    codes = codeset.codes
-    if args.limit is not None:
-        if args.limit < 1:
-            raise ConfigError(f"--limit must be positive, not {args.limit}")
-        codes = codes[: args.limit]
-    payload: dict[str, Any] = {"index": str(args.index), "backend": index.backend, "bits": index.bits}
-    results = []
-    if args.radius is not None:
-        lims, dist, ids = index.range_search(codes, args.radius)
-        payload["radius"] = int(args.radius)
-        for i in range(codes.shape[0]):
-            a, b = int(lims[i]), int(lims[i + 1])
-            results.append({"query": i, "ids": ids[a:b].tolist(), "distances": dist[a:b].tolist()})
-    else:
-        k = 10 if args.k is None else args.k
-        if k < 1:
-            raise ConfigError(f"-k must be positive, not {k}")
-        dist, ids = index.search(codes, k)
-        payload["k"] = int(k)
-        for i in range(codes.shape[0]):
-            keep = ids[i] >= 0
-            results.append({"query": i, "ids": ids[i][keep].tolist(), "distances": dist[i][keep].tolist()})
-    payload["results"] = results
+    payload = query_index(args.index, args.codes, k=args.k, radius=args.radius, limit=args.limit)
+    results = payload["results"]
     if args.out:
         atomic_write_json(args.out, payload)
-        n = int(np.sum([len(r["ids"]) for r in results]))
+        n = sum(len(r["ids"]) for r in results)
         print(f"answered {len(results)} queries ({n} results) -> {args.out}")
     else:
         json.dump(payload, sys.stdout)

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from hashguard.config import DataConfig, apply_overrides, build_config
-from hashguard.data.base import HashingDataset, SubsetDataset, carve_validation
+from hashguard.data.base import HashingDataset, SubsetDataset
 from hashguard.defenses.base import Defense
 from hashguard.defenses.config import DefenseConfig
 from hashguard.defenses.registry import DEFENSES
 from hashguard.defenses.trainer import DefenseResult, adversarial_train
-from hashguard.devices import resolve_device
-from hashguard.errors import CheckpointError, ConfigError
-from hashguard.methods import build_method
-from hashguard.models.checkpoint import WEIGHTS_FILE, load_model
+from hashguard.errors import ConfigError
+from hashguard.models.checkpoint import WEIGHTS_FILE
+from hashguard.pipeline.checkpoint import open_checkpoint
 from hashguard.training.state import latest_checkpoint
 
 
@@ -63,22 +62,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def training_split(meta: dict[str, Any], checkpoint: Path) -> HashingDataset:
-    """The split the base model was fitted on: its dataset's train split minus the validation items it
-    carved (same fraction and seed as the clean trainer)."""
-    from hashguard.data import open_dataset
-
-    stored = meta.get("data")
-    if not stored:
-        raise CheckpointError(f"{checkpoint}: the checkpoint does not record its dataset; pass train_set")
-    data = build_config(DataConfig, stored, f"{checkpoint} data description")
-    splits = open_dataset(data.source, root=data.root, image_size=data.image_size, seed=data.seed, **data.options)
-    training = meta.get("training") or {}
-    fraction = float((training.get("config") or {}).get("val_fraction", 0.0))
-    fit, _ = carve_validation(splits.train, fraction, int(training.get("seed", 0)))
-    return fit
-
-
 def check_output(checkpoint: Path, out: Path) -> None:
     """Refuse an output directory that would overwrite the base checkpoint or a model that is not a resumable
     defense run there (nothing already written is ever lost)."""
@@ -101,6 +84,7 @@ def defend(
     resume: bool = False,
     device: str = "auto",
     train_set: HashingDataset | None = None,
+    data: DataConfig | None = None,
     stop_after_epoch: int | None = None,
     log: Any = print,
 ) -> DefenseResult:
@@ -108,33 +92,28 @@ def defend(
 
     ``config`` (a :class:`DefenseConfig` or a dict) and ``overrides`` (``key=value`` strings) change the
     reference recipe; ``preset="demo"`` selects the CPU demo recipe. ``train_set`` replaces the base
-    model's own training split (by default re-opened from the checkpoint's data description, minus the
-    validation items the clean trainer held out). ``resume=True`` continues an interrupted run.
+    model's own training split (by default re-opened from the checkpoint's data description, or from ``data``
+    when given, minus the validation items the clean trainer held out: see
+    :meth:`hashguard.pipeline.checkpoint.OpenedCheckpoint.training_split`). ``resume=True`` continues an
+    interrupted run.
     """
     settings = build_defense_config(defense, config, overrides, preset)
     checkpoint = Path(checkpoint_dir)
     check_output(checkpoint, Path(out_dir))
-    model, meta = load_model(checkpoint, device=resolve_device(device))
-    train_source = "base checkpoint's training split" if train_set is None else "given by the caller"
-    if train_set is None:
-        train_set = training_split(meta, checkpoint)
+    opened = open_checkpoint(checkpoint, device=device, data=data, with_data=train_set is None)
+    model, meta = opened.model, opened.meta
+    if train_set is not None:
+        train_source = "given by the caller"
+    else:
+        train_source = "base checkpoint's training split" if data is None else f"training split of {data.source}"
+        train_set = opened.training_split()
     if settings.train_items is not None and settings.train_items < len(train_set):
         train_set = SubsetDataset(train_set, range(settings.train_items))  # type: ignore[arg-type]
-    num_classes = meta.get("num_classes") or train_set.num_classes
-    if train_set.num_classes != num_classes:
-        raise ConfigError(f"{checkpoint}: model trained on {num_classes} classes, data has {train_set.num_classes}")
+    num_classes = opened.num_classes or train_set.num_classes
+    opened.check_classes(train_set.num_classes)
+    method = opened.hashing_method(len(train_set), num_classes)
     method_meta = meta.get("method") or {}
-    if not method_meta.get("name"):
-        raise CheckpointError(f"{checkpoint}: model.json names no hashing method; cannot rebuild its loss")
-    training = meta.get("training") or {}
-    method = build_method(
-        method_meta["name"],
-        bits=model.bits,
-        num_classes=num_classes,
-        num_train=len(train_set),
-        seed=int(training.get("seed", 0)),  # CSQ/DPN centres must be the base model's
-        **(method_meta.get("params") or {}),
-    )
+    training = opened.training
     weights = checkpoint / WEIGHTS_FILE
     base = {
         "path": str(checkpoint),
@@ -144,7 +123,9 @@ def defend(
         "dataset_fingerprint": (meta.get("dataset") or {}).get("fingerprint"),
     }
     describe: dict[str, Any] = {"base": base, "dataset": meta.get("dataset")}
-    if meta.get("data"):
+    if data is not None:
+        describe["data"] = data.model_dump()
+    elif meta.get("data"):
         describe["data"] = meta["data"]
     describe["train_source"] = train_source
     return adversarial_train(

@@ -9,7 +9,7 @@ Both keep a bank ``U_ben`` of sign codes of the training split, initialised from
 first step) and refreshed with each batch's benign sign codes. Per batch:
 
 * inner: m = code(y; U_ben, Y) (SAAT: the DMFL mainstay code, cosine-weighted positives; CgAT: the centre
-  code, unweighted positives, :func:`hashguard.mainstay.center_codes`); PGD minimises the plain loss
+  code, unweighted positives, :func:`hashguard.mainstay_codes.center_codes`); PGD minimises the plain loss
   mean(f(x + delta) * m), i.e. drives the adversarial code away from m (the attack objective is
   :class:`hashguard.attacks.MainstayObjective` with ``loss="plain"``);
 * outer: u = f(x), u_adv = f(x_adv); U_ben[idx] <- sign(u); m' = code(y; U_ben, Y);
@@ -30,7 +30,7 @@ from hashguard.attacks.threat import LossFn
 from hashguard.defenses.base import Batch, Defense, OuterLoss, quantisation
 from hashguard.defenses.config import DEMO_COMMON, DefenseConfig
 from hashguard.defenses.registry import DEFENSES
-from hashguard.mainstay import mainstay_codes
+from hashguard.mainstay_codes import mainstay_codes
 from hashguard.methods.base import HashingMethod
 from hashguard.models.hash_model import sign_codes
 from hashguard.protocol import DEFENSES as PROTOCOL

@@ -3,40 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from hashguard.config import DataConfig, build_config
-from hashguard.data.base import DatasetSplits
-from hashguard.devices import resolve_device
+from hashguard.config import DataConfig
 from hashguard.encoding import encode_dataset
-from hashguard.errors import ConfigError, DataError
-from hashguard.models.checkpoint import load_model
-from hashguard.models.hash_model import HashModel
-from hashguard.pipeline.train import open_splits
+from hashguard.errors import ConfigError
+from hashguard.pipeline.checkpoint import open_checkpoint
 from hashguard.retrieval.codes_io import save_codes
-
-
-def data_config_of(checkpoint_meta: dict[str, Any], override: DataConfig | None = None) -> DataConfig:
-    """The data a checkpoint was trained on, unless the user names other data."""
-    if override is not None:
-        return override
-    stored = checkpoint_meta.get("data")
-    if not stored:
-        raise ConfigError("the checkpoint does not record its dataset; name one with --data")
-    return build_config(DataConfig, stored, "checkpoint data description")
-
-
-def check_compatible(model: HashModel, splits: DatasetSplits, checkpoint: str | Path) -> None:
-    """Refuse data whose images or label width do not fit the checkpoint."""
-    channels, height, width = splits.image_shape
-    spec = model.spec
-    if channels != spec.in_channels or height != spec.image_size:
-        raise DataError(
-            f"{checkpoint}: model expects {spec.in_channels}x{spec.image_size}x{spec.image_size} images, "
-            f"the dataset yields {channels}x{height}x{width}"
-        )
 
 
 def encode_split(
@@ -49,10 +23,8 @@ def encode_split(
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Encode ``split`` with the checkpoint and write ``out`` (npz: codes, labels, meta)."""
-    model, meta = load_model(checkpoint, device=resolve_device(device))
-    data_config = data_config_of(meta, data)
-    splits = open_splits(data_config)
-    check_compatible(model, splits, checkpoint)
+    opened = open_checkpoint(checkpoint, device=device, data=data)
+    model, splits = opened.model, opened.require_splits()
     try:
         dataset = splits.split(split)
     except KeyError as exc:
@@ -67,7 +39,7 @@ def encode_split(
             "checkpoint": str(checkpoint),
             "bits": model.bits,
             "dataset_fingerprint": splits.fingerprint(),
-            "data": data_config.model_dump(),
+            "data": opened.data.model_dump() if opened.data is not None else None,
         },
     )
     return codes, labels

@@ -6,11 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from hashguard.config import DataConfig
-from hashguard.devices import resolve_device
 from hashguard.encoding import encode_dataset
-from hashguard.models.checkpoint import load_model
-from hashguard.pipeline.encode import check_compatible, data_config_of
-from hashguard.pipeline.train import open_splits
+from hashguard.pipeline.checkpoint import open_checkpoint
 from hashguard.retrieval import evaluate_retrieval
 
 
@@ -29,10 +26,8 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Encode query and database with the checkpoint and compute mAP@k, tie-aware mAP, P@N and the PR curve."""
-    model, meta = load_model(checkpoint, device=resolve_device(device))
-    data_config = data_config_of(meta, data)
-    splits = open_splits(data_config)
-    check_compatible(model, splits, checkpoint)
+    opened = open_checkpoint(checkpoint, device=device, data=data)
+    model, splits = opened.model, opened.require_splits()
     query_codes, query_labels = encode_dataset(model, splits.query, progress=progress, description="query")
     db_codes, db_labels = encode_dataset(model, splits.database, progress=progress, description="database")
     metrics = evaluate_codes(query_codes, db_codes, query_labels, db_labels, topk)

@@ -31,14 +31,14 @@ from typing import Any
 import numpy as np
 
 from hashguard.attacks import attack_spec, build_attack, load_or_create_target_labels
-from hashguard.data.base import DatasetSplits, carve_validation
+from hashguard.data.base import DatasetSplits
 from hashguard.devices import resolve_device
 from hashguard.encoding import encode_dataset
-from hashguard.errors import CheckpointError, ConfigError, DataError
+from hashguard.errors import ConfigError, DataError
 from hashguard.io_utils import atomic_write_json
-from hashguard.models.checkpoint import load_model, read_model_config
 from hashguard.models.hash_model import HashModel
 from hashguard.pipeline.attack_stage import AttackedModel, attack_cost, attack_model, stage_name
+from hashguard.pipeline.checkpoint import OpenedCheckpoint, open_checkpoint
 from hashguard.pipeline.claims import study_claims
 from hashguard.pipeline.evaluate import evaluate_codes
 from hashguard.pipeline.progress import StagePlan, format_seconds, stage_cost
@@ -143,19 +143,20 @@ def _check_data(config: StudyConfig, images: bool = False) -> DatasetSplits:
 def _base_model(config: StudyConfig, splits: DatasetSplits) -> HashModel:
     """The model the study will attack, built (untrained) or read from ``checkpoint``, checked against data."""
     if config.checkpoint is not None:
-        model, meta = load_model(config.checkpoint)
-        if (meta.get("num_classes") or splits.num_classes) != splits.num_classes:
-            raise CheckpointError(
-                f"{config.checkpoint}: model trained on {meta.get('num_classes')} classes, "
-                f"the data has {splits.num_classes}"
-            )
-        return model
+        return _open_model(config, config.checkpoint, splits, "cpu").model
     from hashguard.methods import build_method
 
     spec = model_spec_for(config.experiment(), splits)
     build_method(config.method.name, spec.bits, splits.num_classes, len(splits.train), seed=config.seed,
                  **config.method.params)
     return HashModel(spec)
+
+
+def _open_model(config: StudyConfig, directory: Path, splits: DatasetSplits, device: Any) -> OpenedCheckpoint:
+    """A checkpoint of the study opened with the study's data, its images and label width checked."""
+    opened = open_checkpoint(directory, device=device, data=config.experiment().data, splits=splits)
+    opened.check_classes(splits.num_classes)
+    return opened
 
 
 def protocol_lines(config: StudyConfig) -> list[str]:
@@ -253,7 +254,6 @@ def run_study(
     device = resolve_device(config.device)
     topk = config.evaluation.topk
     train_key = _train_key(config, splits)
-    fit_set, _ = carve_validation(splits.train, config.train.val_fraction, config.seed)
     training: dict[str, Any] = {}
     if config.checkpoint is None:
         experiment = config.experiment()
@@ -266,10 +266,9 @@ def run_study(
         training = run_stage("train", model_dir, train_key, _train, log, plan)
     else:
         model_dir = Path(config.checkpoint)
-        meta = read_model_config(model_dir)
-        fraction = float(((meta.get("training") or {}).get("config") or {}).get("val_fraction", 0.0))
-        fit_set, _ = carve_validation(splits.train, fraction, int((meta.get("training") or {}).get("seed", 0)))
-    model, meta = load_model(model_dir, device=device)
+    opened = _open_model(config, model_dir, splits, device)
+    model, meta = opened.model, opened.meta
+    fit_set = opened.training_split()  # the items the model was fitted on (its validation items held out)
 
     clean_key = {"train": train_key, "evaluation": config.evaluation.model_dump(), "data": splits.fingerprint()}
     clean = _clean_stage("clean evaluation", model, splits, out / "clean", clean_key, topk, plan, log)
@@ -410,7 +409,8 @@ def _defend_and_attack(
         return {"epochs": result.epochs_done, "seconds": time.perf_counter() - started}
 
     defended = run_stage(f"defend {entry.name}", defense_dir, defense_key, _defend, log, plan)
-    hardened, hardened_meta = load_model(defense_dir, device=device)
+    hardened_checkpoint = _open_model(config, defense_dir, splits, device)
+    hardened, hardened_meta = hardened_checkpoint.model, hardened_checkpoint.meta
     clean = _clean_stage(
         f"clean evaluation ({entry.name})", hardened, splits, defense_dir / "clean",
         {"defense": defense_key, "evaluation": config.evaluation.model_dump(), "data": splits.fingerprint()},

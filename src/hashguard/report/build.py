@@ -12,7 +12,7 @@ import numpy as np
 
 from hashguard.report import figures
 from hashguard.report.card import (
-    AttackResult,
+    AttackEntry,
     ModelResult,
     as_dict,
     attack_display_name,
@@ -100,7 +100,7 @@ def _cell(text: str, bold: bool) -> Inline:
 # ------------------------------------------------------------------------------------------------ overview
 
 
-def primary_attack(model: ModelResult, targeted: bool) -> AttackResult | None:
+def primary_attack(model: ModelResult, targeted: bool) -> AttackEntry | None:
     """The attack the headline talks about: the mainstay attack when present, else the strongest one."""
     preferred = "mainstay-targeted" if targeted else "mainstay"
     candidates = [a for a in model.attacks.values() if a.targeted == targeted and a.adv is not None]

@@ -86,7 +86,7 @@ def read_curve(value: Any, x_key: str, y_key: str) -> Curve | None:
 
 
 @dataclass(frozen=True)
-class AttackResult:
+class AttackEntry:
     """One attack against one model, as stored in the card."""
 
     name: str
@@ -154,7 +154,7 @@ class ModelResult:
 
     key: str
     raw: dict[str, Any]
-    attacks: dict[str, AttackResult] = field(default_factory=dict)
+    attacks: dict[str, AttackEntry] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -231,7 +231,7 @@ def read_models(card: Mapping[str, Any]) -> list[ModelResult]:
         if not isinstance(raw, Mapping):
             continue
         raw_attacks = {str(k): v for k, v in as_dict(raw.get("attacks")).items() if isinstance(v, Mapping)}
-        attacks = {n: AttackResult(n, dict(raw_attacks[n])) for n in _canonical(list(raw_attacks), ATTACK_ORDER)}
+        attacks = {n: AttackEntry(n, dict(raw_attacks[n])) for n in _canonical(list(raw_attacks), ATTACK_ORDER)}
         models.append(ModelResult(str(key), dict(raw), attacks))
     by_key = {m.key: m for m in models}
     return [by_key[k] for k in _canonical(list(by_key), MODEL_ORDER)]
