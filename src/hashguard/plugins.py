@@ -39,3 +39,14 @@ def registry(kind: str) -> Registry:
     if key not in everything:
         raise ConfigError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     return everything[key]
+
+
+def display_names() -> dict[str, list[list[str]]]:
+    """``{"attacks": [[name, display name], ...], "defenses": [...]}`` in registration order, as each plug-in
+    declares it (``display=...``; the name itself otherwise). The study writes this into its results card so
+    that the report, which imports no plug-in, shows the plug-ins' own names in their own order."""
+    found = registries()
+    return {
+        kind: [[name, str(found[kind].entry(name).attributes.get("display", name))] for name in found[kind]]
+        for kind in ("attacks", "defenses")
+    }

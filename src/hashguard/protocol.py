@@ -287,7 +287,7 @@ def defense_departures(name: str, settings: Any) -> list[str]:
 
 def departures(config: StudyConfig) -> list[str]:
     """Every departure of a resolved study configuration from the paper protocol, one sentence each."""
-    from hashguard.defenses import build_defense_config
+    from hashguard.pipeline.study_config import defense_settings
 
     lines = training_departures(config)
     if config.evaluation.topk != MAP_TOPK:
@@ -297,7 +297,7 @@ def departures(config: StudyConfig) -> list[str]:
         lines.append(f"attacks.queries = {config.attacks.queries} (protocol: all queries)")
     lines += attack_departures(config)
     for entry in config.defenses.run:
-        lines += defense_departures(entry.name, build_defense_config(entry.name, entry.settings, preset=entry.preset))
+        lines += defense_departures(entry.name, defense_settings(config, entry)[0])
     return lines
 
 

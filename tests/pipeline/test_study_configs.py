@@ -54,3 +54,32 @@ def test_override_step_is_a_pixel_step_for_sign_optimizers_only():
     assert suite.params_for("mainstay", eps=0.5)["eps"] == 0.5
     assert suite.params_for("dhta")["eps"] == pytest.approx(32 / 255)
     assert AttackSuiteConfig().params_for("dhta")["eps"] == 0.032  # no override: the attack's own radius
+
+
+def test_defense_radius_follows_the_study_threat_model_unless_the_defense_sets_its_own():
+    from hashguard.pipeline.study_config import StudyConfig, defense_settings
+
+    def study(override: dict, settings: dict) -> StudyConfig:
+        return StudyConfig.model_validate({
+            "attacks": {"override": override, "suite": ["mainstay"]},
+            "defenses": {"run": [{"name": "saat", "settings": settings}]},
+        })
+
+    raised = study({"eps": "16/255", "step": "4/255"}, {})
+    settings, threat = defense_settings(raised, raised.defenses.run[0])
+    assert (settings.eps, settings.step) == (16 / 255, 4 / 255)
+    assert threat["eps_from"] == threat["step_from"] == "the study's threat model (attacks.override)"
+    own = study({"eps": "16/255"}, {"eps": "4/255"})
+    settings, threat = defense_settings(own, own.defenses.run[0])
+    assert settings.eps == 4 / 255 and threat["eps_from"] == "the defense's settings"
+    assert settings.step == 2 / 255 and threat["step_from"] == "the paper preset of saat"  # the protocol's step
+    plain = study({}, {})
+    settings, threat = defense_settings(plain, plain.defenses.run[0])
+    assert settings.eps == 8 / 255 and threat["eps_from"] == "the paper preset of saat"
+
+
+def test_report_sample_card_names_are_the_registries():
+    from hashguard.plugins import display_names
+    from hashguard.report.sample import sample_card
+
+    assert sample_card()["names"] == display_names()

@@ -58,6 +58,7 @@ _DEMO = dict(DEMO_COMMON, epochs=4, lr=1e-3, prototype_hidden=512, prototype_lr=
 
 
 @DEFENSES.register(
+    display="ATRDH",
     summary="ATRDH: targeted PGD towards online THA prototypes, pairwise DPH term on the adversarial codes",
     presets={"paper": PROTOCOL["atrdh"], "demo": _DEMO},
 )

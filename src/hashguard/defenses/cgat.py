@@ -17,6 +17,7 @@ from hashguard.protocol import DEFENSES as PROTOCOL
 # demo: no crop-and-flip, since a mirrored handwritten digit is often another digit (measured on 300 digits, the
 # augmentation cost 0.06-0.17 clean mAP and halved CgAT's robust gain; tests/defenses)
 @DEFENSES.register(
+    display="CgAT",
     summary="CgAT: as SAAT with the unweighted centre code, random crop and flip",
     presets={"paper": PROTOCOL["cgat"], "demo": dict(DEMO_COMMON, epochs=4, augment=False)},
 )

@@ -102,6 +102,7 @@ class CodeBankDefense(Defense):
 
 
 @DEFENSES.register(
+    display="SAAT",
     summary="SAAT: inner PGD away from the DMFL mainstay code, outer L_hash - lambda <f(x_adv), m> + mu Q",
     presets={"paper": PROTOCOL["saat"], "demo": dict(DEMO_COMMON, epochs=4)},
 )

@@ -46,12 +46,14 @@ from hashguard.pipeline.stages import digest, forget_stage, run_stage, stage_don
 from hashguard.pipeline.study_config import (
     StudyConfig,
     budget_table,
+    defense_settings,
     eps_label,
     load_study_config,
     resolved_budgets,
 )
 from hashguard.pipeline.summary import summary_table
 from hashguard.pipeline.train import model_spec_for, open_splits, run_training
+from hashguard.plugins import display_names
 from hashguard.protocol import PROTOCOL_NAME, departures, protocol_card
 from hashguard.retrieval import save_codes
 from hashguard.versions import environment_versions
@@ -104,9 +106,7 @@ def build_plan(config: StudyConfig, splits: DatasetSplits, log: Callable[[str], 
     if config.report.grid_queries > 0:
         costs["retrieval grid"] = 3 * attack_cost(suite, config.report.grid_attack, config.report.grid_queries)
     for entry in config.defenses.run:
-        from hashguard.defenses import build_defense_config
-
-        settings = build_defense_config(entry.name, entry.settings, preset=entry.preset)
+        settings, _ = defense_settings(config, entry)
         items = min(fit_items, settings.train_items or fit_items)
         costs[f"defend {entry.name}"] = stage_cost(items, settings.epochs * (3 * settings.iterations + 6))
         costs[f"clean evaluation ({entry.name})"] = stage_cost(encode_items, 1)
@@ -180,11 +180,8 @@ def dry_run(config: StudyConfig, log: Callable[[str], None] = print) -> StagePla
     splits = _check_data(config, images=True)
     model = _base_model(config, splits)
     _check_attacks(config, model)
-    if config.defenses.run:
-        from hashguard.defenses import build_defense_config
-
-        for entry in config.defenses.run:
-            build_defense_config(entry.name, entry.settings, preset=entry.preset)
+    for entry in config.defenses.run:
+        defense_settings(config, entry)
     plan = build_plan(config, splits, log)
     log(
         f"study {config.name!r}: {splits.name}, {len(splits.train)} train / {len(splits.query)} query / "
@@ -337,6 +334,7 @@ def run_study(
             "attacks": budgets,
         },
         "protocol": protocol_card(config),
+        "names": display_names(),
         "dataset": meta.get("dataset"),
         "model": {"backbone": (meta.get("spec") or {}).get("backbone", config.model.backbone), "bits": model.bits},
         "method": meta.get("method") or {"name": config.method.name},
@@ -396,9 +394,9 @@ def _defend_and_attack(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Adversarially train one defense from the study's model, evaluate it clean and attack it."""
-    from hashguard.defenses import build_defense_config, defend
+    from hashguard.defenses import defend
 
-    settings = build_defense_config(entry.name, entry.settings, preset=entry.preset)
+    settings, threat = defense_settings(config, entry)
     defense_dir = out / "defenses" / entry.name
     defense_key = {"base": train_key, "defense": settings.identity()}
 
@@ -428,6 +426,7 @@ def _defend_and_attack(
             "name": entry.name,
             "reference": provenance.get("reference"),
             "config": settings.model_dump(mode="json"),
+            "threat": threat,
             "seconds": defended.get("seconds"),
         },
         "clean": clean,

@@ -265,6 +265,33 @@ def load_study_config(path: str | os.PathLike[str], overrides: list[str] | None 
     return build_config(StudyConfig, payload, str(path))
 
 
+def defense_settings(config: StudyConfig, entry: DefenseEntry) -> tuple[Any, dict[str, Any]]:
+    """The resolved :class:`~hashguard.defenses.DefenseConfig` of one defense of the study, and where its inner
+    attack's radius and step come from.
+
+    The inner attack follows the study's threat model: a suite-wide ``attacks.override`` eps (and step) is
+    also the defense's, unless the defense's own ``settings`` set it. Otherwise the defense keeps its preset's
+    value (the paper preset's is the protocol's 8/255). The second value, ``{"eps", "step", "eps_from",
+    "step_from"}``, is written to the results card and shown in the report.
+    """
+    from hashguard.defenses import build_defense_config
+
+    settings = dict(entry.settings)
+    origin: dict[str, str] = {}
+    for key in ("eps", "step"):
+        study_value = getattr(config.attacks.override, key)
+        if key in entry.settings:
+            origin[key] = "the defense's settings"
+        elif study_value is not None:
+            settings[key] = study_value
+            origin[key] = "the study's threat model (attacks.override)"
+        else:
+            origin[key] = f"the {entry.preset} preset of {entry.name}"
+    resolved = build_defense_config(entry.name, settings, preset=entry.preset)
+    threat = {"eps": resolved.eps, "step": resolved.step, "eps_from": origin["eps"], "step_from": origin["step"]}
+    return resolved, threat
+
+
 def resolved_budgets(config: StudyConfig) -> dict[str, dict[str, Any]]:
     """``{attack: {eps, eps_label, iterations, optimizer, step, targeted}}`` for every attack the study runs,
     as resolved (the attack's own protocol budget < ``attacks.override`` < its ``params``)."""

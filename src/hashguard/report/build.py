@@ -18,7 +18,9 @@ from hashguard.report.card import (
     attack_display_name,
     attack_order,
     dig,
+    display_name,
     read_models,
+    use_card_names,
 )
 from hashguard.report.claims_view import (
     BUDGET_HEADER,
@@ -306,17 +308,29 @@ def defense_table(models: Sequence[ModelResult]) -> Table | None:
         columns.append([m.attacked_clean_map for m in models])
     columns += [[m.attacks[n].adv if n in m.attacks else None for m in models] for n in untargeted]
     bold = [_bold_best(col, lower_is_better=False) for col in columns]
-    header = ("Model", "Defense", "Training time", *titles, *(f"{attack_display_name(n)} (%)" for n in untargeted))
+    header = (
+        "Model", "Defense", "Training ε", "Training time", *titles,
+        *(f"{attack_display_name(n)} (%)" for n in untargeted),
+    )
     rows = []
+    sources: list[str] = []
     for r, model in enumerate(models):
         defense = model.defense or {}
         cells = [_cell(fmt_map(col[r]), bold[c][r]) for c, col in enumerate(columns)]
-        name = _text(defense.get("name")) if defense else "none"
-        rows.append((model.label, name, fmt_seconds(defense.get("seconds")) if defense else MISSING, *cells))
-    numeric = (False, False, True) + (True,) * len(columns)
+        name = display_name(_text(defense.get("name"))) if defense else "none"
+        threat = defense.get("threat") if isinstance(defense.get("threat"), Mapping) else {}
+        radius = as_float(threat.get("eps")) if threat else None
+        radius = radius if radius is not None else as_float(dig(defense, "config", "eps"))
+        radius_text = fmt_eps(radius) if radius is not None else MISSING
+        if threat and threat.get("eps_from"):
+            sources.append(f"{name}: ε {radius_text} from {_text(threat.get('eps_from'))}")
+        seconds = fmt_seconds(defense.get("seconds")) if defense else MISSING
+        rows.append((model.label, name, radius_text if defense else MISSING, seconds, *cells))
+    numeric = (False, False, True, True) + (True,) * len(columns)
     caption = (
-        "mAP under non-targeted attacks (higher = more robust). Bold: the highest number per column, not a tested "
-        "difference (see Claims and verdicts)."
+        "mAP under non-targeted attacks (higher = more robust). Training ε: the radius of the defense's inner "
+        "attack" + (f" ({'; '.join(sources)})" if sources else "") + ". Bold: the highest number per column, not "
+        "a tested difference (see Claims and verdicts)."
     )
     return Table(header, tuple(rows), numeric, caption)
 
@@ -447,6 +461,7 @@ def build_document(card: Mapping[str, Any], run_dir: Path, with_figures: bool = 
     """The whole report as a :class:`Document`; figures are drawn only when ``with_figures`` and matplotlib is
     importable."""
     card = as_dict(card)
+    use_card_names(card)
     models = read_models(card)
     study = _text(card.get("study") or "study")
     sub = [f"created {card['created']}" if card.get("created") else "", _text(card.get("format") or "")]

@@ -12,26 +12,35 @@ from typing import Any
 
 from hashguard.report.formatting import as_float
 
-#: Display names of the attacks the pipeline knows; unknown names are shown as they are.
-ATTACK_NAMES = {
-    "mainstay": "Mainstay",
-    "mainstay-targeted": "Mainstay (targeted)",
-    "hag": "HAG",
-    "sdha": "SDHA",
-    "sdha-targeted": "SDHA (targeted)",
-    "dhta": "DHTA",
-    "p2p": "P2P",
-    "tha": "THA",
-    "prosgan": "ProS-GAN",
-    "pros-gan": "ProS-GAN",
-}
+#: Display names of the attacks and defenses, as the plug-ins declare them: read from the card's ``names``
+#: (written by the study from the registries) by :func:`use_card_names`; a name the card does not list is shown
+#: as it is.
+_DISPLAY: dict[str, str] = {}
+#: The defenses in the order the card lists them (the registry's), after the undefended model.
+_MODEL_ORDER: list[str] = ["undefended", "original"]
+
+
+def use_card_names(card: Mapping[str, Any]) -> None:
+    """Take the display names and the model order from ``card["names"]`` (absent in old cards: raw names)."""
+    _DISPLAY.clear()
+    del _MODEL_ORDER[2:]
+    for kind in ("attacks", "defenses"):
+        for pair in dig(card, "names", kind) or []:
+            if isinstance(pair, Sequence) and not isinstance(pair, str) and len(pair) == 2:
+                _DISPLAY[str(pair[0])] = str(pair[1])
+                if kind == "defenses":
+                    _MODEL_ORDER.append(str(pair[0]))
+
+
+def display_name(name: str) -> str:
+    """The name shown in tables and legends for an attack or a defense ``name``."""
+    return _DISPLAY.get(name, name)
 
 
 #: Canonical order of attacks (the paper's Table I: competitors first, the mainstay attack last) and of models.
 ATTACK_ORDER = (
     "hag", "sdha", "mainstay", "p2p", "dhta", "prosgan", "pros-gan", "tha", "sdha-targeted", "mainstay-targeted"
 )
-MODEL_ORDER = ("undefended", "original", "saat", "atrdh", "cgat")
 
 
 def _canonical(names: Sequence[str], order: Sequence[str]) -> list[str]:
@@ -62,7 +71,7 @@ def as_dict(value: Any) -> dict[str, Any]:
 
 def attack_display_name(name: str) -> str:
     """The name shown in tables and legends for attack ``name``."""
-    return ATTACK_NAMES.get(name, name)
+    return display_name(name)
 
 
 @dataclass(frozen=True)
@@ -234,7 +243,7 @@ def read_models(card: Mapping[str, Any]) -> list[ModelResult]:
         attacks = {n: AttackEntry(n, dict(raw_attacks[n])) for n in _canonical(list(raw_attacks), ATTACK_ORDER)}
         models.append(ModelResult(str(key), dict(raw), attacks))
     by_key = {m.key: m for m in models}
-    return [by_key[k] for k in _canonical(list(by_key), MODEL_ORDER)]
+    return [by_key[k] for k in _canonical(list(by_key), _MODEL_ORDER)]
 
 
 def attack_order(models: Sequence[ModelResult]) -> tuple[list[str], list[str]]:

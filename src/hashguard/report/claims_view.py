@@ -9,12 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hashguard.report.card import as_dict, attack_display_name
+from hashguard.report.card import as_dict, attack_display_name, display_name
 from hashguard.report.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 from hashguard.report.document import Block, Headline, Inline, Paragraph, Strong, Table
 from hashguard.report.formatting import MISSING, as_float, fmt_eps, fmt_int, fmt_map
-
-MODEL_NAMES = {"undefended": "undefended", "saat": "SAAT", "atrdh": "ATRDH", "cgat": "CgAT"}
 
 
 def _points(value: Any, signed: bool = True) -> str:
@@ -46,10 +44,7 @@ def read_claims(card: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _name(key: Any, claim: Mapping[str, Any]) -> str:
     """Display name of one side of a comparison: an attack (ranking claims) or a model (defense claims)."""
-    text = str(key)
-    if claim.get("model") is None and text in MODEL_NAMES:
-        return MODEL_NAMES[text]
-    return attack_display_name(text)
+    return display_name(str(key))
 
 
 def is_paper_claim(claim: Mapping[str, Any]) -> bool:
@@ -61,8 +56,9 @@ def outcome(claim: Mapping[str, Any]) -> str:
     """The claim's verdict, or for a comparison that is not a paper claim its finding ("cgat higher", ...)."""
     if not is_paper_claim(claim):
         finding = str(claim.get("finding") or INCONCLUSIVE)
-        for key, name in MODEL_NAMES.items():
-            finding = finding.replace(f"{key} higher", f"{name} higher")
+        key, _, rest = finding.partition(" ")
+        if rest == "higher":  # "<model> higher": the model's display name
+            finding = f"{display_name(key)} higher"
         return finding
     return str(claim.get("verdict") or INCONCLUSIVE)
 

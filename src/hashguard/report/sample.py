@@ -93,7 +93,11 @@ def sample_card() -> dict[str, Any]:
         "CSQ + SAAT",
         0.9349,
         {"mainstay": 0.6077, "hag": 0.6921, "sdha": 0.6582, "mainstay-targeted": 0.3127, "dhta": 0.2954},
-        {"name": "saat", "reference": "Yuan et al., IEEE TIFS 2023", "config": {"epochs": 3}, "seconds": 40.1},
+        {
+            "name": "saat", "reference": "Yuan et al., IEEE TIFS 2023", "config": {"epochs": 3}, "seconds": 40.1,
+            "threat": {"eps": 32 / 255, "step": 8 / 255, "eps_from": "the study's threat model (attacks.override)",
+                       "step_from": "the study's threat model (attacks.override)"},
+        },
     )
     atrdh = _model(
         "CSQ + ATRDH",
@@ -104,6 +108,15 @@ def sample_card() -> dict[str, Any]:
     card: dict[str, Any] = {
         "format": "hashguard-study/1",
         "study": "demo",
+        # as the study writes them from the registries (hashguard.plugins.display_names)
+        "names": {
+            "attacks": [
+                ["mainstay", "Mainstay"], ["mainstay-targeted", "Mainstay (targeted)"], ["hag", "HAG"],
+                ["sdha", "SDHA"], ["sdha-targeted", "SDHA (targeted)"], ["dhta", "DHTA"], ["p2p", "P2P"],
+                ["tha", "THA"], ["prosgan", "ProS-GAN"],
+            ],
+            "defenses": [["saat", "SAAT"], ["atrdh", "ATRDH"], ["cgat", "CgAT"]],
+        },
         "created": "2026-11-26T12:00:00Z",
         "threat_model": {
             "norm": "Linf",
