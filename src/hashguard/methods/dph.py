@@ -22,7 +22,7 @@ from hashguard.methods.pairwise import PairSource, check_pair_source, pair_partn
 from hashguard.methods.registry import METHODS
 
 
-@METHODS.register(reference="Yang et al., IEEE TCYB 2018 (HAG)")
+@METHODS.register(reference="Yang et al., IEEE TCYB 2018")
 class DPH(HashingMethod):
     """DPH (HAG's hashing loss): squared error between scaled code inner products and +-1 similarity."""
 
