@@ -31,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from hashguard.plugins import load_plugins
+
+    try:
+        load_plugins()  # third-party methods, attacks, defenses, ... register before the arguments are read
+    except HashguardError as exc:
+        print(f"hashguard: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:

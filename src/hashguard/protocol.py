@@ -209,6 +209,9 @@ def attack_departures(config: StudyConfig) -> list[str]:
     lines = _override_departures(suite.override)
     overridden = {key for key in ("eps", "iterations", "step") if getattr(suite.override, key) is not None}
     for name in study_attacks(config):
+        if name not in ATTACKS:
+            lines.append(f"attack {name}: not part of the protocol (a plug-in or an addition)")
+            continue
         resolved = resolve_attack_params(name, **suite.params_for(name))
         for key, reference in attack_protocol(name, dataset).items():
             if key in overridden and key in suite.overridden_keys(name):
@@ -255,6 +258,8 @@ def training_departures(config: StudyConfig) -> list[str]:
 
 def defense_departures(name: str, settings: Any) -> list[str]:
     """The departures of one resolved :class:`~hashguard.defenses.config.DefenseConfig` from the protocol."""
+    if name not in DEFENSES:
+        return [f"defense {name}: not part of the protocol (a plug-in or an addition)"]
     reference = DEFENSES[name]
     lines = []
     if (settings.inner_bn, settings.inner_dropout) != (reference["inner_bn"], reference["inner_dropout"]):
