@@ -243,6 +243,19 @@ class Entry(Generic[T]):
         return "\n".join([line, *details])
 
 
+def constructor_values(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``{name: obj.name}`` for every keyword of ``type(obj).__init__`` (minus ``skip``): the parameters an
+    object was built with, read back from the attributes of the same names. Plug-ins whose constructor
+    stores its arguments under their own names get ``params()`` for free, and it cannot drift from the
+    registry's declaration."""
+    signature = inspect.signature(type(obj).__init__)
+    return {
+        name: getattr(obj, name)
+        for name, arg in signature.parameters.items()
+        if name != "self" and name not in skip and arg.kind not in (arg.VAR_POSITIONAL, arg.VAR_KEYWORD)
+    }
+
+
 class Registry(Mapping[str, Entry[T]]):
     """Name -> :class:`Entry` of one kind of component (a read-only mapping, in registration order)."""
 

@@ -18,7 +18,7 @@ A target label that no database item carries exactly raises :class:`ConfigError`
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 from torch import nn
@@ -83,8 +83,6 @@ class AnchorObjective(Objective):
         if self.n_anchors < 1:
             raise ConfigError(f"n_anchors must be at least 1, got {n_anchors}")
 
-    def params(self) -> dict[str, Any]:
-        return {"n_anchors": self.n_anchors, "replacement": self.replacement}
 
     def prepare(
         self,

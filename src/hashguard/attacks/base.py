@@ -25,6 +25,7 @@ from hashguard.attacks.threat import LossFn, check_images, frozen_eval
 from hashguard.encoding import encode_dataset
 from hashguard.errors import ConfigError
 from hashguard.models.hash_model import sign_codes
+from hashguard.registry import constructor_values
 
 
 @dataclass
@@ -159,7 +160,9 @@ class Objective:
         raise NotImplementedError
 
     def params(self) -> dict[str, Any]:
-        return {}
+        """The objective's parameters as stored in results: its constructor's keywords, read back from the
+        attributes of the same names."""
+        return constructor_values(self)
 
 
 @dataclass

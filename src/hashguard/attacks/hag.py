@@ -19,7 +19,7 @@ the returned image (docs/attacks.md; done by :class:`~hashguard.attacks.base.Has
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 from torch import nn
@@ -60,8 +60,6 @@ class HAGObjective(Objective):
     ) -> None:
         self.beta = float(beta)
 
-    def params(self) -> dict[str, Any]:
-        return {"beta": self.beta}
 
     def prepare(
         self,

@@ -382,7 +382,7 @@ class ProSGANObjective(Objective):
         self.proto_lr = float(proto_lr)
         self.hidden = int(hidden)
         self.epochs = int(epochs)
-        self.gan_steps = None if gan_steps is None or int(gan_steps) <= 0 else int(gan_steps)
+        self.gan_steps = int(gan_steps)  # 0: the whole training set
         self.batch_size = int(batch_size)
         self.lr = float(lr)
         self.rec_weight = float(rec_weight)
@@ -395,25 +395,6 @@ class ProSGANObjective(Objective):
         self.prototype_net: PrototypeNet | None = None
         self.generator_net: ProSGenerator | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "proto_epochs": self.proto_epochs,
-            "proto_steps": self.proto_steps,
-            "proto_batch_size": self.proto_batch_size,
-            "proto_lr": self.proto_lr,
-            "hidden": self.hidden,
-            "epochs": self.epochs,
-            "gan_steps": self.gan_steps or 0,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "rec_weight": self.rec_weight,
-            "hash_weight": self.hash_weight,
-            "width": self.width,
-            "label_width": self.label_width,
-            "disc_width": self.disc_width,
-            "res_blocks": self.res_blocks,
-            "project": self.project,
-        }
 
     def setup(self, model: nn.Module, context: AttackContext, generator: torch.Generator) -> None:
         codes, labels = context.require("train", self.name)
@@ -452,7 +433,7 @@ class ProSGANObjective(Objective):
             label_width=self.label_width,
             disc_width=self.disc_width,
             res_blocks=self.res_blocks,
-            max_steps=self.gan_steps,
+            max_steps=self.gan_steps or None,
             generator=generator,
         )
 

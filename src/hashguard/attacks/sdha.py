@@ -28,7 +28,7 @@ multiplicity in the set, which is exact and keeps memory at B x M x K for M uniq
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -69,8 +69,6 @@ class SDHAObjective(Objective):
         self._unique: torch.Tensor | None = None
         self._inverse: torch.Tensor | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {"weight": self.weight, "min_distance": self.min_distance, "mse_weight": self.mse_weight}
 
     def setup(self, model: nn.Module, context: AttackContext, generator: torch.Generator) -> None:
         codes, _ = context.require("train", self.name)

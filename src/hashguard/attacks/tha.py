@@ -26,7 +26,7 @@ eps = 8/255, 100 iterations, alpha schedule. The theory code is p.
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 from torch import nn
@@ -98,15 +98,6 @@ class THAObjective(Objective):
         self.gamma = float(gamma)
         self.prototype_net: PrototypeNet | None = None
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "epochs": self.epochs,
-            "steps": self.steps,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "hidden": self.hidden,
-            "gamma": self.gamma,
-        }
 
     def setup(self, model: nn.Module, context: AttackContext, generator: torch.Generator) -> None:
         codes, labels = context.require("train", self.name)

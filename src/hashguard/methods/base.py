@@ -7,6 +7,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from hashguard.registry import constructor_values
+
 
 def label_similarity(labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
     """s_ij = 1[<y_i, y_j> > 0]: items are similar when they share at least one label (docs/methods.md)."""
@@ -50,8 +52,9 @@ class HashingMethod(nn.Module):
         return {}
 
     def params(self) -> dict[str, Any]:
-        """The method's hyper-parameters, as stored in checkpoints and results."""
-        return {}
+        """The method's hyper-parameters, as stored in checkpoints and results: its constructor's keywords
+        after ``bits, num_classes, num_train, seed``, read back from the attributes of the same names."""
+        return constructor_values(self, skip=("bits", "num_classes", "num_train", "seed"))
 
     def forward(self, u: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -12,8 +12,6 @@ with plain tanh codes stays near random codes on the multi-label demo (docs/meth
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from hashguard.methods.base import HashingMethod, label_similarity
@@ -34,8 +32,6 @@ class DPH(HashingMethod):
         self.pairs = check_pair_source(pairs)
         self.bank = MemoryBank(num_train, bits, num_classes)
 
-    def params(self) -> dict[str, Any]:
-        return {"pairs": self.pairs}
 
     def preinstall(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
         self.bank.preinstall(codes, labels)

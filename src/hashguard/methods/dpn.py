@@ -23,7 +23,7 @@ u t >= m) is the other remedy where the model cannot be changed.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 
@@ -66,8 +66,6 @@ class DPN(HashingMethod):
         self.register_buffer("targets_table", balanced_codes(num_classes, bits, generator, self.min_distance))
         self.register_buffer("fill", random_signs(bits, generator))
 
-    def params(self) -> dict[str, Any]:
-        return {"margin": self.margin, "min_distance": self.min_distance}
 
     def targets(self, labels: torch.Tensor) -> torch.Tensor:
         """Per-item target codes (B, K) in {-1, +1}."""

@@ -20,7 +20,7 @@ pairs is not balanced between similar and dissimilar pairs, unlike HashNet's).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -53,8 +53,6 @@ class DPSH(HashingMethod):
         self.pairs = check_pair_source(pairs)
         self.bank = MemoryBank(num_train, bits, num_classes)
 
-    def params(self) -> dict[str, Any]:
-        return {"eta": self.eta, "pairs": self.pairs}
 
     def preinstall(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
         self.bank.preinstall(codes, labels)

@@ -32,7 +32,7 @@ seeds). The tests and ``benchmarks/bench_methods.py`` use these settings explici
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -103,14 +103,6 @@ class HashNet(HashingMethod):
         """(1 + gamma * s) ** power, s = ``step`` rounded down to a multiple of ``step_size``."""
         return continuation_scale(step, self.step_size, self.gamma, self.power)
 
-    def params(self) -> dict[str, Any]:
-        return {
-            "a": self.a,
-            "step_size": self.step_size,
-            "gamma": self.gamma,
-            "power": self.power,
-            "pairs": self.pairs,
-        }
 
     def preinstall(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
         self.bank.preinstall(codes, labels)

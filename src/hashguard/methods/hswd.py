@@ -21,7 +21,7 @@ prevent the crowding of the codes (plain tanh, in-batch pairs: mAP 0.392 vs 0.35
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -76,8 +76,6 @@ class HSWD(HashNet):
         self.swd_weight = float(swd_weight)
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
-    def params(self) -> dict[str, Any]:
-        return {"swd_weight": self.swd_weight, **super().params()}
 
     def reference_signs(self, rows: int, call: int) -> torch.Tensor:
         """R = sign(N(0, 1)) of shape (rows, K) for loss call ``call`` (deterministic in seed and call)."""
