@@ -52,7 +52,7 @@ from hashguard.attacks.base import (
     image_batch,
     image_count,
 )
-from hashguard.attacks.prototype import PrototypeNet, freeze, likelihood_prototype_loss, train_prototype
+from hashguard.attacks.prototype import PrototypeNet, freeze, likelihood_prototype_loss, prototype_pull, train_prototype
 from hashguard.attacks.registry import ATTACKS, Budget
 from hashguard.attacks.threat import check_images, clip_to_ball, frozen_eval
 from hashguard.errors import ConfigError
@@ -460,12 +460,7 @@ class ProSGANObjective(Objective):
         if self.prototype_net is None:
             self.setup(model, context, generator)
         assert self.prototype_net is not None
-        with torch.no_grad():
-            prototypes = torch.sign(self.prototype_net(target_labels.float())).to(images.dtype)
-
-        def loss(u: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-            return 1 - (u * prototypes).mean()
-
+        loss, prototypes = prototype_pull(self.prototype_net, target_labels, images)
         return PreparedObjective(loss=loss, theory_codes=prototypes)
 
 

@@ -209,3 +209,15 @@ def train_prototype(
         scheduler.step()
     freeze(net)
     return net
+
+
+def prototype_pull(net: nn.Module, target_labels: torch.Tensor, images: torch.Tensor) -> tuple[Callable, torch.Tensor]:
+    """(loss, prototypes) pulling a batch's codes onto sign(net(t)): loss(u, x') = -mean(u * sign(net(t))), the
+    targeted objective of THA (Wang et al., SIGIR 2021) and ProS-GAN's hash term (Wang et al., CVPR 2021)."""
+    with torch.no_grad():
+        prototypes = torch.sign(net(target_labels.float().to(images.device))).to(images.dtype)
+
+    def loss(u: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        return -(u * prototypes).mean()
+
+    return loss, prototypes

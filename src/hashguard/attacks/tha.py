@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from hashguard.attacks.base import AttackContext, Objective, PreparedObjective
-from hashguard.attacks.prototype import PrototypeNet, circle_prototype_loss, train_prototype
+from hashguard.attacks.prototype import PrototypeNet, circle_prototype_loss, prototype_pull, train_prototype
 from hashguard.attacks.registry import ATTACKS, Budget
 from hashguard.protocol import ATTACKS as PROTOCOL
 from hashguard.registry import Range
@@ -129,11 +129,5 @@ class THAObjective(Objective):
         if self.prototype_net is None:
             self.setup(model, context, generator)
         assert self.prototype_net is not None
-        with torch.no_grad():
-            prototypes = torch.sign(self.prototype_net(target_labels.to(images.device)))
-        prototypes = prototypes.to(images.dtype)
-
-        def loss(u: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-            return -(u * prototypes).mean()
-
+        loss, prototypes = prototype_pull(self.prototype_net, target_labels, images)
         return PreparedObjective(loss=loss, theory_codes=prototypes)
