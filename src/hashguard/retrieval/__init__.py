@@ -1,6 +1,7 @@
 """Hamming retrieval and its metrics: the single source of truth for every number hashguard reports.
 
-Ranking rule: ascending (Hamming distance, database index). Definitions of every metric: ``docs/metrics.md``
+Ranking rule: ascending (Hamming distance, database index). :class:`HammingIndex` searches saved codes
+(exact, or FAISS flat / IVF / HNSW). Definitions of every metric: ``docs/metrics.md``
 and :mod:`hashguard.retrieval.metrics`.
 """
 
@@ -15,6 +16,7 @@ from hashguard.retrieval.codes import (
     unpack_codes,
 )
 from hashguard.retrieval.codes_io import CodeSet, load_codes, save_codes
+from hashguard.retrieval.index import BACKENDS, HammingIndex, load_index
 from hashguard.retrieval.metrics import (
     DEFAULT_NS,
     TIE_RULE,
@@ -29,15 +31,18 @@ from hashguard.retrieval.metrics import (
 )
 
 __all__ = [
+    "BACKENDS",
     "DEFAULT_NS",
     "TIE_RULE",
     "CodeSet",
+    "HammingIndex",
     "as_codes",
     "average_precisions",
     "evaluate_retrieval",
     "hamming_distance",
     "iter_hamming_distance",
     "load_codes",
+    "load_index",
     "mean_average_precision",
     "pack_codes",
     "pack_labels",
