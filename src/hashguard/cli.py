@@ -15,15 +15,21 @@ from hashguard import __version__
 from hashguard.errors import HashguardError
 
 #: subcommand modules under ``hashguard.commands``; each defines ``register(subparsers)``.
-COMMAND_MODULES = ("datasets", "train", "encode", "evaluate", "search", "attack", "defend", "study", "list")
+COMMAND_MODULES = (
+    "datasets", "train", "encode", "evaluate", "search", "attack", "defend", "study", "report", "list"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hashguard",
         description="Train, index, attack, harden and benchmark deep hashing retrieval models.",
+        epilog="Every subcommand speaks one vocabulary: --set KEY=VALUE (overrides), -k/--topk (cut-off), "
+        "--queries N, --device, --batch-size, --json (results as JSON on stdout). "
+        "`hashguard list` shows every method, backbone, attack, defense, optimizer and dataset source.",
     )
-    parser.add_argument("--version", action="version", version=f"hashguard {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"hashguard {__version__}",
+                        help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"hashguard.commands.{name}").register(subparsers)

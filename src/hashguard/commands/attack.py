@@ -12,7 +12,17 @@ from fractions import Fraction
 from typing import Any
 
 from hashguard.attacks import describe_attacks
-from hashguard.commands.common import add_data_arguments, data_config_from_args
+from hashguard.commands.common import (
+    add_batch_size_argument,
+    add_data_arguments,
+    add_device_argument,
+    add_json_argument,
+    add_queries_argument,
+    add_topk_argument,
+    data_config_from_args,
+    json_stdout,
+    print_json,
+)
 from hashguard.errors import ConfigError
 from hashguard.pipeline.attack import run_attack
 from hashguard.protocol import MAP_TOPK
@@ -32,7 +42,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--param expects key=value, got {item!r}")
+            raise ConfigError(f"--set expects key=value, got {item!r}")
         key = key.strip().replace("-", "_")
         value = value.strip()
         try:
@@ -52,34 +62,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="attacks:\n" + describe_attacks(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
-    parser.add_argument("--attack", required=True, help="attack name (see below)")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT_DIR", help="trained checkpoint to attack")
+    parser.add_argument("--attack", required=True, help="attack name (see below; hashguard list attacks -v)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for codes and result")
     parser.add_argument("--eps", help="L-inf radius in [0, 1], e.g. 8/255 (default: the attack's)")
     parser.add_argument("--iterations", type=int, help="optimizer iterations (default: the attack's)")
     parser.add_argument("--step", help="step size / learning rate (default: the attack's)")
-    parser.add_argument("--optimizer", help="pgd, bim, mi, ni, sini, vmi, di, sgd or adam")
+    parser.add_argument("--optimizer", help="pgd, bim, mi, ni, sini, vmi, di, sgd or adam (default: the attack's)")
     parser.add_argument(
-        "--param",
+        "--set",
+        dest="params",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="further attack parameter (repeatable), e.g. n_anchors=9",
+        help="further attack parameter (repeatable), e.g. --set n_anchors=9 (alias: --param)",
     )
+    parser.add_argument("--param", dest="params", action="append", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help="attack seed (default 0)")
     parser.add_argument("--targets", metavar="FILE", help="target-label file to reuse (targeted attacks)")
-    parser.add_argument("--target-seed", type=int, default=0, help="seed when target labels are created")
-    parser.add_argument("--limit", type=int, help="attack only the first N queries")
-    parser.add_argument("--topk", type=int, default=MAP_TOPK,
-                        help=f"mAP cut-off (0 = whole ranking; default {MAP_TOPK}, the paper protocol's)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--target-seed", type=int, default=0, help="seed when target labels are created (default 0)")
+    add_queries_argument(parser, "attack only the first N queries (default: all)")
+    add_topk_argument(parser, MAP_TOPK, f"mAP cut-off (0 = whole ranking; default {MAP_TOPK}, the paper protocol's)")
+    add_batch_size_argument(parser, 128, "queries attacked per batch (default 128)")
+    add_device_argument(parser)
+    add_json_argument(parser, "the result (the content of {attack}_result.json)")
     add_data_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    params = parse_params(args.param)
+    params = parse_params(args.params)
     if args.eps is not None:
         params["eps"] = parse_number(args.eps)
     if args.step is not None:
@@ -89,22 +101,24 @@ def run(args: argparse.Namespace) -> int:
     if args.optimizer is not None:
         params["optimizer"] = args.optimizer
     params["seed"] = args.seed
-    if args.topk is not None and args.topk < 0:
-        raise ConfigError(f"--topk must be positive or 0 for the whole ranking, got {args.topk}")
     topk = None if args.topk == 0 else args.topk
-    result = run_attack(
-        args.checkpoint,
-        args.attack,
-        args.out,
-        params=params,
-        targets=args.targets,
-        target_seed=args.target_seed,
-        limit=args.limit,
-        topk=topk,
-        batch_size=args.batch_size,
-        device=args.device,
-        data=data_config_from_args(args),
-    )
+    with json_stdout(args.json) as stdout:
+        result = run_attack(
+            args.checkpoint,
+            args.attack,
+            args.out,
+            params=params,
+            targets=args.targets,
+            target_seed=args.target_seed,
+            limit=args.queries,
+            topk=topk,
+            batch_size=args.batch_size,
+            device=args.device,
+            data=data_config_from_args(args),
+        )
+    if args.json:
+        print_json(result, stdout)
+        return 0
     cut = "all" if topk is None else topk
     metric = f"t-mAP@{cut}" if result["targeted"] else f"mAP@{cut}"
     before = result["clean_tmap"] if result["targeted"] else result["clean_map"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
+from hashguard.commands.common import add_json_argument, json_stdout, print_json
 from hashguard.data.check import check_dataset, check_formats
 from hashguard.data.sources import describe_sources
 
@@ -38,8 +40,11 @@ def register(subparsers: Any) -> None:
     check.add_argument(
         "--image-root", default=None, help="directory image paths are relative to (default: PATH)"
     )
+    add_json_argument(check, "the report (splits, problems, notes, ok)")
     check.set_defaults(handler=run_check)
-    listing = actions.add_parser("sources", help="list the dataset sources and their options")
+    listing = actions.add_parser(
+        "sources", help="list the dataset sources and their options (as `hashguard list sources -v`)"
+    )
     listing.set_defaults(handler=run_sources)
     parser.set_defaults(handler=lambda args: _usage(parser))
 
@@ -51,9 +56,13 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     """Handler of ``hashguard datasets check``."""
-    report = check_dataset(
-        args.path, format=args.format, images=not args.no_images, image_root=args.image_root
-    )
+    with json_stdout(args.json) as stdout:
+        report = check_dataset(
+            args.path, format=args.format, images=not args.no_images, image_root=args.image_root
+        )
+    if args.json:
+        print_json({**dataclasses.asdict(report), "ok": report.ok}, stdout)
+        return 0 if report.ok else 1
     print(report.table())
     for problem in report.problems[:MAX_PRINTED_PROBLEMS]:
         print(problem, file=sys.stderr)

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import argparse
 
-from hashguard.commands.common import add_data_arguments, data_config_from_args
+from hashguard.commands.common import (
+    add_batch_size_argument,
+    add_data_arguments,
+    add_device_argument,
+    add_set_argument,
+    data_config_from_args,
+)
 
 
 def _epilog() -> str:
@@ -48,10 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--defense", required=True, help="a registered defense (listed below)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the hardened checkpoint")
     parser.add_argument("--preset", help="recipe to start from: paper (default) or demo")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting (repeatable), e.g. --set eps=8/255 --set epochs=5")
+    add_set_argument(parser, "override a setting (repeatable), e.g. --set eps=8/255 --set epochs=5")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    add_batch_size_argument(parser, None, "training batch size (same as --set batch_size=N; default: the preset's)")
+    add_device_argument(parser)
     add_data_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -59,14 +65,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from hashguard.defenses import build_defense_config, defend
 
+    overrides = list(args.overrides)
+    if args.batch_size is not None:
+        overrides.append(f"batch_size={args.batch_size}")
     # validate the defense and every setting before anything is loaded or written
-    build_defense_config(args.defense, None, args.overrides, args.preset)
+    build_defense_config(args.defense, None, overrides, args.preset)
     result = defend(
         args.checkpoint,
         args.defense,
         args.out,
         None,
-        args.overrides,
+        overrides,
         preset=args.preset,
         resume=args.resume,
         device=args.device,

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import argparse
 
-from hashguard.commands.common import add_data_arguments, data_config_from_args
+from hashguard.commands.common import (
+    add_batch_size_argument,
+    add_data_arguments,
+    add_device_argument,
+    data_config_from_args,
+)
 from hashguard.pipeline.encode import encode_split
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("encode", help="encode a dataset split into binary codes")
-    parser.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
-    parser.add_argument("--split", default="database", choices=["train", "query", "test", "database"])
-    parser.add_argument("--out", required=True, metavar="CODES.npz")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser = subparsers.add_parser(
+        "encode",
+        help="encode a dataset split into binary codes",
+        description="Encode one split of the checkpoint's dataset (or of --data) into +-1 codes and labels, "
+        "written as a .npz code file for `hashguard search` and `hashguard evaluate --query-codes/--db-codes`.",
+    )
+    parser.add_argument("checkpoint", metavar="CHECKPOINT_DIR", help="trained checkpoint whose codes to compute")
+    parser.add_argument("--split", default="database", choices=["train", "query", "test", "database"],
+                        help="which split to encode (test = query; default: database)")
+    parser.add_argument("--out", required=True, metavar="CODES.npz", help="code file to write")
+    add_batch_size_argument(parser, 256, "images encoded per batch (default 256)")
+    add_device_argument(parser)
     add_data_arguments(parser)
     parser.set_defaults(handler=run)
 

@@ -6,7 +6,17 @@ import argparse
 import csv
 from pathlib import Path
 
-from hashguard.commands.common import add_data_arguments, data_config_from_args
+from hashguard.commands.common import (
+    add_batch_size_argument,
+    add_data_arguments,
+    add_device_argument,
+    add_json_argument,
+    add_queries_argument,
+    add_topk_argument,
+    data_config_from_args,
+    json_stdout,
+    print_json,
+)
 from hashguard.errors import ConfigError
 from hashguard.io_utils import atomic_write, atomic_write_json
 from hashguard.pipeline.evaluate import evaluate_checkpoint, evaluate_codes
@@ -20,14 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="mAP@k, tie-aware mAP, P@N and PR curve of query vs database",
         description="Evaluate a checkpoint (encodes query and database) or two code files.",
     )
-    parser.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT_DIR")
+    parser.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT_DIR",
+                        help="checkpoint whose query and database splits are encoded and compared")
     parser.add_argument("--query-codes", metavar="Q.npz", help="evaluate code files instead of a checkpoint")
-    parser.add_argument("--db-codes", metavar="DB.npz")
-    parser.add_argument("--topk", type=int, default=MAP_TOPK,
-                        help=f"mAP@k cut-off (0 = whole ranking; default {MAP_TOPK}, the paper protocol's)")
+    parser.add_argument("--db-codes", metavar="DB.npz", help="database code file (with --query-codes)")
+    add_topk_argument(parser, MAP_TOPK, f"mAP@k cut-off (0 = whole ranking; default {MAP_TOPK}, the paper protocol's)")
+    add_queries_argument(parser, "evaluate only the first N queries (default: all)")
     parser.add_argument("--out", metavar="METRICS.json", help="write every metric as JSON")
     parser.add_argument("--pr-out", metavar="PR.csv", help="write the precision-recall curve as CSV")
-    parser.add_argument("--device", default="auto")
+    add_batch_size_argument(parser, 256, "images encoded per batch (default 256)")
+    add_device_argument(parser)
+    add_json_argument(parser, "every metric")
     add_data_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -44,17 +57,15 @@ def _write_pr_csv(path: str, curve: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     topk = None if args.topk == 0 else args.topk
-    if topk is not None and topk < 0:
-        raise ConfigError(f"--topk must be positive or 0 for the whole ranking, got {args.topk}")
-    if args.query_codes or args.db_codes:
-        if not (args.query_codes and args.db_codes) or args.checkpoint:
-            raise ConfigError("give either a checkpoint or both --query-codes and --db-codes")
-        query, database = load_codes(args.query_codes), load_codes(args.db_codes)
-        metrics = evaluate_codes(query.codes, database.codes, query.labels, database.labels, topk)
-    elif args.checkpoint:
-        metrics = evaluate_checkpoint(args.checkpoint, data_config_from_args(args), topk, args.device)
-    else:
-        raise ConfigError("name a checkpoint directory, or --query-codes and --db-codes")
+    with json_stdout(args.json) as stdout:
+        metrics = _metrics(args, topk)
+        if args.out:
+            atomic_write_json(args.out, metrics)
+        if args.pr_out:
+            _write_pr_csv(args.pr_out, metrics["pr_curve"])
+    if args.json:
+        print_json(metrics, stdout)
+        return 0
     k = metrics["topk"] if metrics["topk"] is not None else "all"
     print(f"queries {metrics['n_queries']}, database {metrics['n_database']}, {metrics['bits']} bits; "
           f"cut-off mAP@{k}" + (f" (--topk {args.topk}, capped at the database size)" if topk and k != topk else ""))
@@ -66,9 +77,22 @@ def run(args: argparse.Namespace) -> int:
     for n, p in shown:
         print(f"P@{n:<16}{p:.4f}")
     if args.out:
-        atomic_write_json(args.out, metrics)
         print(f"wrote {args.out}")
     if args.pr_out:
-        _write_pr_csv(args.pr_out, metrics["pr_curve"])
         print(f"wrote {Path(args.pr_out)}")
     return 0
+
+
+def _metrics(args: argparse.Namespace, topk: int | None) -> dict:
+    if args.query_codes or args.db_codes:
+        if not (args.query_codes and args.db_codes) or args.checkpoint:
+            raise ConfigError("give either a checkpoint or both --query-codes and --db-codes")
+        query, database = load_codes(args.query_codes), load_codes(args.db_codes)
+        n = len(query.codes) if args.queries is None else args.queries
+        return evaluate_codes(query.codes[:n], database.codes, query.labels[:n], database.labels, topk)
+    if args.checkpoint:
+        return evaluate_checkpoint(
+            args.checkpoint, data_config_from_args(args), topk, args.device,
+            queries=args.queries, batch_size=args.batch_size,
+        )
+    raise ConfigError("name a checkpoint directory, or --query-codes and --db-codes")

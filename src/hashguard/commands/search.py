@@ -1,12 +1,13 @@
 """``hashguard search``: build a Hamming index from a code file and answer top-k or radius queries.
 
     hashguard search build --codes db.npz --out db.hgidx [--backend exact|flat|ivf|hnsw]
-    hashguard search query --index db.hgidx --codes q.npz -k 10 [--out results.json]
+    hashguard search query --index db.hgidx --codes q.npz --topk 10 [--queries N] [--out results.json] [--json]
     hashguard search query --index db.hgidx --codes q.npz --radius 2 [--out results.json]
 
 Results are JSON: ``{"index": ..., "backend": ..., "bits": ..., "k" or "radius": ..., "results": [{"query": i,
 "ids": [...], "distances": [...]}, ...]}``; ids are database row positions in the indexed code file, each
-list sorted by ascending (distance, id). Without ``--out`` the JSON goes to stdout. The work is done by
+list sorted by ascending (distance, id). Without ``--out`` (or with ``--json``) the JSON goes to stdout.
+``-k`` and ``--k`` are aliases of ``--topk``, ``--limit`` of ``--queries``. The work is done by
 :mod:`hashguard.pipeline.search`.
 """
 
@@ -17,6 +18,7 @@ import json
 import sys
 from typing import Any
 
+from hashguard.commands.common import add_json_argument, add_queries_argument, json_stdout, positive_int
 from hashguard.io_utils import atomic_write_json
 from hashguard.pipeline.search import build_index, query_index
 from hashguard.retrieval.index import BACKENDS
@@ -35,10 +37,10 @@ def register(subparsers: Any) -> None:
     build.add_argument("--codes", required=True, help="database code file (.npz from `hashguard encode`)")
     build.add_argument("--out", required=True, help="index file to write (e.g. db.hgidx)")
     build.add_argument("--backend", choices=BACKENDS, default="exact", help="search backend (default: exact)")
-    build.add_argument("--nlist", type=int, default=None, help="ivf: number of lists (default ~4 sqrt(N))")
-    build.add_argument("--nprobe", type=int, default=16, help="ivf: lists probed per query (default 16)")
-    build.add_argument("--hnsw-m", type=int, default=32, help="hnsw: links per node (default 32)")
-    build.add_argument("--ef-search", type=int, default=128, help="hnsw: search breadth (default 128)")
+    build.add_argument("--nlist", type=positive_int, default=None, help="ivf: number of lists (default ~4 sqrt(N))")
+    build.add_argument("--nprobe", type=positive_int, default=16, help="ivf: lists probed per query (default 16)")
+    build.add_argument("--hnsw-m", type=positive_int, default=32, help="hnsw: links per node (default 32)")
+    build.add_argument("--ef-search", type=positive_int, default=128, help="hnsw: search breadth (default 128)")
     build.add_argument("--seed", type=int, default=0, help="ivf: k-means seed (default 0)")
     build.set_defaults(handler=_build)
 
@@ -46,12 +48,15 @@ def register(subparsers: Any) -> None:
     query.add_argument("--index", required=True, help="index file written by `hashguard search build`")
     query.add_argument("--codes", required=True, help="query code file (.npz)")
     group = query.add_mutually_exclusive_group()
-    group.add_argument("-k", "--k", type=int, default=None, help="number of neighbours (default 10)")
+    group.add_argument("-k", "--topk", dest="k", type=positive_int, default=None, metavar="K",
+                       help="number of neighbours per query (default 10)")
+    group.add_argument("--k", dest="k", type=positive_int, help=argparse.SUPPRESS)
     group.add_argument(
         "--radius", type=int, default=None, help="return every item within this Hamming radius"
     )
     query.add_argument("--out", default=None, help="JSON file for the results (default: stdout)")
-    query.add_argument("--limit", type=int, default=None, help="answer only the first N queries")
+    add_queries_argument(query, "answer only the first N queries (default: all)")
+    add_json_argument(query, "the results (also when --out writes them to a file)")
     query.set_defaults(handler=_query)
 
     parser.set_defaults(handler=lambda args: _missing_action(parser))
@@ -78,13 +83,15 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    payload = query_index(args.index, args.codes, k=args.k, radius=args.radius, limit=args.limit)
+    with json_stdout(args.json) as stdout:
+        payload = query_index(args.index, args.codes, k=args.k, radius=args.radius, limit=args.queries)
+        if args.out:
+            atomic_write_json(args.out, payload)
     results = payload["results"]
-    if args.out:
-        atomic_write_json(args.out, payload)
+    if args.out and not args.json:
         n = sum(len(r["ids"]) for r in results)
         print(f"answered {len(results)} queries ({n} results) -> {args.out}")
     else:
-        json.dump(payload, sys.stdout)
-        sys.stdout.write("\n")
+        json.dump(payload, stdout)
+        stdout.write("\n")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from hashguard.commands.common import add_batch_size_argument, add_device_argument, add_set_argument
 from hashguard.config import load_experiment_config
 from hashguard.pipeline.train import run_training
 
@@ -16,14 +17,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "e.g. --set train.epochs=3 --set method.name=dph.",
     )
     parser.add_argument("--config", metavar="YAML", help="experiment configuration (default: built-in defaults)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a configuration value (repeatable)")
+    add_set_argument(parser, "override a configuration value (repeatable), e.g. --set train.epochs=3")
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory (checkpoint goes here)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    add_batch_size_argument(parser, None, "training batch size (same as --set train.batch_size=N)")
+    add_device_argument(parser, None, "default: the config's device, auto (same as --set device=D)")
     parser.set_defaults(handler=run)
 
 
+def overrides_of(args: argparse.Namespace) -> list[str]:
+    """The --set overrides followed by the shortcut flags, which win."""
+    overrides = list(args.overrides)
+    if args.batch_size is not None:
+        overrides.append(f"train.batch_size={args.batch_size}")
+    if args.device is not None:
+        overrides.append(f"device={args.device}")
+    return overrides
+
+
 def run(args: argparse.Namespace) -> int:
-    config = load_experiment_config(args.config, args.overrides)
+    config = load_experiment_config(args.config, overrides_of(args))
     run_training(config, args.out, resume=args.resume)
     return 0

@@ -24,12 +24,16 @@ def evaluate_checkpoint(
     topk: int | None = 5000,
     device: str = "auto",
     progress: bool = True,
+    queries: int | None = None,
+    batch_size: int = 256,
 ) -> dict[str, Any]:
-    """Encode query and database with the checkpoint and compute mAP@k, tie-aware mAP, P@N and the PR curve."""
+    """Encode query and database with the checkpoint and compute mAP@k, tie-aware mAP, P@N and the PR curve
+    (of the first ``queries`` queries only, when given; ``batch_size`` images per forward pass)."""
     opened = open_checkpoint(checkpoint, device=device, data=data)
     model, splits = opened.model, opened.require_splits()
-    query_codes, query_labels = encode_dataset(model, splits.query, progress=progress, description="query")
-    db_codes, db_labels = encode_dataset(model, splits.database, progress=progress, description="database")
+    query = splits.query if queries is None else splits.query[:queries]
+    query_codes, query_labels = encode_dataset(model, query, batch_size, progress=progress, description="query")
+    db_codes, db_labels = encode_dataset(model, splits.database, batch_size, progress=progress, description="database")
     metrics = evaluate_codes(query_codes, db_codes, query_labels, db_labels, topk)
     metrics["checkpoint"] = str(checkpoint)
     metrics["dataset_fingerprint"] = splits.fingerprint()
