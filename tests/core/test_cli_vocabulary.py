@@ -183,6 +183,28 @@ def test_evaluate_json_and_queries(tmp_path, capsys):
     assert "0.8333" in capsys.readouterr().out
 
 
+def test_evaluate_checkpoint_gets_queries_batch_size_and_device(tmp_path, capsys, monkeypatch):
+    from hashguard.commands import evaluate
+
+    seen = {}
+
+    def fake(checkpoint, data, topk, device, **kwargs):
+        print("encoding ...")
+        seen.update(kwargs, checkpoint=checkpoint, topk=topk, device=device)
+        q, db = _hand_codes(tmp_path)
+        from hashguard.pipeline.evaluate import evaluate_codes
+        from hashguard.retrieval import load_codes
+
+        query, database = load_codes(q), load_codes(db)
+        return evaluate_codes(query.codes, database.codes, query.labels, database.labels, topk)
+
+    monkeypatch.setattr(evaluate, "evaluate_checkpoint", fake)
+    assert main(["evaluate", "ck", "--limit", "4", "--batch-size", "9", "--device", "cpu", "-k", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["topk"] == 2 and "encoding" in captured.err
+    assert seen == {"queries": 4, "batch_size": 9, "checkpoint": "ck", "topk": 2, "device": "cpu"}
+
+
 def test_search_query_json_with_out(tmp_path, capsys):
     q, db = _hand_codes(tmp_path)
     index = str(tmp_path / "db.hgidx")

@@ -50,6 +50,7 @@ def test_every_public_name_resolves():
     from hashguard.retrieval.index import HammingIndex as index_class
 
     assert HammingIndex is index_class and hg.HammingIndex is index_class
+    assert set(hg._LAZY) <= set(hg.__all__)
     for name in hg.__all__:
         assert getattr(hg, name) is not None, name
         assert name in dir(hg)
