@@ -61,19 +61,19 @@ def test_every_public_name_resolves():
 def test_readme_snippet_runs(tmp_path, monkeypatch):
     """The README's snippet, executed as written on the demo digits, against a checkpoint in runs/dpsh (an
     untrained model: the snippet's behaviour does not depend on the weights)."""
-    splits = hg.open_dataset("demo-mnist", query_size=100, database_size=2000)
     torch.manual_seed(0)
-    save_model(tmp_path / "runs" / "dpsh", hg.create_model(backbone="small_cnn", bits=16, data=splits))
+    model = hg.create_model(backbone="small_cnn", bits=16, in_channels=1, image_size=28)
+    save_model(tmp_path / "runs" / "dpsh", model)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(_readme_snippet(), "README.md", "exec"), namespace)  # noqa: S102
     metrics, images, adv = namespace["metrics"], namespace["images"], namespace["adv"]
     assert 0.0 <= metrics["map"] <= 1.0 and metrics["topk"] == 1000
-    assert metrics["n_queries"] == 100 and metrics["n_database"] == 2000
+    assert metrics["n_queries"] == 100 and metrics["n_database"] == 1000
     assert images.shape == (8, 1, 28, 28) and adv.shape == images.shape
     assert float((adv - images).abs().max()) <= 8 / 255 + 1e-6 and 0.0 <= float(adv.min()) <= float(adv.max()) <= 1.0
     distances, ids = namespace["distances"], namespace["ids"]
-    assert ids.shape == (8, 10) and np.all(np.diff(distances, axis=1) >= 0) and np.all((0 <= ids) & (ids < 2000))
+    assert ids.shape == (8, 10) and np.all(np.diff(distances, axis=1) >= 0) and np.all((0 <= ids) & (ids < 1000))
 
 
 def test_evaluate_matches_the_retrieval_metric():
