@@ -74,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"mAP cut-off (0 = whole ranking; default {MAP_TOPK}, the paper protocol's)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace this attack's results in --out (otherwise a second run of it there is refused)")
     add_data_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         data=data_config_from_args(args),
+        overwrite=args.overwrite,
     )
     cut = "all" if topk is None else topk
     metric = f"t-mAP@{cut}" if result["targeted"] else f"mAP@{cut}"
