@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hashguard.attacks import AttackContext, build_attack
-from hashguard.attacks.evaluate import describe_run, evaluate_attack
+from hashguard.attacks.evaluate import AttackResult, describe_run, evaluate_attack
 from hashguard.attacks.reach import reach_warning
 from hashguard.attacks.registry import resolve_attack_params
 from hashguard.cli import main
@@ -245,3 +245,39 @@ def test_a_targeted_run_without_targets_creates_and_records_target_labels(checkp
     assert f"reusing target labels {labels}" in lines
     # a non-targeted attack into the same directory neither needs nor records target labels
     assert run_attack(checkpoint, "mainstay", tmp_path, **common)["target_labels_file"] is None
+
+
+# --- summary line and the study's attack stages -------------------------------------------------------------------
+
+
+def test_the_summary_line_reports_the_metric_of_the_attack_kind():
+    plain = AttackResult("x", False, {}, 3, None, clean_map=0.5, adv_map=0.125, perceptibility={"linf": 8 / 255},
+                         wall_time_s=1.5)
+    assert plain.summary() == "x: mAP@all 0.5000 -> 0.1250 on 3 queries (L-inf 0.0314, 1.5 s)"
+    targeted = AttackResult("y", True, {}, 7, 100, clean_map=0.9, adv_map=0.2, clean_tmap=0.1, adv_tmap=0.75,
+                            perceptibility={"linf": 0.0}, wall_time_s=12.0)
+    assert targeted.summary() == "y: t-mAP@100 0.1000 -> 0.7500 on 7 queries (L-inf 0.0000, 12.0 s)"
+
+
+def test_a_study_attack_stage_logs_its_start_warning_and_summary(tmp_path):
+    from hashguard.data import open_dataset
+    from hashguard.pipeline import attack_stage
+    from hashguard.pipeline.study_config import AttackSuiteConfig
+    from hashguard.testing import small_cnn_model
+
+    splits = open_dataset("demo-mnist", seed=0, train_size=100, database_size=300, query_size=20)
+    model = small_cnn_model(splits, bits=16).eval()
+    target = attack_stage.AttackedModel("undefended", model, splits, splits.train, "id", tmp_path)
+    suite = AttackSuiteConfig.model_validate({"queries": 12, "batch_size": 5})
+    lines: list[str] = []
+    result = attack_stage.run_one_attack(
+        target, "mainstay", {"eps": 16 / 255, "iterations": 3}, suite, None, 50, tmp_path, lines.append
+    )
+    assert lines == [
+        "  warning: mainstay: step 1/255 x 3 iterations = 3/255 < eps 16/255; from its random start a pixel moves "
+        "at most 3/255, so the iterations cannot traverse the eps ball (raise the iterations or the step)",
+        "  attack mainstay (non-targeted): 12 queries in 3 batches of up to 5; eps 16/255, 3 iterations of pgd "
+        "(step 1/255, random start)",
+        f"  mainstay: mAP@50 {result['clean_map']:.4f} -> {result['adv_map']:.4f} on 12 queries "
+        f"(L-inf {result['perceptibility']['linf']:.4f}, {result['wall_time_s']:.1f} s)",
+    ]

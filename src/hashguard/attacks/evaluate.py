@@ -105,6 +105,18 @@ class AttackResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> str:
+        """One line: the metric before and after the attack (t-mAP for a targeted attack), the queries, the L-inf
+        norm and the seconds spent attacking (the one-off training excluded)."""
+        cut = "all" if self.topk is None else self.topk
+        metric = f"t-mAP@{cut}" if self.targeted else f"mAP@{cut}"
+        before = self.clean_tmap if self.targeted else self.clean_map
+        after = self.adv_tmap if self.targeted else self.adv_map
+        return (
+            f"{self.attack}: {metric} {before:.4f} -> {after:.4f} on {self.num_queries} queries "
+            f"(L-inf {self.perceptibility.get('linf', 0.0):.4f}, {self.wall_time_s:.1f} s)"
+        )
+
 
 @dataclass
 class AttackRun:

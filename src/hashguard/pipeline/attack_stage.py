@@ -82,8 +82,9 @@ def run_one_attack(
 ) -> dict[str, Any]:
     """Attack the query split of ``target`` with ``name`` and return the result with curves.
 
-    ``log`` receives one line of what is about to run and, when the iterations cannot reach the edge of the eps
-    ball, one warning line; progress bars with an ETA are drawn on stderr when it is a terminal.
+    ``log`` receives one line of what is about to run, one warning line when the iterations cannot reach the
+    edge of the eps ball and one summary line at the end; progress bars with an ETA are drawn on stderr when it is
+    a terminal.
     """
     context = target.context()
     attack = build_attack(name, target.model, context, **params)
@@ -104,6 +105,8 @@ def run_one_attack(
         limit=suite.queries,
         progress=None,
     )
+    if log is not None:
+        log(f"  {run.result.summary()}")
     relevance = run.target_labels if attack.targeted and run.target_labels is not None else run.labels
     save_codes(
         directory / "adversarial_query.npz",
