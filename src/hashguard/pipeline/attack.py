@@ -34,6 +34,7 @@ from hashguard.config import DataConfig
 from hashguard.errors import ConfigError
 from hashguard.io_utils import atomic_write_json
 from hashguard.pipeline.checkpoint import open_checkpoint
+from hashguard.progress_bar import progress_scope
 from hashguard.protocol import MAP_TOPK
 from hashguard.retrieval.codes_io import save_codes
 
@@ -112,13 +113,14 @@ def run_attack(
         log(describe_run(attack_obj, n, batch_size))
     objective = attack_obj.objective
     needs_train = "train" in objective.needs or objective.needs_train_images
-    context = build_context(
-        model,
-        splits.train if needs_train else None,
-        splits.database,
-        batch_size=max(batch_size, 256),
-        train_images=objective.needs_train_images,  # the split itself, read batch by batch (ProS-GAN)
-    )
+    with progress_scope(progress):
+        context = build_context(
+            model,
+            splits.train if needs_train else None,
+            splits.database,
+            batch_size=max(batch_size, 256),
+            train_images=objective.needs_train_images,  # the split itself, read batch by batch (ProS-GAN)
+        )
     attack_obj.set_context(context)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

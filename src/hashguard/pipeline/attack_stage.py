@@ -29,6 +29,7 @@ from hashguard.pipeline.evaluate import evaluate_codes
 from hashguard.pipeline.progress import StagePlan
 from hashguard.pipeline.stages import run_stage
 from hashguard.pipeline.study_config import AttackSuiteConfig, eps_label
+from hashguard.progress_bar import progress_scope
 from hashguard.retrieval import average_precisions, load_codes, save_codes
 
 PER_QUERY = "per_query.npz"
@@ -49,7 +50,8 @@ class AttackedModel:
     def context(self) -> AttackContext:
         """Training and database codes of this model (computed on first use)."""
         if self._context is None:
-            self._context = build_context(self.model, self.train_set, self.splits.database, train_images=True)
+            with progress_scope(None):  # encoding bars on a terminal
+                self._context = build_context(self.model, self.train_set, self.splits.database, train_images=True)
         return self._context
 
 
