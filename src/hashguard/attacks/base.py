@@ -25,6 +25,7 @@ from hashguard.attacks.threat import LossFn, check_images, frozen_eval
 from hashguard.encoding import encode_dataset
 from hashguard.errors import ConfigError
 from hashguard.models.hash_model import sign_codes
+from hashguard.progress_bar import progress_enabled
 from hashguard.registry import constructor_values
 
 
@@ -85,13 +86,16 @@ def image_batch(images: torch.Tensor | Dataset, index: torch.Tensor) -> torch.Te
 
 
 def code_tensors(
-    model: nn.Module, dataset: Dataset, batch_size: int = 256
+    model: nn.Module, dataset: Dataset, batch_size: int = 256, description: str = "encode"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sign codes (int8, +-1, eval mode) and float labels of every item of ``dataset``, in index order, as tensors.
 
-    A thin tensor view of :func:`hashguard.encoding.encode_dataset`; an empty split is refused.
+    A thin tensor view of :func:`hashguard.encoding.encode_dataset`; an empty split is refused. A progress bar
+    named ``description`` is drawn when the enclosing :func:`hashguard.progress_bar.progress_scope` asks for one.
     """
-    codes, labels = encode_dataset(model, dataset, batch_size=batch_size)
+    codes, labels = encode_dataset(
+        model, dataset, batch_size=batch_size, progress=progress_enabled(), description=description
+    )
     if len(codes) == 0:
         raise ConfigError("cannot encode an empty split")
     return torch.from_numpy(codes), torch.from_numpy(labels)
@@ -116,12 +120,12 @@ def build_context(
     context = AttackContext()
     device = next(model.parameters()).device
     if train is not None:
-        codes, labels = code_tensors(model, train, batch_size)
+        codes, labels = code_tensors(model, train, batch_size, "encode train")
         context.train_codes, context.train_labels = codes.to(device), labels.to(device)
         if train_images:
             context.train_images = train
     if database is not None:
-        codes, labels = code_tensors(model, database, batch_size)
+        codes, labels = code_tensors(model, database, batch_size, "encode database")
         context.database_codes, context.database_labels = codes.to(device), labels.to(device)
     return context
 

@@ -27,7 +27,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from hashguard.attacks.base import HashAttack
+from hashguard.attacks.optimizers import uses_sign_steps
+from hashguard.attacks.reach import pixel_label
 from hashguard.errors import ConfigError
+from hashguard.progress_bar import progress_bar, progress_scope
 from hashguard.retrieval import mean_average_precision, targeted_mean_average_precision
 
 PSNR_CAP = 100.0
@@ -102,6 +105,18 @@ class AttackResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> str:
+        """One line: the metric before and after the attack (t-mAP for a targeted attack), the queries, the L-inf
+        norm and the seconds spent attacking (the one-off training excluded)."""
+        cut = "all" if self.topk is None else self.topk
+        metric = f"t-mAP@{cut}" if self.targeted else f"mAP@{cut}"
+        before = self.clean_tmap if self.targeted else self.clean_map
+        after = self.adv_tmap if self.targeted else self.adv_map
+        return (
+            f"{self.attack}: {metric} {before:.4f} -> {after:.4f} on {self.num_queries} queries "
+            f"(L-inf {self.perceptibility.get('linf', 0.0):.4f}, {self.wall_time_s:.1f} s)"
+        )
+
 
 @dataclass
 class AttackRun:
@@ -115,6 +130,26 @@ class AttackRun:
     target_labels: np.ndarray | None
 
 
+def describe_run(attack: HashAttack, queries: int, batch_size: int) -> str:
+    """One line saying what is about to run: the attack, the queries and batches, eps and, for an iterative
+    attack, the iterations, the optimizer and its step (or learning rate) and random start."""
+    params = attack.params()
+    batches = -(-int(queries) // max(int(batch_size), 1))
+    kind = "targeted" if attack.targeted else "non-targeted"
+    line = (
+        f"attack {attack.name} ({kind}): {queries} queries in {batches} batch{'' if batches == 1 else 'es'} "
+        f"of up to {batch_size}; eps {pixel_label(float(params['eps']))}"
+    )
+    if "iterations" in params and "optimizer" in params:
+        step = float(params["step"])
+        size = f"step {pixel_label(step)}" if uses_sign_steps(str(params["optimizer"])) else f"learning rate {step:g}"
+        start = ", random start" if params.get("random_start") else ""
+        line += f", {params['iterations']} iterations of {params['optimizer']} ({size}{start})"
+    else:
+        line += ", a generator trained once before the first batch"
+    return line
+
+
 def evaluate_attack(
     attack: HashAttack,
     queries: Dataset,
@@ -125,13 +160,15 @@ def evaluate_attack(
     batch_size: int = 128,
     topk: int | None = None,
     limit: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> AttackRun:
     """Attack every query of ``queries`` (in index order, batch by batch) and measure the outcome.
 
     ``target_labels`` (Q x C) is required for a targeted attack (see :mod:`hashguard.attacks.targets`).
     ``limit`` attacks only the first ``limit`` queries. ``topk`` is the mAP cut-off (None: whole ranking).
-    ``progress`` shows a progress bar over the query batches.
+    ``progress`` draws bars with an ETA on stderr over the query batches and over the attack's one-off training
+    (THA's PrototypeNet, ProS-GAN's GAN): True always, False never, None (default) when stderr is a terminal
+    (:mod:`hashguard.progress_bar`).
     """
     n = len(queries) if limit is None else min(int(limit), len(queries))
     if n < 1:
@@ -144,17 +181,14 @@ def evaluate_attack(
         targets = targets[:n]
     if attack.targeted and targets is None:
         raise ConfigError(f"attack {attack.name} is targeted: target labels are needed")
-    attack.setup()
+    with progress_scope(progress):
+        attack.setup()
     loader = DataLoader(torch.utils.data.Subset(queries, range(n)), batch_size=batch_size, shuffle=False)
     clean, adv, theory, labels = [], [], [], []
     sums: dict[str, float] = {}
     info: dict[str, Any] = {}
     elapsed = 0.0
-    batches: Any = loader
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(loader, desc=attack.name, leave=False, unit="batch")
+    batches = progress_bar(loader, total=len(loader), desc=f"{attack.name} queries", unit="batch", progress=progress)
     for images, batch_labels, index in batches:
         batch_targets = None if targets is None else targets[index]
         device_sync(attack.device)

@@ -56,6 +56,7 @@ from hashguard.attacks.prototype import PrototypeNet, freeze, likelihood_prototy
 from hashguard.attacks.registry import ATTACKS, Budget
 from hashguard.attacks.threat import check_images, clip_to_ball, frozen_eval
 from hashguard.errors import ConfigError
+from hashguard.progress_bar import progress_bar
 from hashguard.protocol import ATTACKS as PROTOCOL
 from hashguard.protocol import PROSGAN_REC_WEIGHT_DEFAULT
 from hashguard.registry import Range
@@ -113,6 +114,7 @@ def train_prosgan_prototype(
         feature=feature,
         label_head=True,
         generator=generator,
+        desc="prosgan PrototypeNet",
     )
 
 
@@ -276,6 +278,8 @@ def train_prosgan(
     targets are sampled uniformly from
     ``label_pool`` (the unique database labels), one per training image. D is updated on every 3rd batch of an
     epoch; ``max_steps`` caps the batches per epoch (None = all). Returns the generator, frozen and in eval mode.
+    A progress bar (epoch, step, ETA) is drawn when the enclosing :func:`hashguard.progress_bar.progress_scope`
+    asks for one.
     """
     if epochs < 0 or batch_size < 1:
         raise ConfigError("ProS-GAN training needs epochs >= 0 and batch_size >= 1")
@@ -306,8 +310,10 @@ def train_prosgan(
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, decay)
     gen.train()
     disc.train()
-    with frozen_eval(model):
-        for _ in range(epochs):
+    per_epoch = -(-n // batch_size) if max_steps is None else min(-(-n // batch_size), max_steps)
+    with frozen_eval(model), progress_bar(total=epochs * per_epoch, desc="prosgan GAN", unit="step") as bar:
+        for epoch in range(epochs):
+            bar.set_postfix_str(f"epoch {epoch + 1}/{epochs}", refresh=False)
             order = torch.randperm(n, generator=generator)
             batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
             if max_steps is not None:
@@ -331,6 +337,7 @@ def train_prosgan(
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
+                bar.update()
             sched_g.step()
             sched_d.step()
     freeze(gen)

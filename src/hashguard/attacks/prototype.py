@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hashguard.errors import ConfigError
+from hashguard.progress_bar import progress_bar
 
 #: a PrototypeNet loss ``loss(net, targets, codes, labels) -> scalar`` (float codes and labels)
 PrototypeLoss = Callable[["PrototypeNet", torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -179,12 +180,15 @@ def train_prototype(
     feature: int = 512,
     label_head: bool = False,
     generator: torch.Generator,
+    desc: str = "PrototypeNet",
 ) -> PrototypeNet:
     """Train a PrototypeNet offline on the attacked model's training sign codes; frozen and in eval mode out.
 
     The initialisation seed is the first draw from ``generator``; then each of the ``epochs x steps`` steps draws
     ``batch_size`` targets uniformly (with replacement) from ``label_pool`` (the unique database labels) and takes
-    one Adam step on ``loss_fn``; the learning rate is divided by 10 at 50% and 75% of the steps.
+    one Adam step on ``loss_fn``; the learning rate is divided by 10 at 50% and 75% of the steps. A progress bar
+    named ``desc`` (epoch, step, ETA) is drawn when the enclosing :func:`hashguard.progress_bar.progress_scope`
+    asks for one.
     """
     if epochs < 0 or steps < 1 or batch_size < 1:
         raise ConfigError("PrototypeNet training needs epochs >= 0, steps >= 1 and batch_size >= 1")
@@ -203,10 +207,14 @@ def train_prototype(
         optimizer, milestones=[max(1, total // 2), max(1, (3 * total) // 4)], gamma=0.1
     )
     net.train()
-    for _ in range(total):
-        pick = torch.randint(0, pool.shape[0], (batch_size,), generator=generator).to(device)
-        prototype_step(optimizer, loss_fn(net, pool[pick], codes, labels))
-        scheduler.step()
+    with progress_bar(total=total, desc=desc, unit="step") as bar:
+        for index in range(total):
+            pick = torch.randint(0, pool.shape[0], (batch_size,), generator=generator).to(device)
+            prototype_step(optimizer, loss_fn(net, pool[pick], codes, labels))
+            scheduler.step()
+            if index % steps == 0:
+                bar.set_postfix_str(f"epoch {index // steps + 1}/{epochs}", refresh=False)
+            bar.update()
     freeze(net)
     return net
 

@@ -67,6 +67,7 @@ def train_prototype_net(
         lr=lr,
         hidden=hidden,
         generator=generator,
+        desc="tha PrototypeNet",
     )
 
 

@@ -86,6 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_batch_size_argument(parser, 128, "queries attacked per batch (default 128)")
     add_device_argument(parser)
     add_json_argument(parser, "the result (the content of {attack}_result.json)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace this attack's results in --out (otherwise a second run of it there is refused)")
     add_data_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -115,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=args.device,
             data=data_config_from_args(args),
+            overwrite=args.overwrite,
         )
     if args.json:
         print_json(result, stdout)

@@ -3,11 +3,20 @@
 Writes ``{out}/{attack}_codes.npz`` (adversarial query codes with the query labels; code file format of
 :mod:`hashguard.retrieval.codes_io`), ``{out}/{attack}_result.json`` (the
 :class:`~hashguard.attacks.evaluate.AttackResult` as a dict plus the exact configuration) and, for targeted
-attacks, ``{out}/target_labels.json`` when no ``targets`` file is named.
+attacks, ``{out}/target_labels.json`` when no ``targets`` file is named (created on the first targeted attack
+into ``out`` and reused by the next ones, so every targeted attack of one directory aims at the same targets).
+
+Results are named by the attack, so runs of different attacks share a directory; a second run of the same
+attack into the same directory is refused before any work unless ``overwrite=True`` (``--overwrite``).
+Before the attack it prints one line of what is about to run (:func:`~hashguard.attacks.evaluate.describe_run`)
+and, when the iterations cannot reach the edge of the eps ball, one warning line
+(:func:`~hashguard.attacks.reach.reach_warning`); progress bars with an ETA follow ``progress``.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +27,44 @@ from hashguard.attacks import (
     load_or_create_target_labels,
     load_target_labels,
 )
-from hashguard.attacks.evaluate import evaluate_attack
+from hashguard.attacks.evaluate import describe_run, evaluate_attack
+from hashguard.attacks.reach import reach_warning
 from hashguard.attacks.registry import resolve_attack_params
 from hashguard.config import DataConfig
 from hashguard.errors import ConfigError
 from hashguard.io_utils import atomic_write_json
 from hashguard.pipeline.checkpoint import open_checkpoint
+from hashguard.progress_bar import progress_scope
 from hashguard.protocol import MAP_TOPK
 from hashguard.retrieval.codes_io import save_codes
 
-__all__ = ["run_attack"]
+__all__ = ["result_paths", "run_attack"]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def result_paths(out: str | Path, attack: str) -> tuple[Path, Path]:
+    """``({out}/{attack}_codes.npz, {out}/{attack}_result.json)`` for the registered name of ``attack``."""
+    name = attack_spec(attack).name
+    return Path(out) / f"{name}_codes.npz", Path(out) / f"{name}_result.json"
+
+
+def check_free(out: str | Path, attack: str, overwrite: bool = False) -> None:
+    """Refuse (one line) when ``out`` is a file, or when ``attack`` already wrote its results there and
+    ``overwrite`` is False."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a directory (--out names the directory for the results)")
+    if overwrite:
+        return
+    for path in result_paths(out, attack):
+        if path.exists():
+            raise ConfigError(
+                f"{path} exists (an earlier {attack_spec(attack).name} run): pass --overwrite to replace it "
+                "or choose another --out"
+            )
 
 
 def run_attack(
@@ -43,34 +80,50 @@ def run_attack(
     batch_size: int = 128,
     device: str = "auto",
     data: DataConfig | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint and its data, attack the query split, write codes and result; returns the result.
 
     ``params`` are the attack's settings (eps, step, iterations, optimizer, seed, attack-specific ones);
     ``targets`` reuses a target-label file (targeted attacks), otherwise ``{out}/target_labels.json`` is read
     or created with ``target_seed``; ``limit`` attacks only the first queries; ``topk`` is the mAP cut-off
-    (None: the whole ranking); ``data`` names other data than the checkpoint's own.
+    (None: the whole ranking); ``data`` names other data than the checkpoint's own. ``overwrite`` replaces
+    this attack's results in ``out`` (otherwise they are refused before any work). ``progress``: bars with an
+    ETA on stderr over the query batches and the attack's one-off training (True always, False never - the
+    start line too -, None when stderr is a terminal). ``log`` receives the start line and the eps warning
+    (default: stderr).
     """
+    log = log or _stderr
     spec = attack_spec(attack)
-    resolve_attack_params(spec.name, **(params or {}))  # every setting validated before the checkpoint is read
+    # every setting validated before the checkpoint is read
+    resolved = resolve_attack_params(spec.name, **(params or {}))
     if targets is not None and not Path(targets).is_file():
         raise ConfigError(f"{targets}: target-label file not found")
+    check_free(out, spec.name, overwrite)
+    warning = reach_warning(resolved, spec.name)
+    if warning is not None:
+        log(f"warning: {warning}")
     opened = open_checkpoint(checkpoint, device=device, data=data)
     model, splits = opened.model, opened.require_splits()
     attack_obj = build_attack(spec.name, model, **(params or {}))
+    n = len(splits.query) if limit is None else min(limit, len(splits.query))
+    if progress is not False:
+        log(describe_run(attack_obj, n, batch_size))
     objective = attack_obj.objective
     needs_train = "train" in objective.needs or objective.needs_train_images
-    context = build_context(
-        model,
-        splits.train if needs_train else None,
-        splits.database,
-        batch_size=max(batch_size, 256),
-        train_images=objective.needs_train_images,  # the split itself, read batch by batch (ProS-GAN)
-    )
+    with progress_scope(progress):
+        context = build_context(
+            model,
+            splits.train if needs_train else None,
+            splits.database,
+            batch_size=max(batch_size, 256),
+            train_images=objective.needs_train_images,  # the split itself, read batch by batch (ProS-GAN)
+        )
     attack_obj.set_context(context)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    n = len(splits.query) if limit is None else min(limit, len(splits.query))
     target_labels = None
     target_file = None
     if spec.targeted:
@@ -80,9 +133,12 @@ def run_attack(
             target_labels = load_target_labels(target_file, num_queries=len(query_labels), query_labels=query_labels)
         else:
             target_file = out / "target_labels.json"
+            reused = target_file.exists()
             target_labels = load_or_create_target_labels(
                 target_file, query_labels, splits.database.labels, seed=target_seed
             )
+            if progress is not False:
+                log(f"{'reusing' if reused else 'created'} target labels {target_file}")
     run = evaluate_attack(
         attack_obj,
         splits.query,
@@ -92,12 +148,13 @@ def run_attack(
         batch_size=batch_size,
         topk=topk,
         limit=n,
+        progress=progress,
     )
     result = run.result.to_dict()
     result["checkpoint"] = str(checkpoint)
     result["data"] = None if opened.data is None else opened.data.model_dump()
     result["target_labels_file"] = None if target_file is None else str(target_file)
-    codes_path = out / f"{spec.name}_codes.npz"
+    codes_path, result_path = result_paths(out, spec.name)
     save_codes(
         codes_path,
         run.adv_codes,
@@ -105,5 +162,5 @@ def run_attack(
         meta={"split": "query", "attack": spec.name, "checkpoint": str(checkpoint), "adversarial": True},
     )
     result["codes_file"] = str(codes_path)
-    atomic_write_json(out / f"{spec.name}_result.json", result)
+    atomic_write_json(result_path, result)
     return result

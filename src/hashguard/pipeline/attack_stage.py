@@ -11,6 +11,7 @@ stage runs (or when a stage cached by an older version lacks ``per_query.npz``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from hashguard.attacks import AttackContext, attack_spec, build_attack, build_context
-from hashguard.attacks.evaluate import evaluate_attack
+from hashguard.attacks.evaluate import describe_run, evaluate_attack
+from hashguard.attacks.reach import reach_warning
 from hashguard.attacks.registry import resolve_attack_params
 from hashguard.data.base import DatasetSplits, HashingDataset
 from hashguard.io_utils import atomic_write
@@ -27,6 +29,7 @@ from hashguard.pipeline.evaluate import evaluate_codes
 from hashguard.pipeline.progress import StagePlan
 from hashguard.pipeline.stages import run_stage
 from hashguard.pipeline.study_config import AttackSuiteConfig, eps_label
+from hashguard.progress_bar import progress_scope
 from hashguard.retrieval import average_precisions, load_codes, save_codes
 
 PER_QUERY = "per_query.npz"
@@ -47,7 +50,8 @@ class AttackedModel:
     def context(self) -> AttackContext:
         """Training and database codes of this model (computed on first use)."""
         if self._context is None:
-            self._context = build_context(self.model, self.train_set, self.splits.database, train_images=True)
+            with progress_scope(None):  # encoding bars on a terminal
+                self._context = build_context(self.model, self.train_set, self.splits.database, train_images=True)
         return self._context
 
 
@@ -76,10 +80,22 @@ def run_one_attack(
     target_labels: np.ndarray | None,
     topk: int | None,
     directory: Path,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Attack the query split of ``target`` with ``name`` and return the result with curves."""
+    """Attack the query split of ``target`` with ``name`` and return the result with curves.
+
+    ``log`` receives one line of what is about to run, one warning line when the iterations cannot reach the
+    edge of the eps ball and one summary line at the end; progress bars with an ETA are drawn on stderr when it is
+    a terminal.
+    """
     context = target.context()
     attack = build_attack(name, target.model, context, **params)
+    if log is not None:
+        warning = reach_warning(attack.params(), name)
+        if warning is not None:
+            log(f"  warning: {warning}")
+        queries = len(target.splits.query) if suite.queries is None else min(suite.queries, len(target.splits.query))
+        log(f"  {describe_run(attack, queries, suite.batch_size)}")
     run = evaluate_attack(
         attack,
         target.splits.query,
@@ -89,8 +105,10 @@ def run_one_attack(
         batch_size=suite.batch_size,
         topk=topk,
         limit=suite.queries,
-        progress=True,
+        progress=None,
     )
+    if log is not None:
+        log(f"  {run.result.summary()}")
     relevance = run.target_labels if attack.targeted and run.target_labels is not None else run.labels
     save_codes(
         directory / "adversarial_query.npz",
@@ -191,7 +209,7 @@ def attack_model(
             stage_name(target.key, name),
             target.directory / "attacks" / name,
             stage_key(name, params),
-            lambda d, n=name, p=params: run_one_attack(target, n, p, suite, target_labels, topk, d),
+            lambda d, n=name, p=params: run_one_attack(target, n, p, suite, target_labels, topk, d, log),
             log,
             plan,
         )
@@ -209,7 +227,7 @@ def attack_model(
                         stage_name(target.key, name, eps),
                         target.directory / "sweep" / f"{name}-eps{eps:.6f}",
                         stage_key(name, params),
-                        lambda d, n=name, p=params: _sweep_point(target, n, p, suite, target_labels, topk, d),
+                        lambda d, n=name, p=params: _sweep_point(target, n, p, suite, target_labels, topk, d, log),
                         log,
                         plan,
                     )
@@ -226,9 +244,10 @@ def _sweep_point(
     target_labels: np.ndarray | None,
     topk: int | None,
     directory: Path,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """One point of the eps sweep: the attack's mAP numbers only (no curves)."""
-    result = run_one_attack(target, name, params, suite, target_labels, topk, directory)
+    result = run_one_attack(target, name, params, suite, target_labels, topk, directory, log)
     summary = {key: result.get(key) for key in ("adv_map", "adv_tmap", "clean_map", "clean_tmap")}
     return {"eps": params["eps"], **summary}
 

@@ -314,8 +314,29 @@ def resolved_budgets(config: StudyConfig) -> dict[str, dict[str, Any]]:
     return budgets
 
 
+def budget_warnings(config: StudyConfig) -> list[str]:
+    """One line per attack (and per eps-sweep point) of the study whose iterations cannot reach the edge of its
+    eps ball (:func:`hashguard.attacks.reach.reach_warning`); empty when every budget is reachable."""
+    from hashguard.attacks.reach import reach_warning
+    from hashguard.attacks.registry import resolve_attack_params
+    from hashguard.protocol import study_attacks
+
+    runs = [(name, name, config.attacks.params_for(name)) for name in study_attacks(config)]
+    if config.attacks.sweep.eps:
+        for name in config.attacks.sweep.attacks:
+            for eps in config.attacks.sweep.eps:
+                runs.append((name, f"{name} @ eps {eps_label(eps)}", config.attacks.params_for(name, eps=eps)))
+    lines: list[str] = []
+    for name, label, params in runs:
+        warning = reach_warning(resolve_attack_params(name, **params), label)
+        if warning is not None and warning not in lines:
+            lines.append(warning)
+    return lines
+
+
 def budget_table(config: StudyConfig) -> str:
-    """The resolved per-attack budgets as a fixed-width table (printed by ``hashguard study --dry-run``)."""
+    """The resolved per-attack budgets as a fixed-width table (printed by ``hashguard study --dry-run``), then one
+    ``warning:`` line per budget whose iterations cannot reach the edge of its eps ball (:func:`budget_warnings`)."""
     from hashguard.attacks import attack_spec
     from hashguard.attacks.registry import resolve_attack_params
     from hashguard.protocol import format_value
@@ -335,4 +356,5 @@ def budget_table(config: StudyConfig) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += [f"warning: {line}" for line in budget_warnings(config)]
     return "\n".join(lines)
