@@ -12,6 +12,7 @@ from hashguard.io_utils import atomic_write, atomic_write_json
 from hashguard.pipeline.evaluate import evaluate_checkpoint, evaluate_codes
 from hashguard.protocol import MAP_TOPK
 from hashguard.retrieval import load_codes
+from hashguard.retrieval.health import print_warnings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         if not (args.query_codes and args.db_codes) or args.checkpoint:
             raise ConfigError("give either a checkpoint or both --query-codes and --db-codes")
         query, database = load_codes(args.query_codes), load_codes(args.db_codes)
-        metrics = evaluate_codes(query.codes, database.codes, query.labels, database.labels, topk)
+        metrics = evaluate_codes(query.codes, database.codes, query.labels, database.labels, topk,
+                                 warn=print_warnings)
     elif args.checkpoint:
         metrics = evaluate_checkpoint(args.checkpoint, data_config_from_args(args), topk, args.device)
     else:

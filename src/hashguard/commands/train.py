@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from hashguard.config import load_experiment_config
-from hashguard.pipeline.train import run_training
+from hashguard.pipeline.train import CONFIG_FILE, run_training
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train a deep hashing model",
-        description="Train a deep hashing model. Settings come from --config (YAML) and --set overrides, "
-        "e.g. --set train.epochs=3 --set method.name=dph.",
+        description="Train a deep hashing model. Settings come from --config (a training configuration: data, "
+        "model, method, train, seed, device; e.g. configs/train-demo.yaml) and --set overrides, e.g. "
+        "--set train.epochs=3 --set method.name=dph. Without --config: the CPU demo recipe of "
+        "configs/train-demo.yaml (CSQ on the small CNN, the embedded demo digits). --resume without --config "
+        "continues the run in --out with the configuration stored there (--out/config.yaml).",
     )
-    parser.add_argument("--config", metavar="YAML", help="experiment configuration (default: built-in defaults)")
+    parser.add_argument("--config", metavar="YAML",
+                        help="training configuration (default: the demo recipe of configs/train-demo.yaml; "
+                        "with --resume: the run's own --out/config.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a configuration value (repeatable)")
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory (checkpoint goes here)")
@@ -24,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_experiment_config(args.config, args.overrides)
+    stored = Path(args.out) / CONFIG_FILE
+    if args.resume and args.config is None and stored.is_file():
+        # the run's own configuration; --set may still change what does not alter the result (e.g. progress)
+        config = load_experiment_config(stored, args.overrides)
+    else:
+        config = load_experiment_config(args.config, args.overrides, default=True)
     run_training(config, args.out, resume=args.resume)
     return 0
