@@ -165,8 +165,11 @@ def check_same_run(stored: Path, config: ExperimentConfig) -> None:
     differ = [key for key in sorted(set(before) | set(after))
               if before.get(key) != after.get(key) and key not in RESUMABLE_CHANGES]
     if differ:
-        shown = ", ".join(f"{key} {before.get(key)!r} -> {after.get(key)!r}" for key in differ[:4])
-        more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
+        def value(flat: dict[str, Any], key: str) -> str:
+            return repr(flat[key]) if key in flat else "(unset)"
+
+        shown = ", ".join(f"{key} {value(before, key)} -> {value(after, key)}" for key in differ[:8])
+        more = f" (and {len(differ) - 8} more)" if len(differ) > 8 else ""
         raise ConfigError(
             f"{stored}: this run was started with another configuration ({shown}{more}); "
             f"`hashguard train --out {stored.parent} --resume` continues it with its own configuration, "
