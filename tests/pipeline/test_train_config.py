@@ -79,3 +79,30 @@ def test_resume_continues_an_interrupted_run_with_its_stored_configuration(tmp_p
     # without --resume the run is never overwritten, and its config.yaml is not touched either
     assert "--resume" in one_line_error(capsys, ["train", "--out", str(out), *TINY])
     assert (out / "config.yaml").read_text() == stored
+
+
+@pytest.mark.parametrize("collapse", [True, False])
+def test_training_warns_when_the_final_codes_collapse(tmp_path, monkeypatch, collapse):
+    """The training path runs the collapse check on its final model: a stand-in for the training loop leaves
+    the model as it is (random initial weights: many distinct codes) or zeroes the BatchNorm hash head (every
+    code sign(0) = +1, one code for everything); no model is trained."""
+    import torch
+
+    import hashguard.pipeline.train as train_pipeline
+    from hashguard.training import TrainResult
+
+    def fake_train_model(model, method, fit_set, config, out, **kwargs):
+        if collapse:
+            with torch.no_grad():
+                model.hash_norm.weight.zero_()
+                model.hash_norm.bias.zero_()
+        return TrainResult(Path(out), config.epochs, [{"loss": 0.0, "val_map": 0.9}], 1, 0.9)
+
+    monkeypatch.setattr(train_pipeline, "train_model", fake_train_model)
+    overrides = [item for item in TINY if item != "--set"] + ["train.epochs=1"]
+    lines: list[str] = []
+    run_training(load_experiment_config(None, overrides, default=True), tmp_path / "run", log=lines.append)
+    warnings = [line for line in lines if line.startswith("WARNING: the trained codes look collapsed")]
+    assert len(warnings) == (1 if collapse else 0), lines
+    if collapse:
+        assert "one code is shared by 100%" in warnings[0]
