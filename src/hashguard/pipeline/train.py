@@ -92,9 +92,10 @@ def run_training(
         **config.method.params,
     )
     out = Path(out_dir)
-    existing_run(out, resume, "a training run")  # refuse to overwrite a run before anything is written
+    # refuse to overwrite a run before anything is written; a run with a checkpoint resumes only as itself
+    existing = existing_run(out, resume, "a training run")
     stored = out / CONFIG_FILE
-    if resume and stored.is_file():
+    if existing is not None and stored.is_file():
         check_same_run(stored, config)
     else:
         out.mkdir(parents=True, exist_ok=True)
