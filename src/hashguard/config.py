@@ -6,6 +6,7 @@ and the problem.
 
 from __future__ import annotations
 
+import copy
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -197,10 +198,56 @@ def build_config(model: type[StrictModel], payload: dict[str, Any], source: str)
         raise ConfigError(validation_message(exc, source)) from None
 
 
+#: ``hashguard train`` without ``--config``: the from-scratch CPU recipe of docs/methods.md on the embedded
+#: single-label demo digits (CSQ on the small CNN, 32 bits, BatchNorm on the code logits, Adam 5e-4, the fast
+#: recipe for 4 epochs). ``configs/train-demo.yaml`` holds the same settings as a file.
+DEMO_TRAINING: dict[str, Any] = {
+    "data": {"source": "demo-mnist", "seed": 0},
+    "model": {"backbone": "small_cnn", "bits": 32, "hash_norm": "batchnorm"},
+    "method": {"name": "csq"},
+    "train": {"recipe": "fast", "epochs": 4, "lr": 0.0005},
+    "seed": 0,
+    "device": "auto",
+}
+
+#: top-level keys only a study configuration (``hashguard study``) has
+STUDY_KEYS = ("name", "attacks", "defenses", "evaluation", "report", "checkpoint", "data_dir", "weights_dir")
+#: the top-level keys of a training configuration (``hashguard train --config``)
+TRAINING_KEYS = tuple(ExperimentConfig.model_fields)
+
+
+def check_config_kind(payload: dict[str, Any], source: str, expected: Literal["training", "study"]) -> None:
+    """Refuse a configuration file of the other kind with one line naming both kinds and their commands.
+
+    A file is a study configuration when it has any of :data:`STUDY_KEYS` at the top level (``attacks``,
+    ``defenses``, ``name``, ...), and a training configuration when its top-level keys are all among
+    :data:`TRAINING_KEYS` (``data``, ``model``, ``method``, ``train``, ``seed``, ``device``).
+    """
+    study_keys = [key for key in STUDY_KEYS if key in payload]
+    if expected == "training" and study_keys:
+        raise ConfigError(
+            f"{source} is a study configuration (it has {', '.join(study_keys)}): run it with "
+            f"`hashguard study {source}`; `hashguard train --config` takes a training configuration "
+            f"(keys {', '.join(TRAINING_KEYS)}), e.g. configs/train-demo.yaml"
+        )
+    if expected == "study" and payload and not study_keys and set(payload) <= set(TRAINING_KEYS):
+        raise ConfigError(
+            f"{source} is a training configuration (only {', '.join(k for k in TRAINING_KEYS if k in payload)}): "
+            f"train it with `hashguard train --config {source} --out DIR`; `hashguard study` takes a study "
+            f"configuration (with {', '.join(STUDY_KEYS[:3])}, ...), e.g. configs/demo.yaml"
+        )
+
+
 def load_experiment_config(
-    path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None
+    path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None, *, default: bool = False
 ) -> ExperimentConfig:
-    """Read ``path`` (or start from defaults), apply overrides, validate."""
-    payload = read_yaml(path) if path is not None else {}
+    """Read the training configuration ``path``, apply overrides, validate. Without ``path`` the start is
+    :data:`DEMO_TRAINING` when ``default`` is set (``hashguard train``) and the bare field defaults otherwise.
+    A study configuration is refused with one line (:func:`check_config_kind`)."""
+    if path is not None:
+        payload = read_yaml(path)
+        check_config_kind(payload, str(path), "training")
+    else:
+        payload = copy.deepcopy(DEMO_TRAINING) if default else {}
     payload = apply_overrides(payload, list(overrides or []))
     return build_config(ExperimentConfig, payload, str(path) if path is not None else "configuration")

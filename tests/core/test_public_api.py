@@ -59,11 +59,11 @@ def test_every_public_name_resolves():
 
 
 def test_readme_snippet_runs(tmp_path, monkeypatch):
-    """The README's snippet, executed as written on the demo digits, against a checkpoint in runs/dpsh (an
+    """The README's snippet, executed as written on the demo digits, against a checkpoint in runs/csq (an
     untrained model: the snippet's behaviour does not depend on the weights)."""
     torch.manual_seed(0)
     model = hg.create_model(backbone="small_cnn", bits=16, in_channels=1, image_size=28)
-    save_model(tmp_path / "runs" / "dpsh", model)
+    save_model(tmp_path / "runs" / "csq", model)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(_readme_snippet(), "README.md", "exec"), namespace)  # noqa: S102

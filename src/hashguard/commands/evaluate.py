@@ -22,6 +22,7 @@ from hashguard.io_utils import atomic_write, atomic_write_json
 from hashguard.pipeline.evaluate import evaluate_checkpoint, evaluate_codes
 from hashguard.protocol import MAP_TOPK
 from hashguard.retrieval import load_codes
+from hashguard.retrieval.health import print_warnings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,7 +90,8 @@ def _metrics(args: argparse.Namespace, topk: int | None) -> dict:
             raise ConfigError("give either a checkpoint or both --query-codes and --db-codes")
         query, database = load_codes(args.query_codes), load_codes(args.db_codes)
         n = len(query.codes) if args.queries is None else args.queries
-        return evaluate_codes(query.codes[:n], database.codes, query.labels[:n], database.labels, topk)
+        return evaluate_codes(query.codes[:n], database.codes, query.labels[:n], database.labels, topk,
+                              warn=print_warnings)
     if args.checkpoint:
         return evaluate_checkpoint(
             args.checkpoint, data_config_from_args(args), topk, args.device,

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from hashguard.commands.common import add_batch_size_argument, add_device_argument, add_set_argument
 from hashguard.config import load_experiment_config
-from hashguard.pipeline.train import run_training
+from hashguard.pipeline.train import CONFIG_FILE, run_training
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train a deep hashing model",
-        description="Train a deep hashing model. Settings come from --config (YAML) and --set overrides, "
-        "e.g. --set train.epochs=3 --set method.name=dph.",
+        description="Train a deep hashing model. Settings come from --config (a training configuration: data, "
+        "model, method, train, seed, device; e.g. configs/train-demo.yaml) and --set overrides, e.g. "
+        "--set train.epochs=3 --set method.name=dph. Without --config: the CPU demo recipe of "
+        "configs/train-demo.yaml (CSQ on the small CNN, the embedded demo digits). --resume without --config "
+        "continues the run in --out with the configuration stored there (--out/config.yaml).",
     )
-    parser.add_argument("--config", metavar="YAML", help="experiment configuration (default: built-in defaults)")
+    parser.add_argument("--config", metavar="YAML",
+                        help="training configuration (default: the demo recipe of configs/train-demo.yaml; "
+                        "with --resume: the run's own --out/config.yaml)")
     add_set_argument(parser, "override a configuration value (repeatable), e.g. --set train.epochs=3")
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory (checkpoint goes here)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -36,6 +42,11 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_experiment_config(args.config, overrides_of(args))
+    stored = Path(args.out) / CONFIG_FILE
+    if args.resume and args.config is None and stored.is_file():
+        # the run's own configuration; --set may still change what does not alter the result (e.g. progress)
+        config = load_experiment_config(stored, overrides_of(args))
+    else:
+        config = load_experiment_config(args.config, overrides_of(args), default=True)
     run_training(config, args.out, resume=args.resume)
     return 0

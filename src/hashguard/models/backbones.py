@@ -69,7 +69,7 @@ def _import_torchvision():  # noqa: ANN202 - returns the module
         import torchvision
     except Exception as exc:  # ImportError, or a broken CUDA-only wheel
         raise ConfigError(
-            "torchvision backbones need the 'vision' extra: pip install 'hashguard[vision]' "
+            "torchvision backbones need the 'vision' extra: pip install -e '.[vision]' (from the hashguard clone) "
             f"({type(exc).__name__}: {exc})"
         ) from None
     return torchvision

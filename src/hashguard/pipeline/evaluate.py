@@ -1,7 +1,9 @@
-"""Clean retrieval evaluation of a checkpoint (query split against database split)."""
+"""Clean retrieval evaluation of a checkpoint (query split against database split), with a warning when the
+codes look collapsed (:mod:`hashguard.retrieval.health`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,13 +11,35 @@ from hashguard.config import DataConfig
 from hashguard.encoding import encode_dataset
 from hashguard.pipeline.checkpoint import open_checkpoint
 from hashguard.retrieval import evaluate_retrieval
+from hashguard.retrieval.health import code_health, print_warnings
+
+Warn = Callable[[list[str]], None]
 
 
-def evaluate_codes(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any, topk: int | None) -> dict:
-    """Every retrieval metric of ``hashguard.retrieval`` for one query set against one database."""
+def evaluate_codes(
+    query_codes: Any,
+    db_codes: Any,
+    query_labels: Any,
+    db_labels: Any,
+    topk: int | None,
+    warn: Warn | None = None,
+) -> dict:
+    """Every retrieval metric of ``hashguard.retrieval`` for one query set against one database.
+
+    With ``warn`` (e.g. :func:`~hashguard.retrieval.health.print_warnings`) the database codes and the mAP are
+    also checked for collapse (docs/metrics.md): the result gets a ``code_health`` entry and ``warn`` receives
+    the warning line, if any.
+    """
     if topk is not None:
         topk = min(topk, len(db_codes))
-    return evaluate_retrieval(query_codes, db_codes, query_labels, db_labels, topk=topk)
+    metrics = evaluate_retrieval(query_codes, db_codes, query_labels, db_labels, topk=topk)
+    if warn is not None:
+        health = code_health(db_codes, db_labels, map_value=metrics["map"], query_labels=query_labels)
+        metrics["code_health"] = health.to_dict()
+        line = health.warning("the database codes")
+        if line:
+            warn([line])
+    return metrics
 
 
 def evaluate_checkpoint(
@@ -26,15 +50,17 @@ def evaluate_checkpoint(
     progress: bool = True,
     queries: int | None = None,
     batch_size: int = 256,
+    warn: Warn | None = print_warnings,
 ) -> dict[str, Any]:
     """Encode query and database with the checkpoint and compute mAP@k, tie-aware mAP, P@N and the PR curve
-    (of the first ``queries`` queries only, when given; ``batch_size`` images per forward pass)."""
+    (of the first ``queries`` queries only, when given; ``batch_size`` images per forward pass); collapsed codes
+    give ``warn`` a warning line (see :func:`evaluate_codes`)."""
     opened = open_checkpoint(checkpoint, device=device, data=data)
     model, splits = opened.model, opened.require_splits()
     query = splits.query if queries is None else splits.query[:queries]
     query_codes, query_labels = encode_dataset(model, query, batch_size, progress=progress, description="query")
     db_codes, db_labels = encode_dataset(model, splits.database, batch_size, progress=progress, description="database")
-    metrics = evaluate_codes(query_codes, db_codes, query_labels, db_labels, topk)
+    metrics = evaluate_codes(query_codes, db_codes, query_labels, db_labels, topk, warn=warn)
     metrics["checkpoint"] = str(checkpoint)
     metrics["dataset_fingerprint"] = splits.fingerprint()
     return metrics

@@ -2,19 +2,32 @@
 
 Results are a JSON-ready dict: ``{"index": ..., "backend": ..., "bits": ..., "k" or "radius": ..., "results":
 [{"query": i, "ids": [...], "distances": [...]}, ...]}``; ids are database row positions in the indexed code
-file, each list sorted by ascending (distance, id).
+file, each list sorted by ascending (distance, id). Collapsed codes (docs/metrics.md: one code for most items,
+fewer codes than labels) give a warning line, on stderr by default.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hashguard.errors import ConfigError
-from hashguard.retrieval.codes_io import load_codes
+from hashguard.retrieval.codes_io import CodeSet, load_codes
+from hashguard.retrieval.health import code_health, print_warnings
 from hashguard.retrieval.index import HammingIndex
 
 __all__ = ["build_index", "query_index"]
+
+Warn = Callable[[list[str]], None]
+
+
+def _check_health(codeset: CodeSet, what: str, warn: Warn | None) -> None:
+    if warn is None or codeset.labels is None or len(codeset.labels) != len(codeset.codes):
+        return
+    line = code_health(codeset.codes, codeset.labels).warning(what)
+    if line:
+        warn([line])
 
 
 def build_index(
@@ -27,12 +40,15 @@ def build_index(
     hnsw_m: int = 32,
     ef_search: int = 128,
     seed: int = 0,
+    warn: Warn | None = print_warnings,
 ) -> HammingIndex:
-    """Index the codes of the code file ``codes`` with ``backend`` and save the index to ``out``."""
+    """Index the codes of the code file ``codes`` with ``backend`` and save the index to ``out``; collapsed
+    codes give ``warn`` a warning line."""
     for name, value in (("nlist", nlist), ("nprobe", nprobe), ("hnsw_m", hnsw_m), ("ef_search", ef_search)):
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, not {value}")
     codeset = load_codes(codes)
+    _check_health(codeset, f"the codes of {codes}", warn)
     index = HammingIndex(
         codeset.bits, backend, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search, seed=seed
     )
@@ -48,11 +64,15 @@ def query_index(
     k: int | None = None,
     radius: int | None = None,
     limit: int | None = None,
+    warn: Warn | None = print_warnings,
 ) -> dict[str, Any]:
     """Answer the queries of the code file ``codes`` from the saved index: the ``k`` nearest (default 10), or
-    every item within Hamming ``radius``; ``limit`` answers only the first queries."""
+    every item within Hamming ``radius``; ``limit`` answers only the first queries. Collapsed query codes give
+    ``warn`` a warning line."""
     index = HammingIndex.load(index_path)
-    queries = load_codes(codes).codes
+    codeset = load_codes(codes)
+    _check_health(codeset, f"the codes of {codes}", warn)
+    queries = codeset.codes
     if limit is not None:
         if limit < 1:
             raise ConfigError(f"--limit must be positive, not {limit}")

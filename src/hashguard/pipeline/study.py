@@ -363,7 +363,7 @@ def _report_stage(card: dict[str, Any], out: Path, plan: StagePlan, log: Callabl
     try:
         from hashguard.report import write_report
     except ImportError as exc:  # the report extra (matplotlib) is missing
-        log(f"report skipped: {exc} (install hashguard[report])")
+        log(f"report skipped: {exc} (from the hashguard clone: pip install -e '.[report]')")
         return
     directory = out / "figures"
     content = {key: value for key, value in card.items() if key not in ("created", "stages", "versions")}

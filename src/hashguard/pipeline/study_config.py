@@ -27,6 +27,7 @@ from hashguard.config import (
     StrictModel,
     apply_overrides,
     build_config,
+    check_config_kind,
     parse_fraction,
     read_yaml,
 )
@@ -261,7 +262,9 @@ class StudyConfig(ExperimentConfig):
 
 def load_study_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> StudyConfig:
     """Read a study YAML file, apply ``key.path=value`` overrides and validate it."""
-    payload = apply_overrides(read_yaml(path), list(overrides or []))
+    payload = read_yaml(path)
+    check_config_kind(payload, str(path), "study")
+    payload = apply_overrides(payload, list(overrides or []))
     return build_config(StudyConfig, payload, str(path))
 
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hashguard.config import DataConfig, ExperimentConfig
-from hashguard.data.base import DatasetSplits, carve_validation
+from hashguard.config import DataConfig, ExperimentConfig, load_experiment_config
+from hashguard.data.base import DatasetSplits, HashingDataset, carve_validation
 from hashguard.devices import resolve_device
+from hashguard.errors import ConfigError
 from hashguard.io_utils import atomic_write_text
 from hashguard.methods import build_method, method_class
 from hashguard.models.backbones import wants_rgb_imagenet
 from hashguard.models.hash_model import IMAGENET_MEAN, IMAGENET_STD, HashModel, ModelSpec
+from hashguard.retrieval.health import CodeHealth, code_health
 from hashguard.training import TrainResult, train_model
+from hashguard.training.state import existing_run
+
+#: the configuration of a training run, written into its directory (``hashguard train --resume`` reads it)
+CONFIG_FILE = "config.yaml"
 
 
 def open_splits(data: DataConfig) -> DatasetSplits:
@@ -86,9 +92,15 @@ def run_training(
         **config.method.params,
     )
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False))
-    return train_model(
+    # refuse to overwrite a run before anything is written; a run with a checkpoint resumes only as itself
+    existing = existing_run(out, resume, "a training run")
+    stored = out / CONFIG_FILE
+    if existing is not None and stored.is_file():
+        check_same_run(stored, config)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(stored, yaml.safe_dump(config.model_dump(), sort_keys=False))
+    result = train_model(
         model,
         method,
         fit_set,
@@ -101,3 +113,66 @@ def run_training(
         stop_after_epoch=stop_after_epoch,
         log=log,
     )
+    if result.epochs_done >= config.train.epochs and log is not None:
+        line = trained_code_health(model, fit_set, val_set, final_val_map(result, config)).warning(
+            "the trained codes"
+        )
+        if line:
+            log(line)
+    return result
+
+
+def final_val_map(result: TrainResult, config: ExperimentConfig) -> float | None:
+    """The validation mAP of the weights the run kept (the best epoch's or the last one's), if validated."""
+    if config.train.select == "best" and result.best_score is not None:
+        return result.best_score
+    scores = [record["val_map"] for record in result.history if "val_map" in record]
+    return scores[-1] if scores else None
+
+
+def trained_code_health(
+    model: HashModel, fit_set: HashingDataset, val_set: HashingDataset | None, val_map: float | None
+) -> CodeHealth:
+    """The collapse check of :mod:`hashguard.retrieval.health` on the final model: the codes of the training
+    split (the database of the validation ranking) and, with a validation part, the kept weights' validation
+    mAP against its chance level (validation part ranked against the training split)."""
+    from hashguard.encoding import encode_dataset
+
+    codes, labels = encode_dataset(model, fit_set, progress=False)
+    if val_set is not None and val_map is not None:
+        return code_health(codes, labels, map_value=val_map, query_labels=val_set.labels)
+    return code_health(codes, labels)
+
+
+#: the settings a resumed run may change: they do not change what is computed
+RESUMABLE_CHANGES = ("device", "train.progress", "train.num_workers", "train.checkpoint_every")
+
+
+def _flatten(payload: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in payload.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_same_run(stored: Path, config: ExperimentConfig) -> None:
+    """Refuse to resume the run whose configuration is ``stored`` with another ``config``, with one line naming
+    the settings that differ (those of :data:`RESUMABLE_CHANGES` may differ)."""
+    before = _flatten(load_experiment_config(stored).model_dump())
+    after = _flatten(config.model_dump())
+    differ = [key for key in sorted(set(before) | set(after))
+              if before.get(key) != after.get(key) and key not in RESUMABLE_CHANGES]
+    if differ:
+        def value(flat: dict[str, Any], key: str) -> str:
+            return repr(flat[key]) if key in flat else "(unset)"
+
+        shown = ", ".join(f"{key} {value(before, key)} -> {value(after, key)}" for key in differ[:8])
+        more = f" (and {len(differ) - 8} more)" if len(differ) > 8 else ""
+        raise ConfigError(
+            f"{stored}: this run was started with another configuration ({shown}{more}); "
+            f"`hashguard train --out {stored.parent} --resume` continues it with its own configuration, "
+            "or choose another output directory"
+        )

@@ -475,7 +475,8 @@ def build_document(card: Mapping[str, Any], run_dir: Path, with_figures: bool = 
         except ImportError:
             with_figures = False
             doc.add(
-                Paragraph(("Figures omitted: matplotlib is not installed (pip install 'hashguard[report]').",), True)
+                Paragraph(("Figures omitted: matplotlib is not installed "
+                           "(from the hashguard clone: pip install -e '.[report]').",), True)
             )
 
     def figure(name: str, draw: Any, alt: str, caption: str = "") -> Figure | None:

@@ -49,7 +49,9 @@ def _faiss():
     try:
         import faiss
     except ImportError:  # pragma: no cover - optional dependency
-        raise ConfigError("this backend needs faiss-cpu (pip install 'hashguard[faiss]')") from None
+        raise ConfigError(
+            "this backend needs faiss-cpu (from the hashguard clone: pip install -e '.[faiss]')"
+        ) from None
     return faiss
 
 
