@@ -29,7 +29,7 @@ TINY_DATA = "data.options={train_size: 300, query_size: 40, database_size: 600}"
 #: appended to every README command of a subcommand (argparse: a later flag wins, a later --set overrides)
 SHRINK: dict[str, list[str]] = {
     "train": ["--set", "train.epochs=1", "--set", "train.progress=false", "--set", TINY_DATA],
-    "attack": ["--limit", "6", "--iterations", "2"],
+    "attack": ["--queries", "6", "--iterations", "2"],
     "defend": ["--set", "epochs=1", "--set", "train_items=32", "--set", "iterations=1"],
     "study": [
         "--set", "train.epochs=1", "--set", "train.progress=false", "--set", TINY_DATA,
