@@ -1,7 +1,8 @@
 """Validate a dataset and summarise it: ``hashguard datasets check PATH``.
 
 For list-file datasets every line of every split is checked (malformed lines, non-0/1 labels, label widths,
-aligned line counts) and, unless ``images=False``, every distinct image is opened with PIL and verified.
+aligned line counts) and, unless ``images=False``, every distinct image is opened with PIL and decoded in
+full, as training will decode it (a truncated JPEG passes PIL's ``verify()``, which reads no pixels).
 Problems are ``file:line: problem`` lines; facts that are legitimate in real benchmarks (zero-label rows,
 duplicate paths as in FLICKR-25K's train list, query/database overlap) are reported, not failed.
 
@@ -14,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from hashguard.data.base import HashingDataset
 from hashguard.data.listfile import SPLITS, ParsedSplit, detect_format, parse_lists
 from hashguard.data.memory import one_hot
 from hashguard.data.sources import SOURCES, needs_root, open_dataset
+from hashguard.data.transforms import decode_image
 from hashguard.errors import DataError
 
 #: list-file layouts the check reads line by line (the ``listfile`` source)
@@ -114,10 +115,10 @@ def _label_stats(split: str, labels: np.ndarray) -> SplitReport:
 
 
 def verify_image(path: Path) -> str | None:
-    """None if ``path`` opens and verifies with PIL, else a short reason (``not found`` or the error)."""
+    """None if every pixel of ``path`` decodes as training decodes it (:func:`decode_image`), else a short
+    reason (``not found`` or the error)."""
     try:
-        with Image.open(path) as image:
-            image.verify()
+        decode_image(path)
     except FileNotFoundError:
         return "not found"
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
