@@ -48,6 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HashguardError as exc:
         print(f"hashguard: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a directory where a file is written, ...: one line naming the path
+        from hashguard.io_utils import os_error_message
+
+        print(f"hashguard: error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = "rerun the same command" if args.command == "study" else "rerun with --resume"
         print(f"hashguard: interrupted; finished checkpoints and stages are kept, {hint}", file=sys.stderr)

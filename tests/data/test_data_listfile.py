@@ -116,7 +116,7 @@ def test_malformed_saat_path_line(tmp_path: Path) -> None:
 def test_saat_paths_may_contain_spaces(tmp_path: Path) -> None:
     """The SAAT image list holds the path alone on its line: spaces (inner and repeated) are part of it."""
     write_saat(tmp_path)
-    spaced = ["img/my photo 0.jpg", "img/two  spaces\tand tab.png"]
+    spaced = ["img/my photo 0.jpg", "img/two  spaces.png"]
     for name, source in zip(spaced, ["img/im0.jpg", "img/im1.png"], strict=True):
         (tmp_path / name).write_bytes((tmp_path / source).read_bytes())
     (tmp_path / "test_img.txt").write_text(f"  {spaced[0]}\n{spaced[1]}  \n")

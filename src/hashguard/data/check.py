@@ -127,11 +127,13 @@ def verify_image(path: Path) -> str | None:
 
 
 def _check_images(
-    parsed: ParsedSplit, base: Path, report: SplitReport, cache: dict[str, str | None]
+    parsed: ParsedSplit, base: Path, report: SplitReport, cache: dict[str, str | None], reported: dict[str, int]
 ) -> list[str]:
+    """Decode every image of one split (each distinct path once over all splits, ``cache``); the split's
+    missing / unreadable counts go to ``report``, and one problem line per bad image (at its first listing;
+    ``reported`` maps the image to its index in ``problems`` across splits)."""
     problems = []
     missing = unreadable = 0
-    reported: set[str] = set()
     for index, name in enumerate(parsed.paths):
         if not name:
             continue
@@ -145,8 +147,10 @@ def _check_images(
         else:
             unreadable += 1
         if name not in reported:
-            reported.add(name)
+            reported[name] = 1
             problems.append(f"{parsed.image_file}:{index + 1}: image {base / name} {reason}")
+        else:
+            reported[name] += 1
     report.missing_images, report.unreadable_images = missing, unreadable
     return problems
 
@@ -164,6 +168,7 @@ def check_listfiles(
         report.problems.append(f"{base}: image root directory not found")
         images = False
     cache: dict[str, str | None] = {}
+    reported: dict[str, int] = {}
     for split in SPLITS:
         if split not in parsed:
             continue
@@ -175,7 +180,7 @@ def check_listfiles(
                 summary.duplicates += 1
             seen.add(name)
         if images:
-            report.problems.extend(_check_images(part, base, summary, cache))
+            report.problems.extend(_check_images(part, base, summary, cache, reported))
         report.splits.append(summary)
     if "test" in parsed and "database" in parsed:
         shared = set(parsed["test"].paths) & set(parsed["database"].paths)
@@ -187,6 +192,11 @@ def check_listfiles(
             "train is a subset of database"
             if not outside
             else f"{len(outside)} train image(s) not in database"
+        )
+    repeated = sum(1 for count in reported.values() if count > 1)
+    if repeated:
+        report.notes.append(
+            f"{repeated} bad image(s) are listed more than once; each problem line names the first listing"
         )
     for summary in report.splits:
         if summary.duplicates:

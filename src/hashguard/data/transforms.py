@@ -106,7 +106,7 @@ def preprocess_image(
         raise ValueError(f"resize must be positive, got {resize}")
     image = resize_shorter_side(unit_image(image), resize)
     if image.mode == "F":  # already in [0, 1]: keep the precision, repeat the grey channel
-        grey = center_crop(np.asarray(image, dtype=np.float32)[:, :, None], image_size)
+        grey = center_crop(np.array(image, dtype=np.float32)[:, :, None], image_size)
         tensor = torch.from_numpy(np.ascontiguousarray(grey.transpose(2, 0, 1)))
         return tensor.repeat(3, 1, 1).clamp_(0.0, 1.0)
     array = center_crop(np.asarray(image, dtype=np.uint8), image_size)

@@ -1,6 +1,8 @@
 """Checkpoints: ``model.safetensors`` (weights) plus ``model.json`` (how to rebuild the model, provenance).
 
-Loading never executes code: weights come from safetensors, configuration from JSON. A checkpoint whose
+Loading never executes code: weights come from safetensors, configuration from JSON. Saving writes both files
+under temporary names and moves them into place only when both are complete, so a failed save (a full disk)
+leaves the previous pair as it was. A checkpoint whose
 weights do not fit the model described by its JSON (another backbone, another code length) is refused with
 one line naming the problem.
 """
@@ -9,14 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from hashguard.errors import CheckpointError, ConfigError
-from hashguard.io_utils import atomic_write, atomic_write_json
+from hashguard.io_utils import atomic_write, atomic_write_many, ensure_directory, json_text
 from hashguard.models.hash_model import HashModel, ModelSpec
 from hashguard.versions import environment_versions
 
@@ -30,10 +33,23 @@ def _plain_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: value.detach().to("cpu").contiguous().clone() for key, value in state.items()}
 
 
+def _state_writer(state: dict[str, torch.Tensor]) -> Callable[[str], None]:
+    """A writer of ``state`` as safetensors for :func:`~hashguard.io_utils.atomic_write`. The bytes are written
+    by Python, so that a full disk or a refused write is an ``OSError`` naming the file (safetensors' own
+    writer reports those as an exception of its own)."""
+    plain = _plain_state(state)
+
+    def write(tmp: str) -> None:
+        data = save(plain)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+
+    return write
+
+
 def save_state_file(path: str | os.PathLike[str], state: dict[str, torch.Tensor]) -> None:
     """Write a dict of tensors as safetensors, atomically."""
-    plain = _plain_state(state)
-    atomic_write(path, lambda tmp: save_file(plain, tmp))
+    atomic_write(path, _state_writer(state))
 
 
 def load_state_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -58,9 +74,7 @@ def save_model(
     state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``model`` (or the given ``state`` for it) and its description into ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_state_file(directory / WEIGHTS_FILE, state if state is not None else model.state_dict())
+    directory = ensure_directory(directory)
     payload = {
         "format": FORMAT,
         "model": model.spec.to_dict(),
@@ -70,7 +84,19 @@ def save_model(
         "versions": environment_versions(),
         **(extra or {}),
     }
-    atomic_write_json(directory / CONFIG_FILE, payload)
+    text = json_text(payload)
+
+    def write_config(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    # both files are staged before either replaces the old pair: weights and description always belong together
+    atomic_write_many(
+        {
+            directory / WEIGHTS_FILE: _state_writer(state if state is not None else model.state_dict()),
+            directory / CONFIG_FILE: write_config,
+        }
+    )
     return directory
 
 

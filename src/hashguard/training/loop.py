@@ -293,7 +293,8 @@ def epoch_batches(order: list[int], batch_size: int) -> list[list[int]]:
     the order and the batch size only."""
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2] = batches[-2] + batches.pop()
+        last = batches.pop()
+        batches[-1] = batches[-1] + last
     return batches
 
 
@@ -327,7 +328,16 @@ def _run_epoch(
         index = epoch * steps_per_epoch + batch_number
         for group in optimizer.param_groups:
             group["lr"] = step.lr(index, epoch)
-        output = step(batch, index)
+        try:
+            output = step(batch, index)
+        except ValueError as exc:
+            if "Expected more than 1 value per channel" not in str(exc):
+                raise
+            raise HashguardError(
+                f"{step.name}: a batch of one item cannot pass the model's batch-norm layers in training; "
+                f"use a batch size of at least 2 and at least 2 training items (batch size {settings.batch_size}, "
+                f"{sampler.num_items()} items)"
+            ) from None
         if not torch.isfinite(output.loss):
             raise HashguardError(
                 f"{step.name} diverged at epoch {epoch + 1}, step {index}: loss is {output.loss.item()}; "
