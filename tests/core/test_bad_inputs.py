@@ -138,6 +138,13 @@ def test_a_file_where_a_directory_is_needed(capsys, tmp_path, checkpoint, code_f
     assert line.startswith(f"{blocker}: is a file, not a directory")
     assert tree(tmp_path) == before
     no_temporaries(tmp_path)
+    # a file where the run keeps its checkpoints: refused before the first epoch, not after it
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").write_text("not a directory")
+    line = fails(capsys, "train", "--out", str(run), *SMALL_TRAIN)
+    assert line == f"{run / 'checkpoints'}: is a file, not a directory"
+    assert (run / "checkpoints").read_text() == "not a directory" and not (run / "history.json").exists()
 
 
 def test_a_read_only_directory(capsys, tmp_path, code_files, monkeypatch):

@@ -68,8 +68,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from hashguard.errors import HashguardError
-from hashguard.io_utils import atomic_write_json
-from hashguard.training.state import existing_run, optimizer_to_flat, restore_modules, write_checkpoint
+from hashguard.io_utils import atomic_write_json, check_output_directory
+from hashguard.training.state import CHECKPOINT_DIR, existing_run, optimizer_to_flat, restore_modules, write_checkpoint
 
 HISTORY_FILE = "history.json"
 #: checkpoint metadata keys the loop writes itself
@@ -247,6 +247,8 @@ def fit(
     if settings.batch_size < 1:
         raise HashguardError(f"batch size must be positive, got {settings.batch_size}")
     steps_per_epoch = batch_count(sampler.num_items(), settings.batch_size)
+    if reducer.is_main:
+        check_output_directory(out / CHECKPOINT_DIR)  # a file in the way fails now, not after the first epoch
     existing = existing_run(out, resume, what)
     step.start(Plan(out, settings.epochs, steps_per_epoch, settings.seed, reducer.is_main, say))
     optimizer = make_optimizer(step.parameters())

@@ -23,6 +23,8 @@ from hashguard.models.checkpoint import load_state_file, save_state_file
 STATE_WEIGHTS = "state.safetensors"
 STATE_META = "state.json"
 OPTIM_PREFIX = "optimizer."
+#: the directory of a run that holds its checkpoints
+CHECKPOINT_DIR = "checkpoints"
 
 
 def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -62,7 +64,7 @@ def write_checkpoint(
     The checkpoint is written into a staging directory and renamed into place; any failure (a full disk)
     removes the staging directory, keeps every earlier checkpoint (and an older copy of the same epoch) and
     raises an ``OSError`` naming the checkpoint directory."""
-    parent = ensure_directory(root / "checkpoints")
+    parent = ensure_directory(root / CHECKPOINT_DIR)
     final = parent / f"epoch-{epoch:04d}"
     staging: Path | None = None
     replaced: Path | None = None
@@ -93,7 +95,7 @@ def write_checkpoint(
 
 def latest_checkpoint(root: Path) -> Path | None:
     """The newest complete checkpoint directory under ``root/checkpoints``, if any."""
-    parent = root / "checkpoints"
+    parent = root / CHECKPOINT_DIR
     candidates = sorted(p for p in parent.glob("epoch-*") if (p / STATE_META).is_file()) if parent.is_dir() else []
     return candidates[-1] if candidates else None
 
