@@ -50,8 +50,12 @@ def visible_lines(text: str) -> list[str]:
 
 def fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     """Run ``hashguard ARGS``; assert a non-zero exit and exactly one visible stderr line, the error line
-    (no traceback); return that line without its prefix."""
-    code = main(list(args))
+    (no traceback); return that line without its prefix. A refusal by the argument parser exits through
+    ``SystemExit`` with status 2, as argparse does, after the same single line."""
+    try:
+        code = main(list(args))
+    except SystemExit as stop:
+        code = stop.code
     err = visible_lines(capsys.readouterr().err)
     assert code != 0, err
     assert len(err) == 1, err
@@ -257,13 +261,21 @@ def test_a_full_disk_while_codes_are_written(capsys, tmp_path, checkpoint, monke
 # ----------------------------------------------------------------------------- 2. numeric arguments
 
 
+def names(line: str, argument: str, problem: str = "positive") -> bool:
+    """Whether an error line names the argument and the problem (the parser's wording or the pipeline's)."""
+    return argument in line and problem in line
+
+
 def test_batch_sizes_must_be_positive(capsys, tmp_path, checkpoint):
     for size in ("0", "-3"):
         line = fails(capsys, "encode", str(checkpoint), "--out", str(tmp_path / "c.npz"), "--batch-size", size)
-        assert line == f"--batch-size must be positive, got {size}"
+        assert names(line, "--batch-size") and size in line, line
         line = fails(capsys, "attack", str(checkpoint), "--attack", "hag", "--out", str(tmp_path / "a"),
                      "--batch-size", size)
-        assert line == f"--batch-size must be positive, got {size}"
+        assert names(line, "--batch-size") and size in line, line
+    line = fails(capsys, "encode", str(checkpoint), "--out", str(tmp_path / "c.npz"), "--batch-size", "many")
+    assert line.startswith("encode: argument --batch-size: ") and "'many'" in line
+    assert line.endswith("(see: hashguard encode --help)")
     assert "batch_size" in fails(capsys, "train", "--out", str(tmp_path / "t"), *SMALL_TRAIN,
                                  "--set", "train.batch_size=0")
     assert "batch_size" in fails(capsys, "defend", str(checkpoint), "--defense", "saat", "--out",
@@ -275,14 +287,13 @@ def test_counts_and_cut_offs_must_be_in_range(capsys, tmp_path, checkpoint, code
     query, database = code_files
     attack = ["attack", str(checkpoint), "--attack", "hag", "--out", str(tmp_path / "a")]
     for value in ("0", "-1"):
-        assert fails(capsys, *attack, "--limit", value) == (
-            f"the number of queries to attack (--limit) must be positive, got {value}"
-        )
-    assert "--topk" in fails(capsys, *attack, "--topk", "-1")
+        assert names(fails(capsys, *attack, "--limit", value), "--limit")
+    assert names(fails(capsys, *attack, "--topk", "-1"), "--topk")
     assert "iterations" in fails(capsys, *attack, "--iterations", "-1")
     assert "eps must be in [0, 1]" in fails(capsys, *attack, "--eps", "2")
-    assert "--topk" in fails(capsys, "evaluate", "--query-codes", str(query), "--db-codes", str(database),
-                             "--topk", "-5")
+    assert names(fails(capsys, "evaluate", "--query-codes", str(query), "--db-codes", str(database),
+                       "--topk", "-5"), "--topk")
+    assert "the following arguments are required: --attack" in fails(capsys, "attack", str(checkpoint))
     train = ["train", "--out", str(tmp_path / "t"), *SMALL_TRAIN]
     assert "train.epochs" in fails(capsys, *train, "--set", "train.epochs=0")
     for bits in ("0", "-8"):
@@ -300,18 +311,18 @@ def test_search_arguments_must_be_in_range(capsys, tmp_path, code_files):
     query, database = code_files
     index = tmp_path / "db.hgidx"
     build = ["search", "build", "--codes", str(database), "--out", str(index)]
-    assert fails(capsys, *build, "--backend", "ivf", "--nlist", "0") == "--nlist must be positive, not 0"
-    assert fails(capsys, *build, "--backend", "ivf", "--nprobe", "-1") == "--nprobe must be positive, not -1"
+    assert names(fails(capsys, *build, "--backend", "ivf", "--nlist", "0"), "--nlist")
+    assert names(fails(capsys, *build, "--backend", "ivf", "--nprobe", "-1"), "--nprobe")
     pytest.importorskip("faiss")
     line = fails(capsys, *build, "--backend", "ivf", "--nlist", "41")  # the database holds 40 codes
     assert line.startswith("nlist 41 is larger than the 40 codes the IVF index is trained on")
     assert not index.exists()
     succeeds(capsys, *build)
     ask = ["search", "query", "--index", str(index), "--codes", str(query)]
-    assert fails(capsys, *ask, "-k", "0") == "-k must be positive, not 0"
-    assert fails(capsys, *ask, "-k", "-3") == "-k must be positive, not -3"
-    assert fails(capsys, *ask, "--radius", "-1") == "radius must be a non-negative integer, not -1"
-    assert fails(capsys, *ask, "--limit", "0") == "--limit must be positive, not 0"
+    assert names(fails(capsys, *ask, "-k", "0"), "-k")
+    assert names(fails(capsys, *ask, "-k", "-3"), "-k")
+    assert names(fails(capsys, *ask, "--radius", "-1"), "radius", "non-negative")
+    assert names(fails(capsys, *ask, "--limit", "0"), "--limit")
 
 
 def test_study_numbers_must_be_in_range(capsys, tmp_path):
