@@ -300,7 +300,8 @@ def test_counts_and_cut_offs_must_be_in_range(capsys, tmp_path, checkpoint, code
         assert "model.bits" in fails(capsys, *train, "--set", f"model.bits={bits}")
     assert "epochs" in fails(capsys, "defend", str(checkpoint), "--defense", "saat", "--out",
                              str(tmp_path / "d"), "--set", "epochs=0")
-    assert "image_size" in fails(capsys, *attack, "--data", "demo-mnist", "--image-size", "0")
+    line = fails(capsys, *attack, "--data", "demo-mnist", "--image-size", "0")
+    assert ("image_size" in line or "--image-size" in line) and ("greater than 0" in line or "positive" in line)
     assert fails(capsys, *attack, "--data", "demo-mnist", "--data-seed", "-1") == (
         "the data seed must be a non-negative integer, got -1"
     )

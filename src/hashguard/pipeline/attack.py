@@ -54,7 +54,7 @@ def run_attack(
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {batch_size}")
     if limit is not None and limit < 1:
-        raise ConfigError(f"the number of queries to attack (--limit) must be positive, got {limit}")
+        raise ConfigError(f"the number of queries to attack (--queries / --limit) must be positive, got {limit}")
     if topk is not None and topk < 1:
         raise ConfigError(f"the mAP cut-off (--topk) must be positive (None: the whole ranking), got {topk}")
     check_output_directory(out)  # before the work: a file in the way fails now, not after the attack
