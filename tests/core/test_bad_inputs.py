@@ -156,7 +156,7 @@ def test_a_read_only_directory(capsys, tmp_path, code_files, monkeypatch):
     locked = tmp_path / "locked"
     locked.mkdir()
     target = locked / "db.hgidx"
-    if os.geteuid() != 0:  # root writes anywhere: the real refusal only shows for another user
+    if hasattr(os, "geteuid") and os.geteuid() != 0:  # root writes anywhere: only another user sees the refusal
         locked.chmod(0o555)
         try:
             assert fails(capsys, "search", "build", "--codes", str(database), "--out", str(target)) == (
