@@ -22,7 +22,7 @@ from hashguard.attacks.evaluate import evaluate_attack
 from hashguard.attacks.registry import resolve_attack_params
 from hashguard.config import DataConfig
 from hashguard.errors import ConfigError
-from hashguard.io_utils import atomic_write_json, check_output_directory
+from hashguard.io_utils import atomic_write_json
 from hashguard.pipeline.checkpoint import open_checkpoint
 from hashguard.protocol import MAP_TOPK
 from hashguard.retrieval.codes_io import save_codes
@@ -51,13 +51,6 @@ def run_attack(
     or created with ``target_seed``; ``limit`` attacks only the first queries; ``topk`` is the mAP cut-off
     (None: the whole ranking); ``data`` names other data than the checkpoint's own.
     """
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be positive, got {batch_size}")
-    if limit is not None and limit < 1:
-        raise ConfigError(f"the number of queries to attack (--queries / --limit) must be positive, got {limit}")
-    if topk is not None and topk < 1:
-        raise ConfigError(f"the mAP cut-off (--topk) must be positive (None: the whole ranking), got {topk}")
-    check_output_directory(out)  # before the work: a file in the way fails now, not after the attack
     spec = attack_spec(attack)
     resolve_attack_params(spec.name, **(params or {}))  # every setting validated before the checkpoint is read
     if targets is not None and not Path(targets).is_file():
