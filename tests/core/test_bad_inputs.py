@@ -100,13 +100,17 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def code_files(tmp_path: Path) -> tuple[Path, Path]:
-    """A query and a database code file (16 bits, one-hot labels over 3 classes)."""
+    """A query and a database code file of healthy codes (16 bits, one-hot labels over 3 classes): each item's
+    code is its class's code with two bits flipped, so retrieval works and no collapse warning is due."""
     rng = np.random.default_rng(0)
+    centres = np.where(rng.random((3, 16)) < 0.5, -1, 1).astype(np.int8)
     paths = []
     for name, count in (("q.npz", 5), ("db.npz", 40)):
-        codes = np.where(rng.random((count, 16)) < 0.5, -1, 1).astype(np.int8)
-        labels = np.eye(3, dtype=np.float32)[rng.integers(0, 3, count)]
-        save_codes(tmp_path / name, codes, labels)
+        classes = np.arange(count) % 3
+        codes = centres[classes].copy()
+        for row in codes:
+            row[rng.choice(16, 2, replace=False)] *= -1
+        save_codes(tmp_path / name, codes, np.eye(3, dtype=np.float32)[classes])
         paths.append(tmp_path / name)
     return paths[0], paths[1]
 
