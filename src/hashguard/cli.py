@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from hashguard import __version__
 from hashguard.errors import HashguardError
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hashguard: error: {exc}", file=sys.stderr)
         return 2
     parser = build_parser()
+    one_line_usage_errors(parser)
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
         parser.print_help()
@@ -54,10 +56,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HashguardError as exc:
         print(f"hashguard: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a directory where a file is written, ...: one line naming the path
+        from hashguard.io_utils import os_error_message
+
+        print(f"hashguard: error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = "rerun the same command" if args.command == "study" else "rerun with --resume"
         print(f"hashguard: interrupted; finished checkpoints and stages are kept, {hint}", file=sys.stderr)
         return 130
+
+
+def one_line_usage_errors(parser: argparse.ArgumentParser) -> None:
+    """Make ``parser`` and its subcommand parsers report a bad argument as one line (``hashguard: error:
+    COMMAND: argument --batch-size: must be a positive integer, got '0' (see: hashguard COMMAND --help)``)
+    and exit with status 2, instead of the usage block argparse prints before its error line."""
+    stack = [parser]
+    while stack:
+        current = stack.pop()
+        current.error = _one_line_error(current)  # type: ignore[method-assign]
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+
+
+def _one_line_error(parser: argparse.ArgumentParser):  # noqa: ANN202 - returns the replacement method
+    def error(message: str) -> NoReturn:
+        command = parser.prog.split(" ", 1)[1] if " " in parser.prog else ""
+        where = f"{command}: " if command else ""
+        print(f"hashguard: error: {where}{message} (see: {parser.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+    return error
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ def test_missing_and_corrupt_images(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert any(
         line.startswith(f"{tmp_path / 'train.txt'}:2: image ") and "unreadable" in line for line in err
     )
-    assert "2 problem(s)" not in out  # each split reports its own lines
+    # one line per bad image, at its first listing, although test and database list them too
+    assert len(err) == 2 and "status: 2 problem(s)" in out
+    assert "2 bad image(s) are listed more than once" in out
     report = check_dataset(tmp_path)
     assert report.splits[0].missing_images == 1 and report.splits[0].unreadable_images == 1
     # --no-images skips the image checks

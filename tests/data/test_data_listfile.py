@@ -104,8 +104,61 @@ def test_malformed_saat_path_line(tmp_path: Path) -> None:
     def edit(root: Path) -> None:
         (root / "test_img.txt").write_text("img/im0.jpg\nimg/im1.png 0 1\n")
 
-    msg = bad(tmp_path, "test_img.txt:2: expected 1 column", edit=edit)
+    msg = bad(
+        tmp_path,
+        r"test_img\.txt:2: expected the image path alone, found 'img/im1\.png' followed by 2 0/1 label\(s\) "
+        r"\(the DeepHash layout\); labels belong in test_label\.txt",
+        edit=edit,
+    )
     assert str(tmp_path) in msg
+
+
+def test_saat_paths_may_contain_spaces(tmp_path: Path) -> None:
+    """The SAAT image list holds the path alone on its line: spaces (inner and repeated) are part of it."""
+    write_saat(tmp_path)
+    spaced = ["img/my photo 0.jpg", "img/two  spaces.png"]
+    for name, source in zip(spaced, ["img/im0.jpg", "img/im1.png"], strict=True):
+        (tmp_path / name).write_bytes((tmp_path / source).read_bytes())
+    (tmp_path / "test_img.txt").write_text(f"  {spaced[0]}\n{spaced[1]}  \n")
+    splits = open_dataset("listfile", root=tmp_path, image_size=16)
+    assert splits.query.paths == spaced
+    for index, source in enumerate(["img/im0.jpg", "img/im1.png"]):
+        expected = preprocess_image(Image.open(tmp_path / source), 16)
+        assert torch.equal(splits.query[index][0], expected)
+
+
+def test_deephash_path_with_spaces_is_ambiguous(tmp_path: Path) -> None:
+    def edit(root: Path) -> None:
+        (root / "test.txt").write_text("img/im0.jpg 1 0 0 0\nimg/my photo 1.png 0 1 1 0\n")
+
+    msg = bad(
+        tmp_path,
+        r"test\.txt:2: ambiguous line: the image path 'img/my photo 1\.png' seems to contain spaces, which the "
+        r"DeepHash format .* cannot hold; rename the file or use the SAAT format \(test_img\.txt",
+        write_deephash,
+        edit,
+    )
+    assert str(tmp_path) in msg
+
+
+def test_deephash_bad_labels_are_not_taken_for_a_spaced_path(tmp_path: Path) -> None:
+    # a non-0/1 token between 0/1 labels is a label error, not a path with spaces
+    def edit(root: Path) -> None:
+        (root / "test.txt").write_text("img/im0.jpg 1 0 0 0\nimg/im1.png 0 x 1 0\n")
+
+    bad(tmp_path, r"test\.txt:2: label 'x' in label column 2 is not 0 or 1", write_deephash, edit)
+
+    # one label too many could be a path token: the width message says so
+    def extra(root: Path) -> None:
+        (root / "test.txt").write_text("img/im0.jpg 1 0 0 0\nimg/im1.png 0 1 1 0 1\n")
+
+    bad(
+        tmp_path / "b",
+        r"test\.txt:2: expected 4 labels \(as in .*\), found 5; if the image path contains spaces, the DeepHash "
+        r"format cannot hold it \(use the SAAT format\)",
+        write_deephash,
+        extra,
+    )
 
 
 def test_malformed_deephash_line(tmp_path: Path) -> None:

@@ -172,7 +172,12 @@ def evaluate_attack(
     """
     n = len(queries) if limit is None else min(int(limit), len(queries))
     if n < 1:
-        raise ConfigError("no queries to attack")
+        raise ConfigError(
+            "no queries to attack" if limit is None or limit > 0
+            else f"the number of queries to attack (--queries / --limit) must be positive, got {limit}"
+        )
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be positive, got {batch_size}")
     targets = None
     if target_labels is not None:
         targets = torch.as_tensor(np.asarray(target_labels, dtype=np.float32))

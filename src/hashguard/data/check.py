@@ -1,7 +1,8 @@
 """Validate a dataset and summarise it: ``hashguard datasets check PATH``.
 
 For list-file datasets every line of every split is checked (malformed lines, non-0/1 labels, label widths,
-aligned line counts) and, unless ``images=False``, every distinct image is opened with PIL and verified.
+aligned line counts) and, unless ``images=False``, every distinct image is opened with PIL and decoded in
+full, as training will decode it (a truncated JPEG passes PIL's ``verify()``, which reads no pixels).
 Problems are ``file:line: problem`` lines; facts that are legitimate in real benchmarks (zero-label rows,
 duplicate paths as in FLICKR-25K's train list, query/database overlap) are reported, not failed.
 
@@ -14,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from hashguard.data.base import HashingDataset
 from hashguard.data.listfile import SPLITS, ParsedSplit, detect_format, parse_lists
 from hashguard.data.memory import one_hot
 from hashguard.data.sources import SOURCES, needs_root, open_dataset
+from hashguard.data.transforms import decode_image
 from hashguard.errors import DataError
 
 #: list-file layouts the check reads line by line (the ``listfile`` source)
@@ -114,10 +115,10 @@ def _label_stats(split: str, labels: np.ndarray) -> SplitReport:
 
 
 def verify_image(path: Path) -> str | None:
-    """None if ``path`` opens and verifies with PIL, else a short reason (``not found`` or the error)."""
+    """None if every pixel of ``path`` decodes as training decodes it (:func:`decode_image`), else a short
+    reason (``not found`` or the error)."""
     try:
-        with Image.open(path) as image:
-            image.verify()
+        decode_image(path)
     except FileNotFoundError:
         return "not found"
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
@@ -126,11 +127,13 @@ def verify_image(path: Path) -> str | None:
 
 
 def _check_images(
-    parsed: ParsedSplit, base: Path, report: SplitReport, cache: dict[str, str | None]
+    parsed: ParsedSplit, base: Path, report: SplitReport, cache: dict[str, str | None], reported: dict[str, int]
 ) -> list[str]:
+    """Decode every image of one split (each distinct path once over all splits, ``cache``); the split's
+    missing / unreadable counts go to ``report``, and one problem line per bad image (at its first listing;
+    ``reported`` maps the image to its index in ``problems`` across splits)."""
     problems = []
     missing = unreadable = 0
-    reported: set[str] = set()
     for index, name in enumerate(parsed.paths):
         if not name:
             continue
@@ -144,8 +147,10 @@ def _check_images(
         else:
             unreadable += 1
         if name not in reported:
-            reported.add(name)
+            reported[name] = 1
             problems.append(f"{parsed.image_file}:{index + 1}: image {base / name} {reason}")
+        else:
+            reported[name] += 1
     report.missing_images, report.unreadable_images = missing, unreadable
     return problems
 
@@ -163,6 +168,7 @@ def check_listfiles(
         report.problems.append(f"{base}: image root directory not found")
         images = False
     cache: dict[str, str | None] = {}
+    reported: dict[str, int] = {}
     for split in SPLITS:
         if split not in parsed:
             continue
@@ -174,7 +180,7 @@ def check_listfiles(
                 summary.duplicates += 1
             seen.add(name)
         if images:
-            report.problems.extend(_check_images(part, base, summary, cache))
+            report.problems.extend(_check_images(part, base, summary, cache, reported))
         report.splits.append(summary)
     if "test" in parsed and "database" in parsed:
         shared = set(parsed["test"].paths) & set(parsed["database"].paths)
@@ -186,6 +192,11 @@ def check_listfiles(
             "train is a subset of database"
             if not outside
             else f"{len(outside)} train image(s) not in database"
+        )
+    repeated = sum(1 for count in reported.values() if count > 1)
+    if repeated:
+        report.notes.append(
+            f"{repeated} bad image(s) are listed more than once; each problem line names the first listing"
         )
     for summary in report.splits:
         if summary.duplicates:

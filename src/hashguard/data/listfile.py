@@ -1,8 +1,12 @@
 """List-file datasets in the two formats users already have (README, Data).
 
-* **SAAT / ProS-GAN pairs**: ``{split}_img.txt`` (one relative image path per line) and
-  ``{split}_label.txt`` (one whitespace-separated 0/1 vector per line), aligned line by line.
-* **DeepHash-pytorch single files**: ``{split}.txt`` with ``relative/path.jpg 0 1 0 ...`` per line.
+* **SAAT / ProS-GAN pairs**: ``{split}_img.txt`` (one relative image path per line: the whole line, without
+  its leading and trailing whitespace, so a path may contain spaces) and ``{split}_label.txt`` (one
+  whitespace-separated 0/1 vector per line), aligned line by line. A path line that reads as a path followed
+  by 0/1 labels (the DeepHash layout put in the wrong file) is refused.
+* **DeepHash-pytorch single files**: ``{split}.txt`` with ``relative/path.jpg 0 1 0 ...`` per line; the path
+  is the first whitespace-separated token, so it cannot contain spaces: a line whose labels are preceded by
+  several non-label tokens (``img/my photo.jpg 1 0``) is refused as ambiguous, naming the SAAT format.
 
 Splits are ``train``, ``test`` (the query set) and ``database``. Image paths are relative to
 ``image_root`` (default: the directory holding the lists); absolute paths are used as they are.
@@ -24,7 +28,7 @@ from PIL import Image
 
 from hashguard.data.base import DatasetSplits, HashingDataset
 from hashguard.data.sources import SOURCES
-from hashguard.data.transforms import DEFAULT_IMAGE_SIZE, default_resize, preprocess_image
+from hashguard.data.transforms import DEFAULT_IMAGE_SIZE, decode_image, default_resize, preprocess_image
 from hashguard.errors import DataError
 
 #: list-file split names; ``test`` is the query set.
@@ -121,15 +125,33 @@ def _read_lines(path: Path, log: ProblemLog) -> list[str] | None:
     return lines
 
 
+def _spaced_path(tokens: list[str], width: int | None) -> str | None:
+    """The path of a DeepHash line whose path seems to contain spaces (``img/my photo.jpg 1 0``): several
+    tokens, none of them 0 or 1, before a trailing run of 0/1 labels (of the known label width, once known);
+    None for an ordinary line or a line whose labels are merely malformed (``img/a.jpg 1 x 0``)."""
+    end = len(tokens)
+    while end > 1 and tokens[end - 1] in _BINARY:
+        end -= 1
+    if end < 2 or end == len(tokens) or _BINARY.intersection(tokens[1:end]):
+        return None
+    if width is not None and len(tokens) - end != width:
+        return None
+    return " ".join(tokens[:end])
+
+
 def _label_row(
-    tokens: list[str], file: Path, line: int, width: int | None, width_from: str, log: ProblemLog
+    tokens: list[str], file: Path, line: int, width: int | None, width_from: str, log: ProblemLog,
+    spaced_hint: bool = False,
 ) -> str | None:
     """The 0/1 digits of one label row as a string, or None (problem logged)."""
     if not tokens:
         log.add(file, line, "no labels")
         return None
     if width is not None and len(tokens) != width:
-        log.add(file, line, f"expected {width} labels ({width_from}), found {len(tokens)}")
+        hint = ""
+        if spaced_hint and len(tokens) > width:
+            hint = "; if the image path contains spaces, the DeepHash format cannot hold it (use the SAAT format)"
+        log.add(file, line, f"expected {width} labels ({width_from}), found {len(tokens)}{hint}")
         return None
     if not _BINARY.issuperset(tokens):
         column, token = next((i, t) for i, t in enumerate(tokens, 1) if t not in _BINARY)
@@ -170,7 +192,18 @@ def parse_split(
                 paths.append(tokens[0] if tokens else "")
                 rows.append(None)
                 continue
-            row = _label_row(tokens[1:], image_file, number, width, width_from, log)
+            spaced = _spaced_path(tokens, width)
+            if spaced is not None:
+                log.add(
+                    image_file, number,
+                    f"ambiguous line: the image path {spaced!r} seems to contain spaces, which the DeepHash "
+                    f"format (path, then labels, separated by whitespace) cannot hold; rename the file or use "
+                    f"the SAAT format ({split}_img.txt with the path alone on its line, {split}_label.txt)",
+                )
+                paths.append(spaced)
+                rows.append(None)
+                continue
+            row = _label_row(tokens[1:], image_file, number, width, width_from, log, spaced_hint=True)
             if width is None and row is not None:
                 width, width_from = len(row), f"as on line {number}"
             paths.append(tokens[0])
@@ -181,11 +214,17 @@ def parse_split(
         if path_lines is None or label_lines is None:
             return None
         for number, text in enumerate(path_lines, 1):
-            tokens = text.split()
-            if len(tokens) != 1:
-                found = f"expected 1 column (an image path), found {len(tokens)}"
-                log.add(image_file, number, found if tokens else "empty line")
-            paths.append(text.strip())
+            path = text.strip()  # the whole line is the path: it may contain spaces
+            tokens = path.split()
+            if not tokens:
+                log.add(image_file, number, "empty line")
+            elif len(tokens) > 1 and _BINARY.issuperset(tokens[1:]):
+                log.add(
+                    image_file, number,
+                    f"expected the image path alone, found {tokens[0]!r} followed by {len(tokens) - 1} 0/1 "
+                    f"label(s) (the DeepHash layout); labels belong in {label_file.name}",
+                )
+            paths.append(path)
         for number, text in enumerate(label_lines, 1):
             row = _label_row(text.split(), label_file, number, width, width_from, log)
             if width is None and row is not None:
@@ -231,12 +270,11 @@ def parse_lists(
 
 
 def load_pil_image(path: Path, where: str = "") -> Image.Image:
-    """Open and decode ``path`` with PIL; any failure is a :class:`DataError` naming the path."""
+    """Open and fully decode ``path`` with PIL (:func:`~hashguard.data.transforms.decode_image`: 8-bit RGB, or
+    a [0, 1] float image for 16-bit grey files); any failure is a :class:`DataError` naming the path."""
     suffix = f" (listed at {where})" if where else ""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy() if image.mode == "RGB" else image.convert("RGB")
+        return decode_image(path)
     except FileNotFoundError:
         raise DataError(f"{path}: image not found{suffix}") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

@@ -12,6 +12,7 @@ declare ``detect`` (``root -> anything``, raising :class:`DataError` when ``root
 from __future__ import annotations
 
 import inspect
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ def sources() -> Registry[DatasetSplits]:
 def needs_root(source: str) -> bool:
     """Whether ``source`` reads a directory the caller must name."""
     return bool(SOURCES.entry(source).attributes.get("needs_root", False))
+
+
+def _whole(value: Any) -> bool:
+    """An integer (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def open_dataset(
@@ -56,6 +62,10 @@ def open_dataset(
         values = entry.resolve(options)
     except ConfigError as exc:
         raise DataError(str(exc)) from None
+    if not _whole(seed) or seed < 0:
+        raise DataError(f"the data seed must be a non-negative integer, got {seed!r}")
+    if image_size is not None and (not _whole(image_size) or image_size < 1):
+        raise DataError(f"image_size must be a positive integer, got {image_size!r}")
     if entry.attributes.get("needs_root") and root is None:
         raise DataError(f"dataset source {source!r} needs a root directory")
     kwargs: dict[str, Any] = dict(values, seed=seed, image_size=image_size)

@@ -5,15 +5,27 @@ shorter side is resized (bilinear) to ``resize``, the centre ``image_size`` x ``
 out (zero padding if the image is smaller, as torchvision does), and the result becomes a float CHW tensor
 in [0, 1]. No normalisation: the mean/std live inside the model.
 
+``decode_image`` opens a file and decodes every pixel (``Image.verify()`` reads only the header and the
+checksums, so a truncated JPEG would pass it); ``unit_image`` brings any PIL mode to [0, 1] by its bit depth:
+8-bit modes become RGB (0..255), 16-bit grey images (PNG / TIFF modes ``I;16*`` and ``I``) become a float
+image of ``value / 65535``, float images (mode ``F``) must already lie in [0, 1].
+
 ``resize_tensor`` scales an in-memory image (demo digits, IDX, CIFAR arrays) to a square size.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+#: the largest value of a 16-bit image: its pixels are divided by this (65535 -> 1.0)
+MAX_16BIT = 65535.0
+#: PIL modes of 16-bit grey images (``I`` is how some Pillow versions open 16-bit PNGs)
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 #: the protocol's sizes: resize the shorter side to 256, then crop the centre 224 x 224.
 DEFAULT_IMAGE_SIZE = 224
@@ -23,6 +35,36 @@ DEFAULT_RESIZE = 256
 def default_resize(image_size: int) -> int:
     """The resize length that keeps the protocol's 256/224 ratio for a crop of ``image_size``."""
     return int(round(image_size * DEFAULT_RESIZE / DEFAULT_IMAGE_SIZE))
+
+
+def decode_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Open ``path`` and decode every pixel, then :func:`unit_image`; a truncated or corrupt file raises
+    (``OSError``, ``ValueError``, ``SyntaxError`` or PIL's ``DecompressionBombError``)."""
+    with Image.open(path) as image:
+        image.load()  # decodes the pixel data: a truncated file fails here, not hours later
+        return unit_image(image)
+
+
+def unit_image(image: Image.Image) -> Image.Image:
+    """``image`` as an 8-bit RGB image, or, for 16-bit and float grey images, a float image (mode ``F``)
+    holding values in [0, 1]: 16-bit values are divided by 65535 (their bit depth), not clipped at 255.
+
+    Raises ``ValueError`` for 32-bit integer images with values above 65535 and for float images outside
+    [0, 1] (their scale is unknown)."""
+    if image.mode in HIGH_DEPTH_MODES:
+        low, high = image.getextrema()
+        if low < 0 or high > MAX_16BIT:
+            raise ValueError(
+                f"{image.mode} image with values in [{low}, {high}]; only 16-bit values (0..65535) are supported"
+            )
+        array = np.asarray(image).astype(np.float32) / np.float32(MAX_16BIT)
+        return Image.fromarray(array)
+    if image.mode == "F":
+        low, high = image.getextrema()
+        if low < 0 or high > 1:
+            raise ValueError(f"float image with values in [{low}, {high}]; float images must lie in [0, 1]")
+        return image.copy()
+    return image.copy() if image.mode == "RGB" else image.convert("RGB")
 
 
 def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
@@ -53,13 +95,20 @@ def center_crop(array: np.ndarray, size: int) -> np.ndarray:
 def preprocess_image(
     image: Image.Image, image_size: int = DEFAULT_IMAGE_SIZE, resize: int | None = None
 ) -> torch.Tensor:
-    """The protocol's pre-processing: RGB, shorter side to ``resize``, centre crop ``image_size``, [0, 1] CHW."""
+    """The protocol's pre-processing: RGB, shorter side to ``resize``, centre crop ``image_size``, [0, 1] CHW.
+
+    8-bit images are divided by 255; 16-bit grey images by 65535 and float grey images are taken as they are
+    (:func:`unit_image`), their one channel repeated to three."""
     if image_size <= 0:
         raise ValueError(f"image_size must be positive, got {image_size}")
     resize = default_resize(image_size) if resize is None else int(resize)
     if resize <= 0:
         raise ValueError(f"resize must be positive, got {resize}")
-    image = resize_shorter_side(image.convert("RGB"), resize)
+    image = resize_shorter_side(unit_image(image), resize)
+    if image.mode == "F":  # already in [0, 1]: keep the precision, repeat the grey channel
+        grey = center_crop(np.array(image, dtype=np.float32)[:, :, None], image_size)
+        tensor = torch.from_numpy(np.ascontiguousarray(grey.transpose(2, 0, 1)))
+        return tensor.repeat(3, 1, 1).clamp_(0.0, 1.0)
     array = center_crop(np.asarray(image, dtype=np.uint8), image_size)
     tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
     return tensor.float().div_(255.0)

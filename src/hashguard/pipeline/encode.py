@@ -9,6 +9,7 @@ import numpy as np
 from hashguard.config import DataConfig
 from hashguard.encoding import encode_dataset
 from hashguard.errors import ConfigError
+from hashguard.io_utils import check_output_file
 from hashguard.pipeline.checkpoint import open_checkpoint
 from hashguard.retrieval.codes_io import save_codes
 
@@ -23,6 +24,9 @@ def encode_split(
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Encode ``split`` with the checkpoint and write ``out`` (npz: codes, labels, meta)."""
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be positive, got {batch_size}")
+    check_output_file(out)  # before the work: a directory or a file in the way fails now, not after encoding
     opened = open_checkpoint(checkpoint, device=device, data=data)
     model, splits = opened.model, opened.require_splits()
     try:

@@ -12,8 +12,8 @@ Ids are insertion positions (0-based, in the order codes were added). Backends:
   the metrics. Columns past the database size hold distance -1 and id -1.
 * ``flat``: FAISS ``IndexBinaryFlat``; exact distances, but which members of a tie group straddling the k-th
   position are returned is FAISS's choice. Rows are re-sorted by (distance, id).
-* ``ivf``: FAISS ``IndexBinaryIVF`` (approximate; trained on the first ``add``; ``nlist`` lists, ``nprobe``
-  probed). Missing results are -1.
+* ``ivf``: FAISS ``IndexBinaryIVF`` (approximate; trained on the first ``add``; ``nlist`` lists, at most
+  as many as the codes of that first ``add``; ``nprobe`` probed). Missing results are -1.
 * ``hnsw``: FAISS ``IndexBinaryHNSW`` (approximate; ``hnsw_m`` links, ``ef_search``). FAISS has no range
   search for it, so ``range_search`` is answered exactly from the stored codes.
 
@@ -74,6 +74,11 @@ class HammingIndex:
             raise ConfigError(f"bits must be a positive integer, not {bits!r}")
         if backend != "exact" and bits % 8:
             raise ConfigError(f"FAISS backends need a code length that is a multiple of 8, not {bits}")
+        for name, value in (("nlist", nlist), ("nprobe", nprobe), ("hnsw_m", hnsw_m), ("ef_search", ef_search)):
+            if value is None and name == "nlist":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, not {value!r}")
         self.bits = int(bits)
         self.backend = backend
         self.params: dict[str, Any] = {
@@ -118,6 +123,11 @@ class HammingIndex:
         if self.backend == "ivf" and self._faiss_index is None:
             faiss = _faiss()
             n = c.shape[0]
+            if self.params["nlist"] is not None and self.params["nlist"] > n:
+                raise ConfigError(
+                    f"nlist {self.params['nlist']} is larger than the {n} codes the IVF index is trained on "
+                    f"(every list needs at least one code); use nlist <= {n} or leave it to the default"
+                )
             nlist = self.params["nlist"] or int(max(1, min(4 * np.sqrt(n), n // 39 or 1)))
             self.params["nlist"] = int(nlist)
             quantizer = faiss.IndexBinaryFlat(self.bits)

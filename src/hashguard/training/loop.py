@@ -33,6 +33,12 @@ A step (:class:`TrainingStep`) provides:
   ``load_state`` gets the whole checkpoint;
 * ``finish(history)``: the end-of-run hand-off (write the final model), called once every epoch is done.
 
+Batches: the items of an epoch are cut into batches of ``batch_size`` in the sampler's order; when that
+would leave a last batch of a single item (``n = batch_size * k + 1``, ``k >= 1``), that item joins the batch
+before it, which then holds ``batch_size + 1`` items. A batch of one item cannot be trained on by a batch-norm
+hash head (its batch statistics need two items) nor by losses that compare the items of a batch with each
+other (OrthoHash); every other epoch size gives exactly the batches it gave before (:func:`epoch_batches`).
+
 Determinism: epoch ``e`` seeds the global generator with ``derived_seed(seed, e, 1)`` (dropout), hands the
 step a generator seeded with ``derived_seed(seed, e, 2)`` and draws its order from the sampler (default
 :class:`SeededPermutation`: ``randperm`` seeded with ``derived_seed(seed, e, 0)``). With the optimiser, the
@@ -62,8 +68,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from hashguard.errors import HashguardError
-from hashguard.io_utils import atomic_write_json
-from hashguard.training.state import existing_run, optimizer_to_flat, restore_modules, write_checkpoint
+from hashguard.io_utils import atomic_write_json, check_output_directory
+from hashguard.training.state import CHECKPOINT_DIR, existing_run, optimizer_to_flat, restore_modules, write_checkpoint
 
 HISTORY_FILE = "history.json"
 #: checkpoint metadata keys the loop writes itself
@@ -238,7 +244,11 @@ def fit(
     say = log or (lambda _msg: None)
     sampler = sampler or SeededPermutation(len(dataset), settings.seed)  # type: ignore[arg-type]
     reducer = reducer or SingleProcess()
-    steps_per_epoch = math.ceil(sampler.num_items() / settings.batch_size)
+    if settings.batch_size < 1:
+        raise HashguardError(f"batch size must be positive, got {settings.batch_size}")
+    steps_per_epoch = batch_count(sampler.num_items(), settings.batch_size)
+    if reducer.is_main:
+        check_output_directory(out / CHECKPOINT_DIR)  # a file in the way fails now, not after the first epoch
     existing = existing_run(out, resume, what)
     step.start(Plan(out, settings.epochs, steps_per_epoch, settings.seed, reducer.is_main, say))
     optimizer = make_optimizer(step.parameters())
@@ -273,6 +283,23 @@ def fit(
     return FitResult(out, epochs_done, done, history)
 
 
+def batch_count(items: int, batch_size: int) -> int:
+    """The number of batches of an epoch of ``items`` items (see :func:`epoch_batches`)."""
+    count = math.ceil(items / batch_size)
+    return count - 1 if count > 1 and items % batch_size == 1 else count
+
+
+def epoch_batches(order: list[int], batch_size: int) -> list[list[int]]:
+    """Cut an epoch's item order into consecutive batches of ``batch_size``; a last batch of a single item is
+    folded into the batch before it (which then holds ``batch_size + 1`` items). Deterministic: it depends on
+    the order and the batch size only."""
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        last = batches.pop()
+        batches[-1] = batches[-1] + last
+    return batches
+
+
 def _run_epoch(
     step: TrainingStep,
     dataset: Dataset,
@@ -288,7 +315,8 @@ def _run_epoch(
     torch.manual_seed(derived_seed(settings.seed, epoch, 1))
     generator = torch.Generator().manual_seed(derived_seed(settings.seed, epoch, 2))
     loader = DataLoader(
-        dataset, batch_size=settings.batch_size, sampler=sampler.order(epoch), num_workers=settings.num_workers
+        dataset, batch_sampler=epoch_batches(sampler.order(epoch), settings.batch_size),
+        num_workers=settings.num_workers,
     )
     step.begin_epoch(epoch, generator)
     sums: dict[str, float] = {"loss": 0.0}
@@ -302,7 +330,16 @@ def _run_epoch(
         index = epoch * steps_per_epoch + batch_number
         for group in optimizer.param_groups:
             group["lr"] = step.lr(index, epoch)
-        output = step(batch, index)
+        try:
+            output = step(batch, index)
+        except ValueError as exc:
+            if "Expected more than 1 value per channel" not in str(exc):
+                raise
+            raise HashguardError(
+                f"{step.name}: a batch of one item cannot pass the model's batch-norm layers in training; "
+                f"use a batch size of at least 2 and at least 2 training items (batch size {settings.batch_size}, "
+                f"{sampler.num_items()} items)"
+            ) from None
         if not torch.isfinite(output.loss):
             raise HashguardError(
                 f"{step.name} diverged at epoch {epoch + 1}, step {index}: loss is {output.loss.item()}; "

@@ -1,7 +1,8 @@
 """Resumable training state: model, method buffers and optimizer in safetensors, counters in JSON.
 
 Each checkpoint is a directory ``checkpoints/epoch-NNNN`` written under a temporary name and renamed into
-place, so a crash never leaves a half-written checkpoint; resuming picks the newest complete one.
+place, so a crash or a full disk never leaves a half-written checkpoint; resuming picks the newest complete
+one.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from typing import Any
 import torch
 
 from hashguard.errors import CheckpointError, HashguardError
+from hashguard.io_utils import ensure_directory
 from hashguard.models.checkpoint import load_state_file, save_state_file
 
 STATE_WEIGHTS = "state.safetensors"
 STATE_META = "state.json"
 OPTIM_PREFIX = "optimizer."
+#: the directory of a run that holds its checkpoints
+CHECKPOINT_DIR = "checkpoints"
 
 
 def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -55,20 +59,35 @@ def optimizer_from_flat(
 def write_checkpoint(
     root: Path, epoch: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any], keep: int = 2
 ) -> Path:
-    """Write ``checkpoints/epoch-NNNN`` atomically and keep only the newest ``keep`` of them."""
-    parent = root / "checkpoints"
-    parent.mkdir(parents=True, exist_ok=True)
+    """Write ``checkpoints/epoch-NNNN`` atomically and keep only the newest ``keep`` of them.
+
+    The checkpoint is written into a staging directory and renamed into place; any failure (a full disk)
+    removes the staging directory, keeps every earlier checkpoint (and an older copy of the same epoch) and
+    raises an ``OSError`` naming the checkpoint directory."""
+    parent = ensure_directory(root / CHECKPOINT_DIR)
     final = parent / f"epoch-{epoch:04d}"
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
+    staging: Path | None = None
+    replaced: Path | None = None
     try:
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=parent))
         save_state_file(staging / STATE_WEIGHTS, tensors)
         (staging / STATE_META).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
+        if final.exists():  # moved aside, not deleted, until the new one is in place
+            replaced = Path(tempfile.mkdtemp(prefix=".replaced-", dir=parent))
+            os.replace(final, replaced / final.name)
         os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as exc:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if replaced is not None:
+            if (replaced / final.name).exists() and not final.exists():
+                os.replace(replaced / final.name, final)
+            shutil.rmtree(replaced, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(final)) from exc
         raise
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
     for old in sorted(parent.glob("epoch-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -76,7 +95,7 @@ def write_checkpoint(
 
 def latest_checkpoint(root: Path) -> Path | None:
     """The newest complete checkpoint directory under ``root/checkpoints``, if any."""
-    parent = root / "checkpoints"
+    parent = root / CHECKPOINT_DIR
     candidates = sorted(p for p in parent.glob("epoch-*") if (p / STATE_META).is_file()) if parent.is_dir() else []
     return candidates[-1] if candidates else None
 
