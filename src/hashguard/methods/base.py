@@ -31,6 +31,10 @@ class HashingMethod(nn.Module):
 
     name: ClassVar[str] = ""
     uses_memory_bank: ClassVar[bool] = False
+    #: the training step class (``hashguard.training.loop.TrainingStep``) for a method whose training is not a
+    #: per-batch loss (alternating discrete steps, learned database codes, phases); None: the clean step.
+    #: It is built as ``training_step(model, method, train_set, config, seed=..., val_set=..., describe=...)``.
+    training_step: ClassVar[type | None] = None
 
     def __init__(self, bits: int, num_classes: int, num_train: int, seed: int = 0) -> None:
         super().__init__()

@@ -82,7 +82,8 @@ def train_model(
         "train_items": len(train_set),
         "val_items": len(val_set) if val_set is not None else 0,
     }
-    step = CleanStep(model, method, train_set, config, seed=seed, val_set=val_set, describe=describe)
+    step_class = method.training_step or CleanStep  # a method may bring its own step (e.g. learned database codes)
+    step = step_class(model, method, train_set, config, seed=seed, val_set=val_set, describe=describe)
     settings = LoopSettings(
         epochs=config.epochs, batch_size=config.batch_size, seed=seed, checkpoint_every=config.checkpoint_every,
         num_workers=config.num_workers, progress=config.progress,
