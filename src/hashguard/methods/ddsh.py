@@ -64,6 +64,20 @@ def coding_objective(
     return float(first + second)
 
 
+def bit_problem(
+    target_rest: torch.Tensor, target_cols: torch.Tensor, codes_rest: torch.Tensor, codes_cols: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Q, p) of bit k: J as a function of column k of B_Omega is z^T Q z + p^T z plus a constant.
+
+    ``target_rest`` = c S_GammaOmega, ``target_cols`` = c S_OmegaOmega. With the residuals
+    R = c S_GammaOmega - sum_{t != k} g_t z_t^T and R' = c S_OmegaOmega - sum_{t != k} z_t z_t^T,
+    ||R - g_k z^T||^2 = const - 2 (R^T g_k)^T z and ||R' - z z^T||^2 = const - 2 z^T R' z (z^T z = m)."""
+    z, g_k = codes_cols[:, k], codes_rest[:, k]
+    residual_cols = target_cols - codes_cols @ codes_cols.t() + torch.outer(z, z)
+    residual_rest = target_rest - codes_rest @ codes_cols.t() + torch.outer(g_k, z)
+    return -2.0 * residual_cols, -2.0 * residual_rest.t() @ g_k
+
+
 @torch.no_grad()
 def code_columns(
     s_rest: torch.Tensor,
@@ -75,7 +89,8 @@ def code_columns(
     solver: str = "approximate",
 ) -> torch.Tensor:
     """The discrete coding step: ``sweeps`` passes over the bits of B_Omega (``codes_cols``, m x c), each bit
-    the binary quadratic program of the module docstring; returns the new ±1 B_Omega (J never increases)."""
+    the binary quadratic program of :func:`bit_problem`; returns the new ±1 B_Omega (J never increases: the
+    exact solver keeps the current column on a tie, the approximate one never returns worse than it)."""
     b = codes_cols.clone().to(torch.float64)
     g = codes_rest.to(torch.float64)
     c = b.shape[1]
@@ -83,14 +98,11 @@ def code_columns(
     target_cols = c * s_cols.to(torch.float64)
     for _ in range(sweeps):
         for k in range(c):
-            z, g_k = b[:, k], g[:, k]
-            residual_cols = target_cols - b @ b.t() + torch.outer(z, z)
-            residual_rest = target_rest - g @ b.t() + torch.outer(g_k, z)
-            q = -2.0 * residual_cols
-            p = -2.0 * residual_rest.t() @ g_k
+            q, p = bit_problem(target_rest, target_cols, g, b, k)
+            z = b[:, k]
             if solver == "exact":
                 new = solve_exact(q, p)
-                if objective(q, p, new) > objective(q, p, z):  # ties keep the current column
+                if objective(q, p, new) >= objective(q, p, z):
                     new = z
             else:
                 new = solve_approximate(q, p, start=z)
