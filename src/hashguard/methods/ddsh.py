@@ -125,7 +125,7 @@ class DDSH(HashingMethod):
         num_train: int,
         seed: int = 0,
         columns: Annotated[int, Range(1), "m: training items sampled as discrete columns per outer iteration"] = 100,
-        inner_epochs: Annotated[int, Range(1), "epochs of network training per outer iteration"] = 1,
+        inner_epochs: Annotated[int, Range(1), "epochs of network training per outer iteration"] = 3,
         sweeps: Annotated[int, Range(1), "passes over the bits in a discrete coding step"] = 1,
         solver: Annotated[str, Choices(*SOLVERS), "per-bit solver: the clustering heuristic or enumeration"] = (
             "approximate"
