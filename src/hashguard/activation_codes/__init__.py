@@ -5,6 +5,15 @@ See docs/methods.md ("Activation codes") for the construction, its parameters an
 the paper leaves them open.
 """
 
+from hashguard.activation_codes.diagnostics import (
+    attack_flips,
+    code_diagnostics,
+    correlated_bit_ratio,
+    kmeans_accuracy,
+    knn_accuracy,
+    redundancy_ratio,
+    relu_flips,
+)
 from hashguard.activation_codes.model import VARIANTS, ActivationCodeModel, ActivationCodeSpec, fit_activation_codes
 from hashguard.activation_codes.patterns import find_sites, relu_modules, resolve_sites, tap_sites, unit_states
 from hashguard.activation_codes.selection import (
@@ -15,6 +24,13 @@ from hashguard.activation_codes.selection import (
 )
 
 __all__ = [
+    "attack_flips",
+    "code_diagnostics",
+    "correlated_bit_ratio",
+    "kmeans_accuracy",
+    "knn_accuracy",
+    "redundancy_ratio",
+    "relu_flips",
     "VARIANTS",
     "ActivationCodeModel",
     "ActivationCodeSpec",
