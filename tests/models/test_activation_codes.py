@@ -273,3 +273,11 @@ def test_attack_flips_vanish_at_eps_zero(trained, tiny_splits):
         model, images, labels, "mainstay", train=tiny_splits.train, eps=8 / 255, iterations=2, step=4 / 255, seed=0
     )
     assert all(isinstance(count, int) and 0 <= count <= some["units"] for count in some["flips"])
+
+
+def test_the_builder_command_reports_bad_input_in_one_line(tmp_path, capsys):
+    from hashguard.activation_codes.__main__ import main
+
+    assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "ac"), "--bits", "8"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("hashguard: error:") and "not found" in error and "\n" not in error
