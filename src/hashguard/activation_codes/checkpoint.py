@@ -7,8 +7,8 @@ network's backbone and input, ``bits`` = K), plus ``activation_codes``: ``code``
 :class:`~hashguard.activation_codes.model.ActivationCodeSpec`), ``base_model`` (the wrapped network's own
 model description) and ``base`` (provenance: the source checkpoint and its hashing method). The weights file
 holds the wrapped network under ``base_model.`` and the selection (``units``; for the projection variant also
-``mean``, ``scale``, ``weight``). ``method`` is left empty: an activation-code model has no training loss, so
-``hashguard defend`` refuses it (harden the network first, then read its activation codes).
+``unit_mean``, ``unit_scale``, ``projection``). ``method`` is left empty: an activation-code model has no
+training loss, so ``hashguard defend`` refuses it (harden the network first, then read its activation codes).
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ def model_from_checkpoint(
     base = HashModel(base_spec)
     shapes = {"units": state.get("units")}
     if code.variant == "projection":
-        shapes.update(mean=state.get("mean"), scale=state.get("scale"), weight=state.get("weight"))
+        shapes.update(
+            unit_mean=state.get("unit_mean"), unit_scale=state.get("unit_scale"), projection=state.get("projection")
+        )
     missing = [name for name, tensor in shapes.items() if tensor is None]
     if missing:
         raise CheckpointError(f"{directory / WEIGHTS_FILE}: activation-code tensor {missing[0]!r} missing")
@@ -89,9 +91,9 @@ def model_from_checkpoint(
             base,
             code,
             state["units"],
-            mean=shapes.get("mean"),
-            scale=shapes.get("scale"),
-            weight=shapes.get("weight"),
+            mean=shapes.get("unit_mean"),
+            scale=shapes.get("unit_scale"),
+            weight=shapes.get("projection"),
         )
     except ConfigError as exc:
         raise CheckpointError(f"{directory / WEIGHTS_FILE}: {exc}") from None

@@ -93,8 +93,9 @@ class ActivationCodeModel(HashModel):
     ``units`` are indices into the concatenated units of ``code.sites``. For the balanced and random variants
     they are the K selected units and ``logits(x)`` returns their pre-activations (an exact zero, whose ReLU
     output is 0, is returned as the smallest negative float so that sign gives -1, "off"). For the projection
-    variant they are every non-constant unit and ``logits(x) = ((relu(pre) - mean) / scale) @ weight`` with
-    ``weight`` (units, K) seeded Gaussian. The wrapped network is ``base_model``; its weights are unchanged.
+    variant they are every non-constant unit and ``logits(x) = ((relu(pre) - unit_mean) / unit_scale) @ projection``
+    with ``projection`` (units, K) seeded Gaussian. The wrapped network is ``base_model`` (the network itself,
+    not a copy); its weights are unchanged.
     """
 
     def __init__(
@@ -124,9 +125,10 @@ class ActivationCodeModel(HashModel):
                 raise ConfigError("the projection variant needs mean, scale and weight")
             if weight.shape != (units.numel(), code.bits) or mean.shape != units.shape or scale.shape != units.shape:
                 raise ConfigError("projection mean/scale/weight do not fit the kept units and the code length")
-            self.register_buffer("mean", mean.float())
-            self.register_buffer("scale", scale.float())
-            self.register_buffer("weight", weight.float())
+            # not "mean": a HashModel's ``mean`` is its input normalisation
+            self.register_buffer("unit_mean", mean.float())
+            self.register_buffer("unit_scale", scale.float())
+            self.register_buffer("projection", weight.float())
         elif units.numel() != code.bits:
             raise ConfigError(f"{code.variant} activation codes select {code.bits} units, got {units.numel()}")
         # the units of each site, local to that site (derived, not saved)
@@ -163,7 +165,7 @@ class ActivationCodeModel(HashModel):
         """The K real values whose signs are the code (see the class docstring), shape (B, K)."""
         values = self.unit_pre_activations(x)
         if self.code.variant == "projection":
-            return ((torch.relu(values) - self.mean) / self.scale) @ self.weight
+            return ((torch.relu(values) - self.unit_mean) / self.unit_scale) @ self.projection
         tiny = torch.finfo(values.dtype).tiny
         return torch.where(values > 0, values, values.clamp(max=-tiny))
 
@@ -219,8 +221,8 @@ def fit_activation_codes(
     ``"balanced"`` (greedy, cost 2|p - 1/2| + corr_weight * max |rho|; no randomness), ``"random"`` (a subset
     drawn with ``seed``) or ``"projection"`` (sign of ``bits`` Gaussian projections drawn with ``seed`` of the
     ReLU outputs of the non-constant units, each centred and scaled to unit variance on the fitting set).
-    Units constant over the fitting set are never used. The network runs in eval mode and is not changed;
-    the same inputs and seed give the same model.
+    Units constant over the fitting set are never used. The network is put in eval mode and wrapped, not
+    copied or changed; the same inputs and seed give the same model.
     """
     if variant not in VARIANTS:
         raise ConfigError(f"activation-code variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
