@@ -181,6 +181,10 @@ def load_model(
     directory = Path(directory)
     payload = read_model_config(directory)
     state = load_state_file(directory / WEIGHTS_FILE)
+    if "activation_codes" in payload:  # a trained network read as an activation-code model
+        from hashguard.activation_codes.checkpoint import model_from_checkpoint
+
+        return model_from_checkpoint(directory, payload, state, device), payload
     described = payload.get("model") if isinstance(payload.get("model"), dict) else {}
     try:
         spec_dict = dict(payload["model"])
