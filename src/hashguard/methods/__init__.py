@@ -1,6 +1,9 @@
 """Hashing objectives, one file each, behind a registry."""
 
 from hashguard.methods import csq, dph, dpn, dpsh, hashnet, hswd, orthohash  # noqa: F401  (register)
+
+# isort: split
+from hashguard.methods import adsh  # noqa: F401  (register; listed after the per-batch losses)
 from hashguard.methods.base import HashingMethod, label_similarity
 from hashguard.methods.memory_bank import MemoryBank
 from hashguard.methods.registry import METHODS, build_method, method_class, register_method
