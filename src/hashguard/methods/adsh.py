@@ -66,7 +66,8 @@ def similarity_balance(labels: torch.Tensor, chunk: int = 1024) -> float:
 
 def adsh_similarity(labels_a: torch.Tensor, labels_b: torch.Tensor, balance: float | torch.Tensor) -> torch.Tensor:
     """S_ij = 1 for items sharing a label, -balance otherwise."""
-    similar = label_similarity(labels_a, labels_b)
+    dtype = labels_a.dtype if labels_a.is_floating_point() else torch.float32
+    similar = label_similarity(labels_a, labels_b).to(dtype)  # exact 0 / 1, in the labels' precision
     return similar * (1 + balance) - balance
 
 
@@ -83,9 +84,15 @@ def adsh_objective(
 
 @torch.no_grad()
 def dcc_update(
-    codes: torch.Tensor, u: torch.Tensor, omega: torch.Tensor, similarity: torch.Tensor, gamma: float
+    codes: torch.Tensor,
+    u: torch.Tensor,
+    omega: torch.Tensor,
+    similarity: torch.Tensor,
+    gamma: float,
+    columns: list[int] | None = None,
 ) -> torch.Tensor:
-    """One sweep of discrete cyclic coordinate descent over the K bit columns of V (returns a new tensor).
+    """One sweep of discrete cyclic coordinate descent over the bit columns of V (all K in order unless
+    ``columns`` names some); returns a new tensor.
 
     Column k minimises J over that column with the others fixed (a linear function of the column, because
     ||v_j||^2 = K is constant): V_{:,k} = -sign(2 V_hat_k U_hat_k^T U_{:,k} + Q_{:,k}). Where the coefficient
@@ -97,7 +104,7 @@ def dcc_update(
     u_bar[omega] = u
     q = -2.0 * bits * similarity.to(codes.dtype).t() @ u - 2.0 * gamma * u_bar
     gram = u.t() @ u  # (K, K): U_hat_k^T U_{:,k} is column k of it without row k
-    for k in range(bits):
+    for k in range(bits) if columns is None else columns:
         cross = gram[:, k].clone()
         cross[k] = 0.0
         coefficient = 2.0 * codes @ cross + q[:, k]
