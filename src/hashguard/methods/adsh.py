@@ -16,9 +16,13 @@ with Q = -2K S^T U - 2 gamma U_bar (U_bar: U in the rows of Omega, zero elsewher
 
 where the hats drop column k. Each column update minimises J exactly over that column, so J never increases
 in the V step. The per-batch loss used for the network (and by the adversarial defenses, which call
-``method(u, labels, index)``) is J restricted to the batch and divided by B * N:
+``method(u, labels, index)``) is J restricted to the batch and divided by B * N * K^2:
 
-    L = 1/(B N) [ sum_{i in batch} sum_j (u_i^T v_j - K S_ij)^2 + gamma sum_{i in batch} ||v_i - u_i||^2 ]
+    L = 1/(B N K^2) [ sum_{i in batch} sum_j (u_i^T v_j - K S_ij)^2 + gamma sum_{i in batch} ||v_i - u_i||^2 ]
+
+(the paper sums; the authors' code divides by B * N; the further 1/K^2 makes the loss of the order of 1 like the
+other methods', so that a shared learning rate and the adversarial defenses' weights of their own terms apply;
+the minimisers are unchanged).
 
 S is the rebalanced similarity: 1 for items sharing a label, -r otherwise, with r = #similar / #dissimilar
 pairs of the pool (``similarity="rebalanced"``; ``"plain"`` gives the paper's +1 / -1). Test time: a query's
@@ -199,7 +203,7 @@ class ADSH(HashingMethod):
         similarity = self.pair_similarity(labels).to(u.dtype)
         square = ((u @ codes.t() - self.bits * similarity) ** 2).sum()
         quantisation = self.gamma * ((codes[index.to(codes.device).long()] - u) ** 2).sum()
-        return (square + quantisation) / (u.shape[0] * self.num_train)
+        return (square + quantisation) / (u.shape[0] * self.num_train * self.bits**2)
 
     def describe_protocol(self) -> dict[str, Any]:
         """What ``model.json`` records about the asymmetric codes."""
