@@ -115,7 +115,7 @@ def test_objective_decreases_over_outer_iterations() -> None:
     method.install_labels(labels)
     index = torch.arange(items)
     similarity = method.pair_similarity(labels).numpy()
-    optimizer = torch.optim.SGD([weights], lr=0.02)
+    optimizer = torch.optim.SGD([weights], lr=0.5)
 
     def objective() -> float:
         u = torch.tanh(features @ weights).detach().numpy()
@@ -190,6 +190,30 @@ def test_evaluate_ranks_queries_against_the_learned_codes(demo_splits, tmp_path:
     query_codes, query_labels = encode_dataset(model, query)
     expected = numpy_map(query_codes, method.V.numpy(), query_labels, method.Y.numpy())
     assert metrics["map_all"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_attack_and_defense_use_the_learned_codes(demo_splits, tmp_path: Path) -> None:
+    from hashguard.defenses.api import defend
+    from hashguard.pipeline.attack import run_attack
+    from hashguard.pipeline.evaluate import evaluate_checkpoint
+
+    splits, _, _ = demo_splits("demo-mnist")
+    base = tmp_path / "base"
+    _, method, train = _train(splits, base, epochs=1, describe={"data": {"source": "demo-mnist", "seed": 0}})
+    clean = evaluate_checkpoint(base, topk=None, progress=False, queries=8, warn=None)
+    result = run_attack(base, "mainstay", tmp_path / "attack", params={"iterations": 2}, limit=8, topk=None,
+                        batch_size=8, device="cpu", progress=False, log=lambda _line: None)
+    assert result["clean_map"] == pytest.approx(clean["map"], abs=1e-9)  # ranked against V, like evaluate
+
+    hard = tmp_path / "hard"
+    defend(base, "saat", hard, {"epochs": 1, "train_items": 32}, preset="demo", train_set=train, device="cpu",
+           log=None)
+    tensors, _ = read_checkpoint(latest_checkpoint(hard))
+    assert torch.equal(tensors["method.V"], method.V[:32])  # the defense's loss compared against the base's V
+    assert torch.equal(load_database_codes(hard)[0], load_database_codes(base)[0])
+    assert json.loads((hard / "model.json").read_text())["adsh"]["protocol"] == "adsh"
+    before, after = load_state_file(base / "model.safetensors"), load_state_file(hard / "model.safetensors")
+    assert any(not torch.equal(before[key], after[key]) for key in before)  # the query network was trained
 
 
 # Measured on x86-64, one torch thread (16 bits, 300 pool items, m = 100, T_in = 3, batch 32, Adam 1e-3, 200 queries
