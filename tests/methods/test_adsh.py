@@ -216,6 +216,29 @@ def test_attack_and_defense_use_the_learned_codes(demo_splits, tmp_path: Path) -
     assert any(not torch.equal(before[key], after[key]) for key in before)  # the query network was trained
 
 
+def test_study_evaluates_and_attacks_against_the_learned_codes(tmp_path: Path) -> None:
+    from hashguard.pipeline.study import run_study
+    from hashguard.pipeline.study_config import StudyConfig
+    from hashguard.retrieval import load_codes
+
+    config = {
+        "name": "adsh",
+        "data": {"source": "demo-mnist", "seed": 0, "options": {"train_size": 64, "database_size": 100}},
+        "model": {"backbone": "small_cnn", "bits": 8, "hash_norm": "batchnorm"},
+        "method": {"name": "adsh", "params": {"num_samples": 32}},
+        "train": {"recipe": "fast", "epochs": 1, "val_fraction": 0.0, "progress": False},
+        "evaluation": {"topk": 50},
+        "attacks": {"override": {"iterations": 2}, "queries": 4, "suite": ["mainstay"]},
+        "defenses": {"run": []},
+        "report": {"grid_queries": 0},
+    }
+    card = run_study(StudyConfig.model_validate(config), tmp_path, log=lambda _line: None, report=False)
+    codes, _ = load_database_codes(tmp_path / "model")
+    stored = load_codes(tmp_path / "clean" / "database.npz")
+    assert np.array_equal(np.asarray(stored.codes), codes.numpy())  # the pool's V, not the 100 database items
+    assert card["models"]["undefended"]["clean"]["map"] is not None
+
+
 # Measured on x86-64, one torch thread (16 bits, 300 pool items, m = 100, T_in = 3, batch 32, Adam 1e-3, 200 queries
 # ranked against V; random codes of the same shapes), seeds 0-4, ADSH mAP minus random codes' mAP:
 #   demo-mnist, 4 outer iterations:       0.682 - 0.746 (ADSH 0.796 - 0.863, random 0.114 - 0.118)
