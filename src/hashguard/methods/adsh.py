@@ -8,7 +8,7 @@ variables. With u_i = tanh(F(x_i)) for a sampled query subset Omega of the pool 
 
     J(Theta, V) = sum_{i in Omega} sum_{j in pool} (u_i^T v_j - K S_ij)^2 + gamma sum_{i in Omega} ||v_i - u_i||^2
 
-(paper, Eq. 2-3), minimised alternately: a network step (T_in passes of mini-batch SGD over Omega with V
+(the paper's objective), minimised alternately: a network step (T_in passes of mini-batch SGD over Omega with V
 fixed), then a closed-form update of V with Theta fixed, bit by bit (discrete cyclic coordinate descent):
 with Q = -2K S^T U - 2 gamma U_bar (U_bar: U in the rows of Omega, zero elsewhere),
 
@@ -56,7 +56,7 @@ DATABASE_CODES_FILE = "database_codes.safetensors"
 PROTOCOLS = ("adsh", "saat")
 
 
-def similarity_balance(labels: torch.Tensor, chunk: int = 1024) -> float:
+def similarity_balance(labels: torch.Tensor, chunk: int = 256) -> float:
     """r = #similar / #dissimilar ordered pairs (i, j) of the pool (self pairs included); 1 when no pair is
     dissimilar (then -r is never used). Counted in row chunks so that a large pool needs no N x N matrix."""
     labels = labels.float()
@@ -236,7 +236,7 @@ class OmegaSampler:
 
 class ADSHStep(TrainingStep):
     """ADSH training as a step of :func:`hashguard.training.loop.fit`: one epoch of the loop is one outer
-    iteration of the paper (Jiang and Li, AAAI 2018, Algorithm 1).
+    iteration of the paper's alternating algorithm (Jiang and Li, AAAI 2018).
 
     The epoch's items are the sampled queries Omega visited ``inner_epochs`` times (:class:`OmegaSampler`),
     each batch is one SGD step on the ADSH loss against the current V, and the end of the epoch updates V in
