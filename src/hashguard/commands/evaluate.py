@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         print_json(metrics, stdout)
         return 0
     k = metrics["topk"] if metrics["topk"] is not None else "all"
-    print(f"queries {metrics['n_queries']}, database {metrics['n_database']}, {metrics['bits']} bits; "
+    where = f" ({metrics['database']})" if "database" in metrics else ""
+    print(f"queries {metrics['n_queries']}, database {metrics['n_database']}{where}, {metrics['bits']} bits; "
           f"cut-off mAP@{k}" + (f" (--topk {args.topk}, capped at the database size)" if topk and k != topk else ""))
     print(f"mAP@{k}            {metrics['map']:.4f}   (ties broken by database index)")
     print(f"tie-aware mAP@{k}  {metrics['map_tie_aware']:.4f}   (expected over random order within ties)")

@@ -9,6 +9,7 @@ base checkpoint (path, SHA-256 of its weights, its method and training seed).
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,9 @@ def defend(
     num_classes = opened.num_classes or train_set.num_classes
     opened.check_classes(train_set.num_classes)
     method = opened.hashing_method(len(train_set), num_classes)
+    asymmetric = meta.get("adsh") or {}
+    if asymmetric:  # ADSH: the method's loss compares queries with the learned database codes V of the base model
+        method.install_checkpoint(checkpoint)  # type: ignore[attr-defined]
     method_meta = meta.get("method") or {}
     training = opened.training
     weights = checkpoint / WEIGHTS_FILE
@@ -128,7 +132,9 @@ def defend(
     elif meta.get("data"):
         describe["data"] = meta["data"]
     describe["train_source"] = train_source
-    return adversarial_train(
+    if asymmetric:
+        describe["adsh"] = asymmetric
+    result = adversarial_train(
         model,
         method,
         build_defense(settings.defense, settings),
@@ -140,3 +146,8 @@ def defend(
         stop_after_epoch=stop_after_epoch,
         log=log,
     )
+    if asymmetric:  # the defense trains the query network only: the database codes V stay the base model's
+        from hashguard.methods.adsh import DATABASE_CODES_FILE
+
+        shutil.copyfile(checkpoint / DATABASE_CODES_FILE, Path(out_dir) / DATABASE_CODES_FILE)
+    return result

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from hashguard.attacks import (
     attack_spec,
     build_attack,
@@ -34,6 +36,7 @@ from hashguard.config import DataConfig
 from hashguard.errors import ConfigError
 from hashguard.io_utils import atomic_write_json
 from hashguard.pipeline.checkpoint import open_checkpoint
+from hashguard.pipeline.evaluate import database_of
 from hashguard.progress_bar import progress_scope
 from hashguard.protocol import MAP_TOPK
 from hashguard.retrieval.codes_io import save_codes
@@ -113,14 +116,19 @@ def run_attack(
         log(describe_run(attack_obj, n, batch_size))
     objective = attack_obj.objective
     needs_train = "train" in objective.needs or objective.needs_train_images
+    stored = database_of(opened.meta, checkpoint)  # ADSH protocol: the database is the learned codes V
     with progress_scope(progress):
         context = build_context(
             model,
             splits.train if needs_train else None,
-            splits.database,
+            splits.database if stored is None else None,
             batch_size=max(batch_size, 256),
             train_images=objective.needs_train_images,  # the split itself, read batch by batch (ProS-GAN)
         )
+    if stored is not None:
+        context.database_codes = torch.as_tensor(stored[0]).to(model.device)  # int8, as build_context gives
+        context.database_labels = torch.as_tensor(stored[1]).float().to(model.device)
+    database_labels = splits.database.labels if stored is None else stored[1]
     attack_obj.set_context(context)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,7 +143,7 @@ def run_attack(
             target_file = out / "target_labels.json"
             reused = target_file.exists()
             target_labels = load_or_create_target_labels(
-                target_file, query_labels, splits.database.labels, seed=target_seed
+                target_file, query_labels, database_labels, seed=target_seed
             )
             if progress is not False:
                 log(f"{'reusing' if reused else 'created'} target labels {target_file}")

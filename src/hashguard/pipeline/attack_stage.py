@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from hashguard.attacks import AttackContext, attack_spec, build_attack, build_context
 from hashguard.attacks.evaluate import describe_run, evaluate_attack
@@ -45,13 +46,20 @@ class AttackedModel:
     train_set: HashingDataset
     identity: Any
     directory: Path
+    #: stored database (int8 codes, labels) that replaces the encoded database split (an ADSH-protocol model's V)
+    database: tuple[Any, Any] | None = None
     _context: AttackContext | None = field(default=None, repr=False)
 
     def context(self) -> AttackContext:
         """Training and database codes of this model (computed on first use)."""
         if self._context is None:
+            database = self.splits.database if self.database is None else None
             with progress_scope(None):  # encoding bars on a terminal
-                self._context = build_context(self.model, self.train_set, self.splits.database, train_images=True)
+                self._context = build_context(self.model, self.train_set, database, train_images=True)
+            if self.database is not None:
+                device = self.model.device
+                self._context.database_codes = torch.as_tensor(self.database[0]).to(device)
+                self._context.database_labels = torch.as_tensor(self.database[1]).float().to(device)
         return self._context
 
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from hashguard.config import DataConfig
 from hashguard.encoding import encode_dataset
 from hashguard.pipeline.checkpoint import open_checkpoint
@@ -42,6 +44,18 @@ def evaluate_codes(
     return metrics
 
 
+def database_of(meta: dict[str, Any], checkpoint: str | Path) -> tuple[Any, Any] | None:
+    """The stored database (int8 codes, labels) of a checkpoint whose ``model.json`` says the ADSH protocol
+    (Jiang and Li, AAAI 2018: the training pool is the database and its codes are learned directly); None for
+    every other checkpoint, whose database split is encoded by the network."""
+    if (meta.get("adsh") or {}).get("protocol") != "adsh":
+        return None
+    from hashguard.methods.adsh import load_database_codes
+
+    codes, labels = load_database_codes(checkpoint)
+    return codes.to(torch.int8).numpy(), labels.numpy()
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: DataConfig | None = None,
@@ -59,8 +73,16 @@ def evaluate_checkpoint(
     model, splits = opened.model, opened.require_splits()
     query = splits.query if queries is None else splits.query[:queries]
     query_codes, query_labels = encode_dataset(model, query, batch_size, progress=progress, description="query")
-    db_codes, db_labels = encode_dataset(model, splits.database, batch_size, progress=progress, description="database")
+    database = database_of(opened.meta, checkpoint)
+    if database is not None:  # ADSH protocol: the training pool is the database and its codes are the learned V
+        db_codes, db_labels = database
+    else:
+        db_codes, db_labels = encode_dataset(
+            model, splits.database, batch_size, progress=progress, description="database"
+        )
     metrics = evaluate_codes(query_codes, db_codes, query_labels, db_labels, topk, warn=warn)
+    adsh = database is not None
+    metrics["database"] = "learned codes V of the training pool (ADSH protocol)" if adsh else "database split"
     metrics["checkpoint"] = str(checkpoint)
     metrics["dataset_fingerprint"] = splits.fingerprint()
     return metrics

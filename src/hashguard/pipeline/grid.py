@@ -46,6 +46,8 @@ def build_grid(
 ) -> dict[str, Any]:
     """Attack ``count`` queries of ``target`` with ``attack`` and write the grid arrays to ``path`` (npz)."""
     query, database = target.splits.query, target.splits.database
+    if target.database is not None:  # ADSH protocol: the database is the training pool (its learned codes V)
+        database = target.train_set
     labels = np.asarray(query.labels, dtype=np.float32)
     picked = choose_queries(labels, min(count, len(query)))
     context = target.context()

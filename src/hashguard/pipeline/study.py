@@ -40,7 +40,7 @@ from hashguard.models.hash_model import HashModel
 from hashguard.pipeline.attack_stage import AttackedModel, attack_cost, attack_model, stage_name
 from hashguard.pipeline.checkpoint import OpenedCheckpoint, open_checkpoint
 from hashguard.pipeline.claims import study_claims
-from hashguard.pipeline.evaluate import evaluate_codes
+from hashguard.pipeline.evaluate import database_of, evaluate_codes
 from hashguard.pipeline.progress import StagePlan, format_seconds, stage_cost
 from hashguard.pipeline.stages import digest, forget_stage, run_stage, stage_done
 from hashguard.pipeline.study_config import (
@@ -213,14 +213,18 @@ def _threat_eps(config: StudyConfig, budgets: dict[str, dict[str, Any]]) -> floa
 
 def _clean_stage(
     name: str, model: HashModel, splits: DatasetSplits, directory: Path, key: Any, topk: int | None,
-    plan: StagePlan, log: Callable[[str], None],
+    plan: StagePlan, log: Callable[[str], None], database: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
-    """Encode query and database with ``model`` and evaluate clean retrieval (metrics with curves)."""
+    """Encode query and database with ``model`` and evaluate clean retrieval (metrics with curves); ``database``
+    (codes, labels) replaces the encoded database split (an ADSH-protocol model's learned codes V)."""
 
     def work(out: Path) -> dict[str, Any]:
         codes = {}
         for split in ("query", "database"):
-            codes[split] = encode_dataset(model, splits.split(split), progress=True, description=split)
+            if split == "database" and database is not None:
+                codes[split] = database
+            else:
+                codes[split] = encode_dataset(model, splits.split(split), progress=True, description=split)
             save_codes(out / f"{split}.npz", *codes[split], meta={"split": split})
         (query_codes, query_labels), (db_codes, db_labels) = codes["query"], codes["database"]
         metrics = evaluate_codes(query_codes, db_codes, query_labels, db_labels, topk)
@@ -266,27 +270,31 @@ def run_study(
     opened = _open_model(config, model_dir, splits, device)
     model, meta = opened.model, opened.meta
     fit_set = opened.training_split()  # the items the model was fitted on (its validation items held out)
+    stored = database_of(meta, model_dir)  # ADSH protocol: the database is the training pool's learned codes V
+    database_labels = splits.database.labels if stored is None else stored[1]
 
     clean_key = {"train": train_key, "evaluation": config.evaluation.model_dump(), "data": splits.fingerprint()}
-    clean = _clean_stage("clean evaluation", model, splits, out / "clean", clean_key, topk, plan, log)
+    clean = _clean_stage("clean evaluation", model, splits, out / "clean", clean_key, topk, plan, log, stored)
 
     targets_path = out / "targets" / "target_labels.json"
 
     def _targets(directory: Path) -> dict[str, Any]:
         targets = load_or_create_target_labels(
-            targets_path, splits.query.labels, splits.database.labels, seed=config.attacks.target_seed
+            targets_path, splits.query.labels, database_labels, seed=config.attacks.target_seed
         )
         return {"count": int(targets.shape[0]), "seed": config.attacks.target_seed}
 
     targets_key = {"data": splits.fingerprint(), "seed": config.attacks.target_seed}
     run_stage("target labels", targets_path.parent, targets_key, _targets, log, plan)
     target_labels = load_or_create_target_labels(
-        targets_path, splits.query.labels, splits.database.labels, seed=config.attacks.target_seed
+        targets_path, splits.query.labels, database_labels, seed=config.attacks.target_seed
     )
     targets_digest = _digest_file(targets_path)
 
     models: dict[str, Any] = {}
-    undefended = AttackedModel("undefended", model, splits, fit_set, train_key, out / "models" / "undefended")
+    undefended = AttackedModel(
+        "undefended", model, splits, fit_set, train_key, out / "models" / "undefended", database=stored
+    )
     attacked = attack_model(
         undefended, [e.key for e in config.attacks.suite], config.attacks, target_labels, targets_digest, topk,
         True, plan, log,
@@ -409,12 +417,15 @@ def _defend_and_attack(
     defended = run_stage(f"defend {entry.name}", defense_dir, defense_key, _defend, log, plan)
     hardened_checkpoint = _open_model(config, defense_dir, splits, device)
     hardened, hardened_meta = hardened_checkpoint.model, hardened_checkpoint.meta
+    stored = database_of(hardened_meta, defense_dir)  # ADSH protocol: the base model's V, kept by the defense
     clean = _clean_stage(
         f"clean evaluation ({entry.name})", hardened, splits, defense_dir / "clean",
         {"defense": defense_key, "evaluation": config.evaluation.model_dump(), "data": splits.fingerprint()},
-        config.evaluation.topk, plan, log,
+        config.evaluation.topk, plan, log, stored,
     )
-    target = AttackedModel(entry.name, hardened, splits, fit_set, defense_key, out / "models" / entry.name)
+    target = AttackedModel(
+        entry.name, hardened, splits, fit_set, defense_key, out / "models" / entry.name, database=stored
+    )
     attacked = attack_model(
         target, config.defense_attacks(), config.attacks, target_labels, targets_digest, config.evaluation.topk,
         config.defenses.sweep, plan, log,

@@ -92,5 +92,6 @@ def train_model(
         step, train_set, settings, out_dir, identity=config_digest(run_identity),
         make_optimizer=lambda params: build_optimizer(params, config), resume=resume,
         stop_after_epoch=stop_after_epoch, log=log, what="a training run",
+        sampler=step.sampler() if hasattr(step, "sampler") else None,  # a step may choose its items (ADSH's Omega)
     )
     return TrainResult(result.out_dir, result.epochs_done, result.history, step.best_epoch, step.best_score)
