@@ -122,6 +122,18 @@ def test_merging_two_identical_neurons_changes_no_code(splits) -> None:
     assert torch.equal(codes_after, codes_before[:, keep])
 
 
+def test_compress_merges_a_duplicated_neuron_without_changing_codes(splits) -> None:
+    base = small_cnn_model(splits, bits=6, seed=4).eval()
+    layer = base.backbone.hash_layer
+    with torch.no_grad():
+        layer.weight[2] = layer.weight[5]
+        layer.bias[2] = layer.bias[5]
+    result = compress(base, slice_dataset(splits.train, 24), 5, redundancy="correlation", frozen_epochs=0)
+    assert result.stages[0]["groups"] == [[0], [1], [2, 5], [3], [4]]
+    x = _images(12, seed=7)
+    assert torch.equal(result.model.encode(x), base.encode(x)[:, [0, 1, 2, 3, 4]])
+
+
 def test_fold_refuses_a_batchnorm_head(splits) -> None:
     base = small_cnn_model(splits, bits=6, seed=0, hash_norm="batchnorm")
     with pytest.raises(ConfigError, match="hash_norm"):
