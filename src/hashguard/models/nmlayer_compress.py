@@ -22,8 +22,9 @@ stage sizes were not available to us; the choices below are ours (``docs/methods
   Ties go to the lowest index, so the choice is deterministic for given pre-activations.
 * **Truncation**: the partition folds into a plain hash layer (:func:`hashguard.models.nmlayer.fold`).
 * **Frozen phase**: the folded K_stage-bit model is fine-tuned for ``frozen_epochs`` with the hashing method's loss
-  (built for K_stage bits) through the shared training loop. Training the folded layer is the merged model
-  re-parametrised (one row per group instead of the group's rows, whose mean is what the output sees).
+  (built for K_stage bits; default DPSH with in-batch pairs) through the shared training loop. Training the
+  folded layer is the merged model re-parametrised (one row per group instead of the group's rows, whose mean is
+  what the output sees).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ from hashguard.models.nmlayer import NeuronPartition, fold, hash_layer
 from hashguard.retrieval.bit_stats import bit_correlation, leave_one_bit_out_map
 
 Redundancy = Literal["correlation", "map_drop"]
+
+#: Frozen-phase parameters used when ``method_params`` is None. Each stage builds a new method, so a memory bank
+#: would start empty every stage; DPSH then pairs each batch with itself instead.
+DEFAULT_METHOD_PARAMS: dict[str, dict[str, Any]] = {"dpsh": {"pairs": "batch"}}
 
 
 def stage_schedule(bits_in: int, bits_out: int, ratio: float = 0.75) -> list[int]:
@@ -154,7 +159,8 @@ def compress(
     Each stage: active phase (:func:`choose_merges` on the training split), truncation (:func:`fold`), frozen
     phase (``frozen_epochs`` of ``method`` at the stage's bit count through
     :func:`hashguard.training.trainer.train_model`, in a temporary directory; ``train_config`` is a
-    :class:`hashguard.config.TrainConfig` whose ``epochs`` is replaced by ``frozen_epochs``; 0 skips training).
+    :class:`hashguard.config.TrainConfig` whose ``epochs`` is replaced by ``frozen_epochs``; 0 skips training;
+    ``method_params=None`` means :data:`DEFAULT_METHOD_PARAMS` of the method).
     The input model is not modified; the result is a plain :class:`HashModel` with ``bits = target_bits``.
     """
     from hashguard.config import TrainConfig
@@ -169,6 +175,7 @@ def compress(
         raise ConfigError(f"the first stage must have fewer than {model.bits} bits, got {schedule[0]}")
     if frozen_epochs < 0:
         raise ConfigError(f"frozen_epochs must be >= 0, got {frozen_epochs}")
+    params = dict(method_params) if method_params is not None else dict(DEFAULT_METHOD_PARAMS.get(method, {}))
     base_config = train_config if train_config is not None else TrainConfig(recipe="fast", progress=False)
     current = model
     history: list[dict[str, Any]] = []
@@ -182,7 +189,7 @@ def compress(
         }
         if frozen_epochs > 0:
             hashing = build_method(
-                method, stage_bits, train_set.num_classes, len(train_set), seed=seed, **(method_params or {})
+                method, stage_bits, train_set.num_classes, len(train_set), seed=seed, **params
             )
             config = base_config.model_copy(update={"epochs": frozen_epochs, "progress": False})
             with tempfile.TemporaryDirectory(prefix="nmlayer-") as tmp:
