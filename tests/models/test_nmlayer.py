@@ -134,6 +134,27 @@ def test_compress_merges_a_duplicated_neuron_without_changing_codes(splits) -> N
     assert torch.equal(result.model.encode(x), base.encode(x)[:, [0, 1, 2, 3, 4]])
 
 
+def test_merged_model_splits_the_gradient_equally_within_a_group(splits) -> None:
+    base = small_cnn_model(splits, bits=4, seed=0)
+    merged = MergedHashModel(base, NeuronPartition.from_groups([[0, 3]], 4))
+    logits = merged.logits(_images(3))
+    assert logits.shape == (3, 3)
+    logits[:, 0].sum().backward()  # per item d mean(z0, z3) / d b_i = 1/2 for i in {0, 3}; 3 items
+    grad = base.backbone.hash_layer.bias.grad
+    assert torch.allclose(grad, torch.tensor([1.5, 0.0, 0.0, 1.5]))
+
+
+def test_bad_settings_are_one_config_error(splits) -> None:
+    model = small_cnn_model(splits, bits=6, seed=0)
+    train = slice_dataset(splits.train, 8)
+    with pytest.raises(ConfigError, match="target bits"):
+        compress(model, train, 7, frozen_epochs=0)
+    with pytest.raises(ConfigError, match="redundancy"):
+        choose_merges(torch.zeros(4, 6), NeuronPartition(6), 3, redundancy="entropy")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="partition"):
+        MergedHashModel(model, NeuronPartition(5))
+
+
 def test_fold_refuses_a_batchnorm_head(splits) -> None:
     base = small_cnn_model(splits, bits=6, seed=0, hash_norm="batchnorm")
     with pytest.raises(ConfigError, match="hash_norm"):
