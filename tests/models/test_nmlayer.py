@@ -108,6 +108,18 @@ def test_fold_reproduces_the_merged_model_exactly(splits) -> None:
     assert base.bits == 12 and base.backbone.hash_layer.weight.shape[0] == 12
 
 
+def test_folded_model_round_trips_through_a_checkpoint(splits, tmp_path) -> None:
+    from hashguard.models.checkpoint import load_model, save_model
+
+    base = small_cnn_model(splits, bits=8, seed=6).eval()
+    plain = fold(base, NeuronPartition.from_groups([[0, 1], [2, 6, 7]], 8))
+    save_model(tmp_path / "ckpt", plain, method={"name": "dpsh", "params": {}}, num_classes=10)
+    loaded, payload = load_model(tmp_path / "ckpt")
+    assert payload["model"]["bits"] == 5 == loaded.bits
+    x = _images(10, seed=8)
+    assert torch.equal(loaded.encode(x), plain.encode(x))
+
+
 def test_merging_two_identical_neurons_changes_no_code(splits) -> None:
     base = small_cnn_model(splits, bits=6, seed=2).eval()
     layer = base.backbone.hash_layer
