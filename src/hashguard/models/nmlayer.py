@@ -1,0 +1,165 @@
+"""The neurons-merging layer (NMLayer) of Fu, Song, Wu, Wang and He, "Neurons Merging Layer: Towards Progressive
+Redundancy Reduction for Deep Supervised Hashing", IJCAI 2019, pp. 2322-2328.
+
+A neurons-merging layer sits after the hash layer of a :class:`~hashguard.models.hash_model.HashModel`. It holds a
+partition of the K_in hash-layer neurons into groups (a union-find structure: the paper's adjacency graph over the
+output neurons, of which only the connected components matter for the output); each output bit is the mean of its
+group's pre-activations. Because a mean of affine maps is affine, the merged head folds into a plain hash layer:
+row g of the new weight is the mean of the group's rows of W, and likewise for the bias. :func:`fold` builds that
+plain :class:`HashModel` with ``bits = K_out`` and no extra parameters, so every attack and defense runs on the
+compressed model unchanged.
+
+How the groups are chosen (the active phase) and the stage schedule are in :mod:`hashguard.models.nmlayer_compress`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from hashguard.errors import ConfigError
+from hashguard.models.hash_model import HashModel, sign_codes
+
+
+class NeuronPartition:
+    """A union-find partition of ``size`` neurons; groups are listed in the order of their smallest member."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ConfigError(f"a neuron partition needs at least one neuron, got {size}")
+        self.size = size
+        self._parent = list(range(size))
+
+    def find(self, neuron: int) -> int:
+        """The representative (smallest member) of ``neuron``'s group."""
+        if not 0 <= neuron < self.size:
+            raise ConfigError(f"neuron {neuron} is outside 0..{self.size - 1}")
+        root = neuron
+        while self._parent[root] != root:
+            root = self._parent[root]
+        while self._parent[neuron] != root:  # path compression
+            self._parent[neuron], neuron = root, self._parent[neuron]
+        return root
+
+    def union(self, a: int, b: int) -> bool:
+        """Merge the groups of ``a`` and ``b``; False when they already were one group."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return False
+        low, high = min(ra, rb), max(ra, rb)
+        self._parent[high] = low  # the smaller index stays the representative
+        return True
+
+    @property
+    def num_groups(self) -> int:
+        return sum(1 for i in range(self.size) if self.find(i) == i)
+
+    def groups(self) -> list[list[int]]:
+        """Every group as a sorted list of neurons, ordered by the smallest member."""
+        members: dict[int, list[int]] = {}
+        for neuron in range(self.size):
+            members.setdefault(self.find(neuron), []).append(neuron)
+        return [members[root] for root in sorted(members)]
+
+    def merge_matrix(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The (K_out, K_in) averaging matrix M with M[g, i] = 1/|g| for i in group g, else 0."""
+        groups = self.groups()
+        matrix = torch.zeros(len(groups), self.size, dtype=dtype)
+        for row, members in enumerate(groups):
+            matrix[row, members] = 1.0 / len(members)
+        return matrix
+
+    @classmethod
+    def from_groups(cls, groups: Iterable[Sequence[int]], size: int) -> NeuronPartition:
+        """A partition with the given groups (neurons not named stay alone)."""
+        partition = cls(size)
+        for members in groups:
+            members = list(members)
+            for other in members[1:]:
+                partition.union(members[0], other)
+        return partition
+
+
+def hash_layer(model: HashModel) -> nn.Linear:
+    """The model's final hash layer (``backbone.hash_layer``), or one ConfigError line."""
+    layer = getattr(model.backbone, "hash_layer", None)
+    if not isinstance(layer, nn.Linear):
+        raise ConfigError(f"backbone {model.spec.backbone} has no linear hash_layer to merge neurons of")
+    if model.spec.hash_norm != "none":
+        raise ConfigError("neuron merging needs hash_norm 'none' (a batch-norm head is not folded)")
+    return layer
+
+
+class MergedHashModel(nn.Module):
+    """A :class:`HashModel` followed by a neurons-merging layer: z_g(x) = mean_{i in g} z_i(x) (Fu et al., 2019).
+
+    The wrapped model keeps all K_in hash-layer neurons; the partition decides the K_out outputs. ``fold()``
+    returns the equivalent plain HashModel.
+    """
+
+    def __init__(self, base: HashModel, partition: NeuronPartition | None = None) -> None:
+        super().__init__()
+        hash_layer(base)
+        self.base = base
+        self.partition = partition if partition is not None else NeuronPartition(base.bits)
+        if self.partition.size != base.bits:
+            raise ConfigError(f"partition over {self.partition.size} neurons for a {base.bits}-bit model")
+
+    @property
+    def bits(self) -> int:
+        return self.partition.num_groups
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Merged pre-activations, shape (B, K_out)."""
+        z = self.base.logits(x)
+        return z @ self.partition.merge_matrix(z.dtype).to(z.device).T
+
+    def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        return torch.tanh(alpha * self.logits(x))
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        was_training = self.training
+        self.eval()
+        try:
+            z = self.logits(x.to(self.device))
+        finally:
+            self.train(was_training)
+        return sign_codes(z)
+
+    def fold(self) -> HashModel:
+        """The plain HashModel with ``bits = K_out`` whose hash layer holds the group means of W and b."""
+        return fold(self.base, self.partition)
+
+
+@torch.no_grad()
+def fold(base: HashModel, partition: NeuronPartition) -> HashModel:
+    """A copy of ``base`` whose hash layer has one neuron per group: the mean of the group's rows of W and b.
+
+    The result is a standard HashModel (``ModelSpec.bits = K_out``) with the same backbone weights, buffers and
+    train/eval mode; its logits equal the merged model's logits (up to float rounding of the mean).
+    """
+    layer = hash_layer(base)
+    if partition.size != base.bits:
+        raise ConfigError(f"partition over {partition.size} neurons for a {base.bits}-bit model")
+    matrix = partition.merge_matrix(layer.weight.dtype).to(layer.weight.device)
+    spec = dataclasses.replace(base.spec, bits=partition.num_groups)
+    spec.validate()
+    folded = copy.deepcopy(base)
+    folded.spec = spec
+    new_layer = nn.Linear(layer.in_features, partition.num_groups, bias=layer.bias is not None)
+    new_layer = new_layer.to(device=layer.weight.device, dtype=layer.weight.dtype)
+    new_layer.weight.copy_(matrix @ layer.weight)
+    if layer.bias is not None:
+        new_layer.bias.copy_(matrix @ layer.bias)
+    folded.backbone.hash_layer = new_layer
+    folded.train(base.training)
+    return folded
