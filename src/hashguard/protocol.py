@@ -124,6 +124,16 @@ def attack_protocol(name: str, dataset: str | None = None) -> dict[str, Any]:
     return settings
 
 
+def eps_label(eps: float) -> str:
+    """``8/255`` for multiples of 1/255 (up to rounding), otherwise the number with 4 significant digits."""
+    if eps == 0:
+        return "0"
+    scaled = eps * 255
+    if abs(scaled - round(scaled)) < 1e-6:
+        return f"{round(scaled)}/255"
+    return f"{eps:.4g}"
+
+
 def format_value(value: Any) -> str:
     """A protocol value as written in ``docs/protocol.md`` (``8/255`` for multiples of 1/255)."""
     if isinstance(value, bool):

@@ -21,7 +21,7 @@ import torch
 
 from hashguard.activation_codes.model import ActivationCodeModel, ActivationCodeSpec, Variant, fit_activation_codes
 from hashguard.errors import CheckpointError, ConfigError
-from hashguard.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_model
+from hashguard.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_fitting_state, save_model
 from hashguard.models.hash_model import HashModel, ModelSpec
 
 __all__ = ["KEY", "save_activation_code_model", "model_from_checkpoint", "build_from_checkpoint"]
@@ -97,22 +97,7 @@ def model_from_checkpoint(
         )
     except ConfigError as exc:
         raise CheckpointError(f"{directory / WEIGHTS_FILE}: {exc}") from None
-    expected = model.state_dict()
-    unexpected = sorted(set(state) - set(expected))
-    absent = sorted(set(expected) - set(state))
-    if unexpected or absent:
-        example = (absent or unexpected)[0]
-        raise CheckpointError(
-            f"{directory / WEIGHTS_FILE}: weights do not fit the activation-code model of {base_spec.backbone} "
-            f"({len(absent)} missing, {len(unexpected)} unexpected keys, e.g. {example!r})"
-        )
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise CheckpointError(
-                f"{directory / WEIGHTS_FILE}: tensor {key!r} has shape {tuple(tensor.shape)}, "
-                f"expected {tuple(expected[key].shape)}"
-            )
-    model.load_state_dict(state)
+    load_fitting_state(model, state, directory / WEIGHTS_FILE, f"the activation-code model of {base_spec.backbone}")
     model.to(device)
     model.eval()
     return model

@@ -28,9 +28,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from hashguard.attacks.base import HashAttack
 from hashguard.attacks.optimizers import uses_sign_steps
-from hashguard.attacks.reach import pixel_label
 from hashguard.errors import ConfigError
 from hashguard.progress_bar import progress_bar, progress_scope
+from hashguard.protocol import eps_label
 from hashguard.retrieval import mean_average_precision, targeted_mean_average_precision
 
 PSNR_CAP = 100.0
@@ -138,11 +138,11 @@ def describe_run(attack: HashAttack, queries: int, batch_size: int) -> str:
     kind = "targeted" if attack.targeted else "non-targeted"
     line = (
         f"attack {attack.name} ({kind}): {queries} queries in {batches} batch{'' if batches == 1 else 'es'} "
-        f"of up to {batch_size}; eps {pixel_label(float(params['eps']))}"
+        f"of up to {batch_size}; eps {eps_label(float(params['eps']))}"
     )
     if "iterations" in params and "optimizer" in params:
         step = float(params["step"])
-        size = f"step {pixel_label(step)}" if uses_sign_steps(str(params["optimizer"])) else f"learning rate {step:g}"
+        size = f"step {eps_label(step)}" if uses_sign_steps(str(params["optimizer"])) else f"learning rate {step:g}"
         start = ", random start" if params.get("random_start") else ""
         line += f", {params['iterations']} iterations of {params['optimizer']} ({size}{start})"
     else:

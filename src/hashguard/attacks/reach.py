@@ -23,18 +23,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from hashguard.attacks.optimizers import uses_sign_steps
+from hashguard.protocol import eps_label
 
 __all__ = ["reach_warning"]
 
-
-def pixel_label(value: float) -> str:
-    """``8/255`` for multiples of 1/255 (up to rounding), otherwise the number with 4 significant digits."""
-    if value == 0:
-        return "0"
-    scaled = value * 255
-    if abs(scaled - round(scaled)) < 1e-6:
-        return f"{round(scaled)}/255"
-    return f"{value:.4g}"
 
 
 def reach_warning(params: Mapping[str, Any], attack: str = "attack") -> str | None:
@@ -52,12 +44,12 @@ def reach_warning(params: Mapping[str, Any], attack: str = "attack") -> str | No
     if reach >= eps or math.isclose(reach, eps, rel_tol=1e-9, abs_tol=1e-12):
         return None
     budget = (
-        f"{attack}: step {pixel_label(step)} x {iterations} iterations = {pixel_label(reach)} "
-        f"< eps {pixel_label(eps)}"
+        f"{attack}: step {eps_label(step)} x {iterations} iterations = {eps_label(reach)} "
+        f"< eps {eps_label(eps)}"
     )
     if params.get("random_start", False):
         return (
-            f"{budget}; from its random start a pixel moves at most {pixel_label(reach)}, so the iterations "
+            f"{budget}; from its random start a pixel moves at most {eps_label(reach)}, so the iterations "
             "cannot traverse the eps ball (raise the iterations or the step)"
         )
     return f"{budget}; the attack cannot reach the edge of its eps ball (raise the iterations or the step)"

@@ -87,3 +87,4 @@ def clip_to_ball(adv: torch.Tensor, images: torch.Tensor, eps: float) -> torch.T
     """``adv`` clipped into the L-infinity ball of radius ``eps`` around ``images`` and into [0, 1], detached."""
     adv = torch.minimum(torch.maximum(adv, images - eps), images + eps)
     return adv.clamp(0.0, 1.0).detach()
+

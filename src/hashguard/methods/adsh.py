@@ -38,7 +38,6 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from torch import nn
 
 from hashguard.config import TrainConfig
 from hashguard.data.base import HashingDataset
@@ -49,7 +48,8 @@ from hashguard.methods.registry import METHODS
 from hashguard.models.checkpoint import load_state_file, save_model, save_state_file
 from hashguard.models.hash_model import HashModel
 from hashguard.registry import Range
-from hashguard.training.loop import Plan, StepOutput, TrainingStep, derived_seed
+from hashguard.training.clean_step import CleanStep
+from hashguard.training.loop import Plan, StepOutput, derived_seed
 
 #: the learned database codes V and the pool's labels, beside ``model.safetensors``
 DATABASE_CODES_FILE = "database_codes.safetensors"
@@ -234,7 +234,7 @@ class OmegaSampler:
         return order
 
 
-class ADSHStep(TrainingStep):
+class ADSHStep(CleanStep):
     """ADSH training as a step of :func:`hashguard.training.loop.fit`: one epoch of the loop is one outer
     iteration of the paper's alternating algorithm (Jiang and Li, AAAI 2018).
 
@@ -260,10 +260,7 @@ class ADSHStep(TrainingStep):
     ) -> None:
         if not isinstance(method, ADSH):
             raise ConfigError(f"the ADSH training step needs the adsh method, got {method.name!r}")
-        self.model, self.method, self.train_set, self.config = model, method, train_set, config
-        self.seed, self.val_set, self.describe = seed, val_set, dict(describe or {})
-        self.best_epoch: int | None = None
-        self.best_score: float | None = None
+        super().__init__(model, method, train_set, config, seed=seed, val_set=val_set, describe=describe)
         self.omega_sampler = OmegaSampler(len(train_set), method.num_samples, method.inner_epochs, seed)
         self.omega = torch.zeros(0, dtype=torch.long)
         self.relaxed = torch.zeros(0)
@@ -272,17 +269,10 @@ class ADSHStep(TrainingStep):
         """The loop's item order (see :class:`OmegaSampler`)."""
         return self.omega_sampler
 
-    def modules(self) -> dict[str, nn.Module]:
-        return {"model": self.model, "method": self.method}
-
     def start(self, plan: Plan) -> None:
-        super().start(plan)
         labels = torch.as_tensor(np.asarray(self.train_set.labels), dtype=torch.float32)
         self.method.install_labels(labels)  # a resumed run then restores V (and the same labels) from the checkpoint
-        self.method.to(self.model.device)
-
-    def lr(self, step_index: int, epoch: int) -> float:
-        return self.config.lr_at_epoch(epoch)
+        super().start(plan)  # moves the method (V, Y) to the model's device
 
     def begin_epoch(self, epoch: int, generator: torch.Generator) -> None:
         super().begin_epoch(epoch, generator)

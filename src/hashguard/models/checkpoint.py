@@ -195,23 +195,29 @@ def load_model(
         _refuse_other_architecture(directory, described, state)
         raise CheckpointError(f"{directory / CONFIG_FILE}: invalid model description ({exc})") from None
     model = HashModel(spec)
+    if set(model.state_dict()) != set(state):
+        _refuse_other_architecture(directory, described, state)
+    load_fitting_state(model, state, directory / WEIGHTS_FILE, f"the {spec.backbone} model with {spec.bits} bits")
+    model.to(device)
+    model.eval()
+    return model, payload
+
+
+def load_fitting_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    """Load ``state`` into ``model`` after checking that its keys and shapes are the model's; otherwise one
+    :class:`CheckpointError` naming ``path`` and ``what`` the weights should have been."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        _refuse_other_architecture(directory, described, state)
         example = (missing or unexpected)[0]
         raise CheckpointError(
-            f"{directory / WEIGHTS_FILE}: weights belong to another model than {spec.backbone} with "
-            f"{spec.bits} bits ({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {example!r})"
+            f"{path}: weights belong to another model than {what} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {example!r})"
         )
     for key, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise CheckpointError(
-                f"{directory / WEIGHTS_FILE}: tensor {key!r} has shape {tuple(tensor.shape)}, "
-                f"the {spec.backbone} model with {spec.bits} bits expects {tuple(expected[key].shape)}"
+                f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}, {what} expects {tuple(expected[key].shape)}"
             )
     model.load_state_dict(state)
-    model.to(device)
-    model.eval()
-    return model, payload

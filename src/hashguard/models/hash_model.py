@@ -72,7 +72,35 @@ class ModelSpec:
         return spec
 
 
-class HashModel(nn.Module):
+class CodesFromLogits(nn.Module):
+    """What every model of hash codes derives from its pre-activations z(x) (``logits``, on ``device``):
+    relaxed codes tanh(alpha * z) and int8 sign codes. Shared by :class:`HashModel` and models built on one
+    (NMLayer's merged model)."""
+
+    @property
+    def device(self) -> torch.device:
+        raise NotImplementedError
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """Relaxed codes tanh(alpha * z(x)) in (-1, 1)."""
+        return torch.tanh(alpha * self.logits(x))
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Binary codes in {-1, +1} as int8 (eval mode for the call; the caller's mode is restored)."""
+        was_training = self.training
+        self.eval()
+        try:
+            z = self.logits(x.to(self.device))
+        finally:
+            self.train(was_training)
+        return sign_codes(z)
+
+
+class HashModel(CodesFromLogits):
     """A deep hashing network f(x; alpha) = tanh(alpha * z(x)) on images in [0, 1] (docs/methods.md)."""
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -105,20 +133,6 @@ class HashModel(nn.Module):
         x = (x - self.mean) / self.std
         return self.hash_norm(self.backbone(x))
 
-    def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        """Relaxed codes tanh(alpha * z(x)) in (-1, 1)."""
-        return torch.tanh(alpha * self.logits(x))
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Binary codes in {-1, +1} as int8 (eval mode for the call; the caller's mode is restored)."""
-        was_training = self.training
-        self.eval()
-        try:
-            z = self.logits(x.to(self.device))
-        finally:
-            self.train(was_training)
-        return sign_codes(z)
 
 
 def sign_codes(values: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from hashguard.errors import ConfigError
-from hashguard.models.hash_model import HashModel, sign_codes
+from hashguard.models.hash_model import CodesFromLogits, HashModel
 
 
 class NeuronPartition:
@@ -94,7 +94,7 @@ def hash_layer(model: HashModel) -> nn.Linear:
     return layer
 
 
-class MergedHashModel(nn.Module):
+class MergedHashModel(CodesFromLogits):
     """A :class:`HashModel` followed by a neurons-merging layer: z_g(x) = mean_{i in g} z_i(x) (Fu et al., 2019).
 
     The wrapped model keeps all K_in hash-layer neurons; the partition decides the K_out outputs. ``fold()``
@@ -121,19 +121,6 @@ class MergedHashModel(nn.Module):
         """Merged pre-activations, shape (B, K_out)."""
         z = self.base.logits(x)
         return z @ self.partition.merge_matrix(z.dtype).to(z.device).T
-
-    def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        return torch.tanh(alpha * self.logits(x))
-
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
-            z = self.logits(x.to(self.device))
-        finally:
-            self.train(was_training)
-        return sign_codes(z)
 
     def fold(self) -> HashModel:
         """The plain HashModel with ``bits = K_out`` whose hash layer holds the group means of W and b."""

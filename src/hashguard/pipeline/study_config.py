@@ -31,21 +31,13 @@ from hashguard.config import (
     parse_fraction,
     read_yaml,
 )
-from hashguard.protocol import MAP_TOPK
+from hashguard.protocol import MAP_TOPK, eps_label
 
 #: The paper's attack suite (Table I): non-targeted mainstay / HAG / SDHA, targeted mainstay / SDHA / DHTA /
 #: P2P / THA. ProS-GAN is registered too but trains a GAN; add it explicitly where a GPU is available.
 DEFAULT_SUITE = ("mainstay", "hag", "sdha", "mainstay-targeted", "sdha-targeted", "dhta", "p2p", "tha")
 
 
-def eps_label(eps: float) -> str:
-    """``8/255`` for multiples of 1/255, otherwise the number."""
-    if eps == 0:
-        return "0"
-    scaled = eps * 255
-    if abs(scaled - round(scaled)) < 1e-6:
-        return f"{round(scaled)}/255"
-    return f"{eps:.4g}"
 
 
 def _takes_sign_steps(name: str, params: dict[str, Any]) -> bool:
