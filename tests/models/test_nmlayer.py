@@ -167,10 +167,25 @@ def test_bad_settings_are_one_config_error(splits) -> None:
         MergedHashModel(model, NeuronPartition(5))
 
 
-def test_fold_refuses_a_batchnorm_head(splits) -> None:
+def test_fold_folds_a_batchnorm_head_with_its_running_statistics(splits) -> None:
     base = small_cnn_model(splits, bits=6, seed=0, hash_norm="batchnorm")
-    with pytest.raises(ConfigError, match="hash_norm"):
-        fold(base, NeuronPartition(6))
+    with torch.no_grad():  # running statistics and affine parameters away from their defaults
+        base.hash_norm.running_mean.copy_(torch.linspace(-0.5, 0.5, 6))
+        base.hash_norm.running_var.copy_(torch.linspace(0.5, 2.0, 6))
+        base.hash_norm.weight.copy_(torch.linspace(0.8, 1.3, 6))
+        base.hash_norm.bias.copy_(torch.linspace(-0.2, 0.3, 6))
+    base.eval()
+    partition = NeuronPartition.from_groups([[0, 4], [1, 2, 5]], 6)
+    plain = fold(base, partition)
+    assert plain.spec.hash_norm == "none" and isinstance(plain.hash_norm, torch.nn.Identity) and plain.bits == 3
+    x = _images(12, seed=2)
+    with torch.no_grad():
+        z = base.backbone((x - base.mean) / base.std)  # hash-layer outputs before the BatchNorm head
+        norm = base.hash_norm
+        by_hand = (z - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps) * norm.weight + norm.bias
+        expected = by_hand @ partition.merge_matrix().T
+        assert torch.allclose(plain.logits(x), expected, atol=1e-5, rtol=0)
+        assert torch.allclose(plain.logits(x), MergedHashModel(base, partition).eval().logits(x), atol=1e-5, rtol=0)
 
 
 def test_compress_ends_with_a_plain_model_of_the_target_bits(splits) -> None:

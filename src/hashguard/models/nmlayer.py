@@ -7,7 +7,10 @@ output neurons, of which only the connected components matter for the output); e
 group's pre-activations. Because a mean of affine maps is affine, the merged head folds into a plain hash layer:
 row g of the new weight is the mean of the group's rows of W, and likewise for the bias. :func:`fold` builds that
 plain :class:`HashModel` with ``bits = K_out`` and no extra parameters, so every attack and defense runs on the
-compressed model unchanged.
+compressed model unchanged. A BatchNorm code head (``hash_norm="batchnorm"``) is merged after the normalisation and
+folded with its running statistics (eval mode: z = s * (W x + b - mu) + beta, s = gamma / sqrt(var + eps), an affine
+map per neuron), so the folded model has a plain head (``hash_norm="none"``) whose eval-mode logits equal the merged
+model's.
 
 How the groups are chosen (the active phase) and the stage schedule are in :mod:`hashguard.models.nmlayer_compress`.
 """
@@ -89,9 +92,44 @@ def hash_layer(model: HashModel) -> nn.Linear:
     layer = getattr(model.backbone, "hash_layer", None)
     if not isinstance(layer, nn.Linear):
         raise ConfigError(f"backbone {model.spec.backbone} has no linear hash_layer to merge neurons of")
-    if model.spec.hash_norm != "none":
-        raise ConfigError("neuron merging needs hash_norm 'none' (a batch-norm head is not folded)")
     return layer
+
+
+@torch.no_grad()
+def head_affine(model: HashModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, b) of the code head in eval mode: the hash layer, followed by the BatchNorm code head (running
+    statistics) when the model has one. Shapes (K, D) and (K,)."""
+    layer = hash_layer(model)
+    weight = layer.weight
+    bias = layer.bias if layer.bias is not None else weight.new_zeros(weight.shape[0])
+    norm = model.hash_norm
+    if isinstance(norm, nn.BatchNorm1d):
+        if norm.running_mean is None or norm.running_var is None:
+            raise ConfigError("a batch-norm code head without running statistics cannot be folded")
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        shift = -norm.running_mean * scale
+        if norm.affine:
+            scale, shift = scale * norm.weight, shift * norm.weight + norm.bias
+        weight, bias = weight * scale[:, None], bias * scale + shift
+    return weight, bias
+
+
+@torch.no_grad()
+def widen(model: HashModel, bits: int, seed: int) -> None:
+    """Give ``model`` (in place) a fresh hash layer of ``bits`` outputs (and a fresh BatchNorm code head of that
+    width if it has one), initialised like ``nn.Linear`` from a generator seeded with ``seed``."""
+    layer = hash_layer(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        wide = nn.Linear(layer.in_features, bits, bias=layer.bias is not None)
+    model.backbone.hash_layer = wide.to(device=layer.weight.device, dtype=layer.weight.dtype)
+    if isinstance(model.hash_norm, nn.BatchNorm1d):
+        old = model.hash_norm
+        model.hash_norm = nn.BatchNorm1d(bits, eps=old.eps, momentum=old.momentum, affine=old.affine).to(
+            device=layer.weight.device
+        )
+    model.spec = dataclasses.replace(model.spec, bits=bits)
+    model.spec.validate()
 
 
 class MergedHashModel(CodesFromLogits):
@@ -131,22 +169,26 @@ class MergedHashModel(CodesFromLogits):
 def fold(base: HashModel, partition: NeuronPartition) -> HashModel:
     """A copy of ``base`` whose hash layer has one neuron per group: the mean of the group's rows of W and b.
 
-    The result is a standard HashModel (``ModelSpec.bits = K_out``) with the same backbone weights, buffers and
-    train/eval mode; its logits equal the merged model's logits (up to float rounding of the mean).
+    The result is a standard HashModel (``ModelSpec.bits = K_out``, ``hash_norm="none"``) with the same backbone
+    weights, buffers and train/eval mode; its logits equal the merged model's eval-mode logits (up to float
+    rounding of the mean). A BatchNorm code head is folded with its running statistics (:func:`head_affine`).
     """
     layer = hash_layer(base)
     if partition.size != base.bits:
         raise ConfigError(f"partition over {partition.size} neurons for a {base.bits}-bit model")
+    weight, bias = head_affine(base)
     matrix = partition.merge_matrix(layer.weight.dtype).to(layer.weight.device)
-    spec = dataclasses.replace(base.spec, bits=partition.num_groups)
+    spec = dataclasses.replace(base.spec, bits=partition.num_groups, hash_norm="none")
     spec.validate()
     folded = copy.deepcopy(base)
     folded.spec = spec
-    new_layer = nn.Linear(layer.in_features, partition.num_groups, bias=layer.bias is not None)
+    keeps_bias = layer.bias is not None or isinstance(base.hash_norm, nn.BatchNorm1d)
+    new_layer = nn.Linear(layer.in_features, partition.num_groups, bias=keeps_bias)
     new_layer = new_layer.to(device=layer.weight.device, dtype=layer.weight.dtype)
-    new_layer.weight.copy_(matrix @ layer.weight)
-    if layer.bias is not None:
-        new_layer.bias.copy_(matrix @ layer.bias)
+    new_layer.weight.copy_(matrix @ weight)
+    if keeps_bias:
+        new_layer.bias.copy_(matrix @ bias)
     folded.backbone.hash_layer = new_layer
+    folded.hash_norm = nn.Identity()
     folded.train(base.training)
     return folded
