@@ -134,6 +134,20 @@ def load_database_codes(directory: str | Path) -> tuple[torch.Tensor, torch.Tens
     return state["codes"].float(), state["labels"].float()
 
 
+def learned_codes_of(meta: dict[str, Any], directory: str | Path, option: str = "mainstay_from=database") -> tuple[
+    torch.Tensor, torch.Tensor
+]:
+    """(V, the pool's labels) of the checkpoint ``directory`` whose ``model.json`` is ``meta``, for ``option``;
+    one :class:`ConfigError` line when it is not an ADSH checkpoint (no learned database codes to read)."""
+    if not meta.get("adsh"):
+        method = (meta.get("method") or {}).get("name", "unknown")
+        raise ConfigError(
+            f"{option} needs an ADSH checkpoint (its learned database codes V); {directory} holds a {method} model "
+            f"without them: use {option.split('=')[0]}=network (the default)"
+        )
+    return load_database_codes(directory)
+
+
 @METHODS.register(reference="Jiang and Li, AAAI 2018")
 class ADSH(HashingMethod):
     """ADSH: a query network against database codes V learned as discrete variables (asymmetric)."""

@@ -115,6 +115,11 @@ def run_attack(
     if progress is not False:
         log(describe_run(attack_obj, n, batch_size))
     objective = attack_obj.objective
+    learned = None
+    if "learned" in objective.needs:  # mainstay codes from an ADSH checkpoint's learned database codes V
+        from hashguard.methods.adsh import learned_codes_of
+
+        learned = learned_codes_of(opened.meta, checkpoint)
     needs_train = "train" in objective.needs or objective.needs_train_images
     stored = database_of(opened.meta, checkpoint)  # ADSH protocol: the database is the learned codes V
     with progress_scope(progress):
@@ -128,6 +133,8 @@ def run_attack(
     if stored is not None:
         context.database_codes = torch.as_tensor(stored[0]).to(model.device)  # int8, as build_context gives
         context.database_labels = torch.as_tensor(stored[1]).float().to(model.device)
+    if learned is not None:
+        context.learned_codes, context.learned_labels = (t.to(model.device) for t in learned)
     database_labels = splits.database.labels if stored is None else stored[1]
     attack_obj.set_context(context)
     out = Path(out)
