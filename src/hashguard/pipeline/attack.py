@@ -110,16 +110,16 @@ def run_attack(
         log(f"warning: {warning}")
     opened = open_checkpoint(checkpoint, device=device, data=data)
     model, splits = opened.model, opened.require_splits()
+    learned = None
+    if resolved.get("mainstay_from") == "database":  # mainstay codes from an ADSH checkpoint's learned codes V
+        from hashguard.methods.adsh import learned_codes_of
+
+        learned = learned_codes_of(opened.meta, checkpoint)
     attack_obj = build_attack(spec.name, model, **(params or {}))
     n = len(splits.query) if limit is None else min(limit, len(splits.query))
     if progress is not False:
         log(describe_run(attack_obj, n, batch_size))
     objective = attack_obj.objective
-    learned = None
-    if "learned" in objective.needs:  # mainstay codes from an ADSH checkpoint's learned database codes V
-        from hashguard.methods.adsh import learned_codes_of
-
-        learned = learned_codes_of(opened.meta, checkpoint)
     needs_train = "train" in objective.needs or objective.needs_train_images
     stored = database_of(opened.meta, checkpoint)  # ADSH protocol: the database is the learned codes V
     with progress_scope(progress):

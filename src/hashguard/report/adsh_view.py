@@ -31,8 +31,8 @@ def protocol_paragraph(card: Mapping[str, Any]) -> Paragraph | None:
     protocol = str(record.get("protocol", "adsh"))
     line = str(record.get("line") or PROTOCOLS.get(protocol, protocol))
     pool = record.get("pool_items")
-    size = f" ({fmt_int(pool)} pool items)" if isinstance(pool, int) else ""
-    return Paragraph(("ADSH retrieval protocol: ", Strong(line), f"{size}."))
+    size = f" ({fmt_int(pool)} items)" if isinstance(pool, int) and protocol == "adsh" else ""
+    return Paragraph(("Retrieval protocol of the ADSH model: ", Strong(line), f"{size}."))
 
 
 def _source(value: Any) -> str:
