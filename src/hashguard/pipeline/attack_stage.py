@@ -208,10 +208,13 @@ def attack_model(
     def stage_key(name: str, params: dict[str, Any]) -> dict[str, Any]:
         """What an attack stage's result depends on: every resolved setting, defaults included, so a changed
         default reruns the stage instead of reusing a result computed under the old one."""
+        resolved = resolve_attack_params(name, **params)
+        if resolved.get("mainstay_from") == "network":  # the default, as before the setting existed: caches stay
+            resolved.pop("mainstay_from")
         return {
             "model": target.identity,
             "attack": name,
-            "params": resolve_attack_params(name, **params),
+            "params": resolved,
             "queries": suite.queries,
             "topk": topk,
             "targets": targets_digest if attack_spec(name).targeted else None,
