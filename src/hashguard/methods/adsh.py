@@ -139,9 +139,9 @@ def load_database_codes(directory: str | Path) -> tuple[torch.Tensor, torch.Tens
     return state["codes"].float(), state["labels"].float()
 
 
-def learned_codes_of(meta: dict[str, Any], directory: str | Path, option: str = "mainstay_from=database") -> tuple[
-    torch.Tensor, torch.Tensor
-]:
+def learned_codes_of(
+    meta: dict[str, Any], directory: str | Path, option: str = "mainstay_from=database"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(V, the pool's labels) of the checkpoint ``directory`` whose ``model.json`` is ``meta``, for ``option``;
     one :class:`ConfigError` line when it is not an ADSH checkpoint (no learned database codes to read)."""
     if not meta.get("adsh"):

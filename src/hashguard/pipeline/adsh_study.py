@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hashguard.attacks.registry import resolve_attack_params
-from hashguard.errors import ConfigError
+from hashguard.errors import CheckpointError, ConfigError
 from hashguard.models.checkpoint import read_model_config
 from hashguard.pipeline.attack_stage import AttackedModel, attack_cost, run_one_attack, stage_name
 from hashguard.pipeline.progress import StagePlan
@@ -39,7 +39,7 @@ def study_is_adsh(config: StudyConfig) -> bool:
     if config.checkpoint is not None:
         try:
             return bool(read_model_config(config.checkpoint).get("adsh"))
-        except Exception:  # an unreadable checkpoint fails later with its own message
+        except CheckpointError:  # an unreadable checkpoint fails later with its own message
             return False
     return config.method.name.lower() == "adsh"
 
