@@ -34,6 +34,10 @@ import torch
 from hashguard.errors import ConfigError
 
 WEIGHTINGS = ("cosine", "uniform")
+#: where the training codes B come from (``mainstay_from``): the attacked network's sign codes of the training
+#: items (the paper's protocol), or an ADSH checkpoint's learned database codes V with the pool's labels
+#: (Jiang and Li, AAAI 2018: V are the codes the retrieval system actually stores for the training pool)
+MAINSTAY_SOURCES = ("network", "database")
 TIE_BREAKS = (None, "positive", "negative", "random")
 _COSINE_EPS = 1e-8
 
@@ -171,4 +175,5 @@ __all__ = [
     "mainstay_objective",
     "WEIGHTINGS",
     "TIE_BREAKS",
+    "MAINSTAY_SOURCES",
 ]

@@ -292,3 +292,21 @@ def test_report_command(tmp_path, capsys, monkeypatch):
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("hashguard: error:") and "results.json: not found" in err and "\n" not in err
+
+
+def test_mainstay_source_is_one_setting_for_attacks_and_defenses(tmp_path, capsys):
+    """Where the mainstay codes come from is spelled ``mainstay_from`` (network | database, default network) by
+    every attack and defense that builds them: ``attack --set``, ``defend --set`` and a study's params/settings."""
+    from hashguard.attacks import attack_spec
+    from hashguard.defenses import DEFENSES
+
+    declared = [p for p in attack_spec("mainstay").objective_params if p.name == "mainstay_from"]
+    declared += [p for p in attack_spec("mainstay-targeted").objective_params if p.name == "mainstay_from"]
+    for name in ("saat", "cgat"):
+        declared += [p for p in DEFENSES.entry(name).parameters() if p.name == "mainstay_from"]
+    assert len(declared) == 4
+    assert {(p.default, p.choices) for p in declared} == {("network", ("network", "database"))}
+    argv = ["attack", "ck", "--attack", "mainstay", "--out", str(tmp_path), "--set", "mainstay_from=vectors"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "mainstay_from must be one of network, database" in err and "\n" not in err

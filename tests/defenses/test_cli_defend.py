@@ -31,7 +31,7 @@ def _digest(directory):
         (["--defense", "saat", "--set", "eps=-8/255"], "eps: Input should be greater than or equal to 0"),
         (
             ["--defense", "cgat", "--set", "lamda=1"],
-            "defense cgat: unknown setting(s) lamda; its own settings: refresh_bank",
+            "defense cgat: unknown setting(s) lamda; its own settings: refresh_bank, mainstay_from",
         ),
         (["--defense", "saat", "--set", "defense=atrdh"], "contradicts the chosen defense 'saat'"),
         (["--defense", "saat", "--set", "epochs"], "must look like key.path=value"),

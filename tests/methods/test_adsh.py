@@ -258,3 +258,194 @@ def test_beats_random_codes_on_the_demo_data(demo_splits, source: str, epochs: i
     random_db = np.where(rng.random(codes.shape) < 0.5, 1, -1)
     random_map = numpy_map(random_query, random_db, query_labels, labels)
     assert numpy_map(query_codes, codes, query_labels, labels) > random_map + margin
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mainstay codes from V, encode / search against V, the study's protocol line
+
+
+def numpy_dmfl_scores(labels: np.ndarray, codes: np.ndarray, pool_labels: np.ndarray) -> np.ndarray:
+    """DMFL scores sum_j w+_ij B_j - sum_j w-_ij B_j written out in float64 (Yuan et al., IEEE TIFS 2023):
+    cosine-weighted positives, uniform negatives."""
+    y, other, b = labels.astype(np.float64), pool_labels.astype(np.float64), codes.astype(np.float64)
+    scores = np.zeros((len(y), b.shape[1]))
+    for i in range(len(y)):
+        cosine = other @ y[i] / (np.linalg.norm(y[i]) * np.linalg.norm(other, axis=1) + 1e-8)
+        positive = cosine > 0
+        if positive.any():
+            scores[i] += (cosine[positive, None] * b[positive]).sum(0) / cosine[positive].sum()
+        if (~positive).any():
+            scores[i] -= b[~positive].mean(0)
+    return scores
+
+
+def test_mainstay_objective_reads_v_with_mainstay_from_database() -> None:
+    from hashguard.attacks import AttackContext
+    from hashguard.attacks.mainstay_attack import MainstayObjective
+    from hashguard.errors import ConfigError
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.eye(3)[torch.randint(0, 3, (40,), generator=generator)]
+    v = torch.randint(0, 2, (40, 16), generator=generator).float() * 2 - 1
+    network = torch.randint(0, 2, (40, 16), generator=generator).float() * 2 - 1  # other codes, same labels
+    query_labels, images = torch.eye(3), torch.zeros(3, 1, 2, 2)
+    context = AttackContext(train_codes=network, train_labels=labels, learned_codes=v, learned_labels=labels)
+    for source, codes in (("database", v), ("network", network)):
+        objective = MainstayObjective(mainstay_from=source)
+        assert objective.params()["mainstay_from"] == source
+        prepared = objective.prepare(None, images, query_labels, None, context, generator)  # type: ignore[arg-type]
+        scores = numpy_dmfl_scores(query_labels.numpy(), codes.numpy(), labels.numpy())
+        clear = np.abs(scores) > 1e-9  # exact ties are either value: compare the other bits
+        assert clear.mean() > 0.8
+        assert np.array_equal(prepared.theory_codes.numpy()[clear], -np.sign(scores)[clear])
+    assert MainstayObjective(mainstay_from="database").needs == ("learned",)
+    with pytest.raises(ConfigError, match="ADSH checkpoint") as error:
+        MainstayObjective(mainstay_from="database").prepare(
+            None, images, query_labels, None, AttackContext(train_codes=network, train_labels=labels), generator  # type: ignore[arg-type]
+        )
+    assert "\n" not in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def adsh_checkpoint(demo_splits, tmp_path_factory) -> tuple[Path, object, object, object]:
+    """One outer iteration of ADSH on 64 demo digits (8 bits), re-openable from its model.json: (directory,
+    method, training items, model)."""
+    out = tmp_path_factory.mktemp("adsh") / "base"
+    splits, _, _ = demo_splits("demo-mnist")
+    model, method, train = _train(splits, out, epochs=1, describe={"data": {"source": "demo-mnist", "seed": 0}})
+    return out, method, train, model
+
+
+def test_attack_with_mainstay_codes_from_v(adsh_checkpoint, tmp_path: Path, capsys) -> None:
+    """``hashguard attack --set mainstay_from=database``: the theory code is -mainstay(V) and the result records it."""
+    from hashguard.cli import main
+    from hashguard.data import open_dataset
+    from hashguard.mainstay_codes import mainstay_codes
+    from hashguard.models.hash_model import sign_codes
+
+    base, method, _, _ = adsh_checkpoint
+    argv = ["attack", str(base), "--attack", "mainstay", "--queries", "8", "-k", "0", "--batch-size", "8",
+            "--device", "cpu", "--set", "iterations=1"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "v"), "--set", "mainstay_from=database"]) == 0
+    assert "mainstay (mainstay codes from the learned database codes V): mAP@all" in capsys.readouterr().out
+    result = json.loads((tmp_path / "v" / "mainstay_result.json").read_text())
+    assert result["params"]["mainstay_from"] == "database"
+    query_labels = torch.as_tensor(np.asarray(open_dataset("demo-mnist", seed=0).query.labels[:8]), dtype=torch.float32)
+    theory = sign_codes(-mainstay_codes(query_labels, method.V, method.Y)).numpy()
+    expected = numpy_map(theory, method.V.numpy(), query_labels.numpy(), method.Y.numpy())
+    assert result["theory_map"] == pytest.approx(expected, abs=1e-9)
+    assert main([*argv, "--out", str(tmp_path / "net")]) == 0
+    network = json.loads((tmp_path / "net" / "mainstay_result.json").read_text())
+    assert network["params"]["mainstay_from"] == "network"  # the default: the paper's protocol
+    assert network["clean_map"] == pytest.approx(result["clean_map"], abs=1e-12)  # the same queries against V
+
+
+def test_saat_bank_is_v_with_mainstay_from_database(adsh_checkpoint, tmp_path: Path) -> None:
+    from hashguard.defenses.api import defend
+
+    base, method, train, _ = adsh_checkpoint
+    hard = tmp_path / "hard"
+    defend(base, "saat", hard, {"epochs": 1, "train_items": 32, "mainstay_from": "database"}, preset="demo",
+           train_set=train, device="cpu", log=None)
+    tensors, _ = read_checkpoint(latest_checkpoint(hard))
+    assert torch.equal(tensors["defense.bank"], method.V[:32])  # the bank is V and is never refreshed
+    provenance = json.loads((hard / "model.json").read_text())["defense"]
+    assert provenance["mainstay_from"] == "database" and provenance["config"]["mainstay_from"] == "database"
+
+
+def test_non_adsh_checkpoint_refuses_mainstay_from_database(demo_splits, tmp_path: Path, capsys) -> None:
+    from hashguard.cli import main
+    from hashguard.errors import ConfigError
+    from hashguard.pipeline.adsh_study import check_sources
+    from hashguard.pipeline.study_config import StudyConfig
+    from hashguard.testing import save_demo_checkpoint
+
+    splits, _, _ = demo_splits("demo-mnist")
+    csq = save_demo_checkpoint(tmp_path / "csq", small_cnn_model(splits, 8), build_method("csq", 8, 10, 64))
+    argv = ["attack", str(csq), "--attack", "mainstay", "--out", str(tmp_path / "a"), "--device", "cpu",
+            "--set", "mainstay_from=database"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "mainstay_from=database needs an ADSH checkpoint" in err and "\n" not in err
+    assert main(["defend", str(csq), "--defense", "saat", "--out", str(tmp_path / "d"), "--preset", "demo",
+                 "--device", "cpu", "--set", "mainstay_from=database"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "mainstay_from=database needs an ADSH checkpoint" in err and "\n" not in err
+    assert not (tmp_path / "d" / "model.safetensors").exists()
+    study = StudyConfig.model_validate({
+        "method": {"name": "csq"},
+        "attacks": {"suite": [{"name": "mainstay", "params": {"mainstay_from": "database"}}]},
+        "defenses": {"run": [{"name": "saat", "settings": {"mainstay_from": "database"}}]},
+    })
+    with pytest.raises(ConfigError, match=r"\(attack mainstay, defense saat\) needs an ADSH model"):
+        check_sources(study, adsh=False)
+    check_sources(study, adsh=True)
+
+
+def test_encode_and_search_rank_queries_against_v(adsh_checkpoint, tmp_path: Path, capsys) -> None:
+    """``encode --split database`` writes V (not the network's codes), ``encode --split query`` the network's
+    codes; ``search`` answers exactly the brute-force ranking of the queries against V, ties by index."""
+    from hashguard.cli import main
+    from hashguard.data import open_dataset
+    from hashguard.encoding import encode_dataset
+    from hashguard.retrieval import load_codes
+
+    base, method, _, model = adsh_checkpoint
+    db, query, index = tmp_path / "db.npz", tmp_path / "q.npz", tmp_path / "db.hgidx"
+    assert main(["encode", str(base), "--split", "database", "--out", str(db), "--device", "cpu"]) == 0
+    assert "(database split: the learned database codes V (ADSH protocol" in capsys.readouterr().out
+    stored = load_codes(db)
+    assert np.array_equal(stored.codes, method.V.numpy()) and np.array_equal(stored.labels, method.Y.numpy())
+    assert main(["encode", str(base), "--split", "query", "--out", str(query), "--device", "cpu"]) == 0
+    assert "(query split: the network's codes)" in capsys.readouterr().out
+    expected_query, _ = encode_dataset(model, open_dataset("demo-mnist", seed=0).query)
+    assert np.array_equal(load_codes(query).codes, expected_query)
+    assert main(["search", "build", "--codes", str(db), "--out", str(index)]) == 0
+    assert "; the learned database codes V (ADSH protocol" in capsys.readouterr().out
+    assert main(["search", "query", "--index", str(index), "--codes", str(query), "-k", "10", "--queries", "20",
+                 "--out", str(tmp_path / "r.json")]) == 0  # fmt: skip
+    assert "against the learned database codes V" in capsys.readouterr().out
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert payload["database"].startswith("learned database codes V")
+    q, v = expected_query[:20].astype(np.int64), method.V.numpy().astype(np.int64)
+    distances = (v.shape[1] - q @ v.T) // 2
+    for i, row in enumerate(payload["results"]):
+        order = np.lexsort((np.arange(len(v)), distances[i]))[:10]  # by distance, then by index
+        assert row["ids"] == order.tolist() and row["distances"] == distances[i, order].tolist()
+
+
+def test_study_report_names_the_protocol_and_both_mainstay_sources(tmp_path: Path, monkeypatch) -> None:
+    from hashguard.pipeline.study import run_study
+    from hashguard.pipeline.study_config import StudyConfig
+    from hashguard.report import figures
+
+    monkeypatch.setattr(figures, "_png", lambda fig: b"\x89PNG\r\n\x1a\n")  # skip rasterising: structure only
+    config = {
+        "name": "adsh",
+        "data": {"source": "demo-mnist", "seed": 0, "options": {"train_size": 64, "database_size": 100}},
+        "model": {"backbone": "small_cnn", "bits": 8, "hash_norm": "batchnorm"},
+        "method": {"name": "adsh", "params": {"num_samples": 32}},
+        "train": {"recipe": "fast", "epochs": 1, "val_fraction": 0.0, "progress": False},
+        "evaluation": {"topk": 50},
+        "attacks": {"override": {"iterations": 1}, "queries": 4, "suite": ["mainstay"]},
+        "defenses": {"run": []},
+        "report": {"grid_queries": 0},
+    }
+    card = run_study(StudyConfig.model_validate(config), tmp_path, log=lambda _line: None)
+    assert card["adsh"]["protocol"] == "adsh" and card["adsh"]["pool_items"] == 64
+    sources = card["mainstay_codes"]
+    assert sources["attack_source"] == "network"
+    assert [r["source"] for r in sources["results"]] == ["network", "database"]
+    network, database = sources["results"]
+    assert network["adv_map"] == card["models"]["undefended"]["attacks"]["mainstay"]["adv_map"]
+    assert database["clean_map"] == pytest.approx(network["clean_map"], abs=1e-12)  # same queries, same V
+    extra = json.loads((tmp_path / "models" / "undefended" / "attacks" / "mainstay-from-database" / "stage.json")
+                       .read_text())
+    assert extra["config"]["params"]["mainstay_from"] == "database"
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    line = ("Retrieval protocol of the ADSH model: **ADSH's own: the training pool is the database, its codes are "
+            "V** (64 items).")
+    assert report.count(line) == 1
+    assert report.count("Mainstay codes of the mainstay attacks") == 1
+    assert "the network's sign codes of the training items (the paper's protocol)" in report
+    assert report.count("with mainstay codes from the network ") == 1 and "; from V " in report

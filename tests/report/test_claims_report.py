@@ -127,3 +127,30 @@ def test_damaged_budgets_show_dashes(budget: Any) -> None:
     card["threat_model"]["attacks"]["hag"] = budget
     table = _section(_markdown(card), "Attacks (Table I)")
     assert "| HAG | mAP | — | — | — | — |" in table
+
+
+def test_adsh_protocol_and_mainstay_source_lines() -> None:
+    """A card of an ADSH model names its retrieval protocol once (Protocol section) and the source of the mainstay
+    codes once, with the mainstay attack's numbers for both sources (Attacks section); other cards say neither."""
+    card = sample_card()
+    md = _markdown(card)
+    assert "Retrieval protocol of the ADSH model" not in md and "Mainstay codes of" not in md
+    card["adsh"] = {"protocol": "saat", "pool_items": 300}
+    card["mainstay_codes"] = {
+        "attack_source": "database", "defense_sources": {"saat": "network"}, "model": "undefended",
+        "results": [{"source": "database", "clean_map": 0.8, "adv_map": 0.25, "num_queries": 60},
+                    {"source": "network", "clean_map": 0.8, "adv_map": 0.5, "num_queries": 60}],
+    }
+    md = _markdown(card)
+    protocol = _section(md, "Protocol and departures")
+    assert ("Retrieval protocol of the ADSH model: **SAAT protocol: separate database split, encoded by the "
+            "network**.") in protocol and md.count("Retrieval protocol of the ADSH model") == 1
+    attacks = _section(md, "Attacks (Table I)")
+    assert md.count("Mainstay codes of the mainstay attacks") == 1
+    assert ("Mainstay codes of the mainstay attacks (Table I rows): from the learned database codes V of the "
+            "training pool; SAAT: from the network's sign codes of the training items. Mainstay attack on CSQ "
+            "(undefended), clean → attacked mAP (%) with mainstay codes from V 80.00 → 25.00; from the network "
+            "80.00 → 50.00 on 60 queries.") in attacks
+    card["adsh"] = {"protocol": "adsh", "pool_items": 300}
+    assert ("**ADSH's own: the training pool is the database, its codes are V** (300 items)."
+            in _section(_markdown(card), "Protocol and departures"))

@@ -41,11 +41,21 @@ class AttackContext:
     #: in [0, 1], or a dataset whose items are images or ``(image, label, index)`` tuples, read batch by batch
     #: (nothing is stacked in memory; :func:`build_context` passes the training split itself)
     train_images: torch.Tensor | Dataset | None = None
+    #: an ADSH checkpoint's learned database codes V (N, K) and the training pool's labels (N, C) (Jiang and Li,
+    #: AAAI 2018); the mainstay objective reads them instead of ``train_codes`` with ``mainstay_from="database"``
+    learned_codes: torch.Tensor | None = None
+    learned_labels: torch.Tensor | None = None
 
     def require(self, what: str, attack: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(codes, labels) of ``what`` ("train" or "database"); a clear error when they are missing."""
+        """(codes, labels) of ``what`` ("train", "database" or "learned"); a clear error when they are missing."""
         codes = getattr(self, f"{what}_codes")
         labels = getattr(self, f"{what}_labels")
+        if (codes is None or labels is None) and what == "learned":
+            raise ConfigError(
+                f"attack {attack} with mainstay_from=database needs the learned database codes V of an ADSH "
+                "checkpoint (AttackContext.learned_codes / learned_labels, from "
+                "hashguard.methods.adsh.load_database_codes)"
+            )
         if codes is None or labels is None:
             raise ConfigError(
                 f"attack {attack} needs the {what} codes and labels of the attacked model "
@@ -65,6 +75,8 @@ class AttackContext:
             move(self.database_codes),
             move(self.database_labels),
             self.train_images,  # left where it is: batches are moved to the device as they are used
+            move(self.learned_codes),
+            move(self.learned_labels),
         )
 
 
@@ -144,8 +156,9 @@ class Objective:
 
     name: ClassVar[str] = ""
     targeted: ClassVar[bool] = False
-    #: which parts of the context it needs: "train" and/or "database"
-    needs: ClassVar[tuple[str, ...]] = ()
+    #: which parts of the context it needs: "train", "database" and/or "learned" (an instance may narrow it by its
+    #: settings, e.g. the mainstay objective with ``mainstay_from="database"`` needs "learned" instead of "train")
+    needs: tuple[str, ...] = ()
     #: whether it trains on the training images (:attr:`AttackContext.train_images`), e.g. ProS-GAN
     needs_train_images: ClassVar[bool] = False
 

@@ -4,7 +4,9 @@ Reference: X. Yuan, Z. Zhang, X. Wang, L. Wu, "Semantic-Aware Adversarial Traini
 Retrieval", IEEE TIFS 2023 ("SAAT (Ours)" rows of Table I).
 
 The target code is the mainstay code m (:func:`hashguard.mainstay_codes.mainstay_codes`) of the query's true label
-(non-targeted) or of its target label (targeted), built from the attacked model's training codes. With
+(non-targeted) or of its target label (targeted), built from the attacked model's sign codes of the training
+items (``mainstay_from="network"``, the paper's protocol) or, for an ADSH model (Jiang and Li, AAAI 2018), from
+its learned database codes V with the training pool's labels (``mainstay_from="database"``). With
 s_ik = f(x'_i; alpha)_k * m_ik the masked quadratic loss (minimised) is
 
 * non-targeted: w = 1[s > -0.5], L = sum w (s + 2) s / max(sum w, 1)  (pushes the code away from m);
@@ -25,7 +27,7 @@ from torch import nn
 from hashguard.attacks.base import AttackContext, Objective, PreparedObjective
 from hashguard.attacks.registry import ATTACKS, Budget
 from hashguard.errors import ConfigError
-from hashguard.mainstay_codes import TIE_BREAKS, WEIGHTINGS, mainstay_codes
+from hashguard.mainstay_codes import MAINSTAY_SOURCES, TIE_BREAKS, WEIGHTINGS, mainstay_codes
 from hashguard.registry import Choices, Range
 
 LOSSES = ("masked", "plain")
@@ -67,6 +69,11 @@ class MainstayObjective(Objective):
         weighting: Annotated[str, Choices(*WEIGHTINGS), "cosine (DMFL) or uniform (CgAT centre code)"] = "cosine",
         tie_break: Annotated[str | None, Choices(*TIE_BREAKS), "resolve mainstay ties"] = None,
         chunk_size: Annotated[int, Range(1), "training rows per block of the mainstay computation (memory)"] = 8192,
+        mainstay_from: Annotated[
+            str, Choices(*MAINSTAY_SOURCES),
+            "codes B of the mainstay code: network (its sign codes of the training items, the paper's) or database "
+            "(an ADSH checkpoint's learned codes V)",
+        ] = "network",
     ) -> None:
         if loss not in LOSSES:
             raise ConfigError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -74,13 +81,20 @@ class MainstayObjective(Objective):
             raise ConfigError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
         if tie_break not in TIE_BREAKS:
             raise ConfigError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+        if mainstay_from not in MAINSTAY_SOURCES:
+            raise ConfigError(f"mainstay_from must be one of {MAINSTAY_SOURCES}, got {mainstay_from!r}")
         self.loss_kind = loss
         self.weighting = weighting
         self.tie_break = tie_break
         self.chunk_size = int(chunk_size)
+        self.mainstay_from = mainstay_from
+        self.needs = ("learned",) if mainstay_from == "database" else ("train",)
 
     def params(self) -> dict[str, Any]:
-        return {"loss": self.loss_kind, "weighting": self.weighting, "tie_break": self.tie_break}
+        return {
+            "loss": self.loss_kind, "weighting": self.weighting, "tie_break": self.tie_break,
+            "mainstay_from": self.mainstay_from,
+        }
 
     def prepare(
         self,
@@ -91,7 +105,7 @@ class MainstayObjective(Objective):
         context: AttackContext,
         generator: torch.Generator,
     ) -> PreparedObjective:
-        train_codes, train_labels = context.require("train", self.name)
+        train_codes, train_labels = context.require(self.needs[0], self.name)
         reference = target_labels if self.targeted else labels
         assert reference is not None
         m = mainstay_codes(

@@ -126,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
     metric = f"t-mAP@{cut}" if result["targeted"] else f"mAP@{cut}"
     before = result["clean_tmap"] if result["targeted"] else result["clean_map"]
     after = result["adv_tmap"] if result["targeted"] else result["adv_map"]
+    source = " (mainstay codes from the learned database codes V)" if (
+        result.get("params", {}).get("mainstay_from") == "database") else ""
     print(
-        f"{result['attack']}: {metric} {before:.4f} -> {after:.4f} on {result['num_queries']} queries "
+        f"{result['attack']}{source}: {metric} {before:.4f} -> {after:.4f} on {result['num_queries']} queries "
         f"(L-inf {result['perceptibility']['linf']:.4f}, {result['wall_time_s']:.1f} s); wrote {args.out}"
     )
     return 0

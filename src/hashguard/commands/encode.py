@@ -10,7 +10,7 @@ from hashguard.commands.common import (
     add_device_argument,
     data_config_from_args,
 )
-from hashguard.pipeline.encode import encode_split
+from hashguard.pipeline.encode import NETWORK, encode_split
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "encode",
         help="encode a dataset split into binary codes",
         description="Encode one split of the checkpoint's dataset (or of --data) into +-1 codes and labels, "
-        "written as a .npz code file for `hashguard search` and `hashguard evaluate --query-codes/--db-codes`.",
+        "written as a .npz code file for `hashguard search` and `hashguard evaluate --query-codes/--db-codes`. "
+        "For an ADSH checkpoint under its own protocol the database split is the training pool and its codes are "
+        "the learned codes V stored beside the model (written as they are); queries are encoded by the network.",
     )
     parser.add_argument("checkpoint", metavar="CHECKPOINT_DIR", help="trained checkpoint whose codes to compute")
     parser.add_argument("--split", default="database", choices=["train", "query", "test", "database"],
@@ -31,9 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    codes, _ = encode_split(
+    codes, _, source = encode_split(
         args.checkpoint, args.split, args.out, data=data_config_from_args(args), device=args.device,
         batch_size=args.batch_size,
     )
-    print(f"wrote {codes.shape[0]} codes of {codes.shape[1]} bits to {args.out}")
+    what = "the network's codes" if source == NETWORK else f"the {source}, not the network's encoding"
+    print(f"wrote {codes.shape[0]} codes of {codes.shape[1]} bits to {args.out} ({args.split} split: {what})")
     return 0

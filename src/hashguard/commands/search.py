@@ -20,7 +20,7 @@ from typing import Any
 
 from hashguard.commands.common import add_json_argument, add_queries_argument, json_stdout, positive_int
 from hashguard.io_utils import atomic_write_json
-from hashguard.pipeline.search import build_index, query_index
+from hashguard.pipeline.search import build_index, is_learned, query_index
 from hashguard.retrieval.index import BACKENDS
 
 
@@ -78,7 +78,8 @@ def _build(args: argparse.Namespace) -> int:
         ef_search=args.ef_search,
         seed=args.seed,
     )
-    print(f"indexed {index.ntotal} codes of {index.bits} bits ({args.backend}) -> {args.out}")
+    source = f"; the {index.info['codes']}, not the network's encoding" if is_learned(index) else ""
+    print(f"indexed {index.ntotal} codes of {index.bits} bits ({args.backend}) -> {args.out}{source}")
     return 0
 
 
@@ -90,7 +91,8 @@ def _query(args: argparse.Namespace) -> int:
     results = payload["results"]
     if args.out and not args.json:
         n = sum(len(r["ids"]) for r in results)
-        print(f"answered {len(results)} queries ({n} results) -> {args.out}")
+        against = f" against the {payload['database']}" if "database" in payload else ""
+        print(f"answered {len(results)} queries ({n} results){against} -> {args.out}")
     else:
         json.dump(payload, stdout)
         stdout.write("\n")

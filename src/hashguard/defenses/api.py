@@ -114,6 +114,11 @@ def defend(
     opened.check_classes(train_set.num_classes)
     method = opened.hashing_method(len(train_set), num_classes)
     asymmetric = meta.get("adsh") or {}
+    from_database = settings.defense_params().get("mainstay_from") == "database"
+    if from_database and not asymmetric:
+        from hashguard.methods.adsh import learned_codes_of
+
+        learned_codes_of(meta, checkpoint)  # one ConfigError line: not an ADSH checkpoint
     if asymmetric:  # ADSH: the method's loss compares queries with the learned database codes V of the base model
         method.install_checkpoint(checkpoint)  # type: ignore[attr-defined]
     method_meta = meta.get("method") or {}
@@ -134,10 +139,13 @@ def defend(
     describe["train_source"] = train_source
     if asymmetric:
         describe["adsh"] = asymmetric
+    defense_obj = build_defense(settings.defense, settings)
+    if from_database:  # the code bank is V (its first train_items rows, as installed in the method) and the labels
+        defense_obj.use_learned_codes(method.V, method.Y)  # type: ignore[attr-defined]
     result = adversarial_train(
         model,
         method,
-        build_defense(settings.defense, settings),
+        defense_obj,
         train_set,
         settings,
         out_dir,

@@ -128,8 +128,13 @@ class DefenseConfig(StrictModel):
         return sorted(value)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that change the result (progress bar and checkpoint cadence do not)."""
-        return self.model_dump(exclude={"progress", "checkpoint_every", "num_workers"})
+        """The fields that change the result (progress bar and checkpoint cadence do not). ``mainstay_from`` at its
+        default (``network``, the behaviour before the setting existed) is left out, so runs and study stages
+        identified before it was added still resume and stay cached."""
+        identity = self.model_dump(exclude={"progress", "checkpoint_every", "num_workers"})
+        if identity.get("mainstay_from") == "network":
+            identity.pop("mainstay_from")
+        return identity
 
 
 #: the settings every defense shares (the fields of DefenseConfig besides the defense and preset names)

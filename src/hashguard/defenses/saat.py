@@ -15,6 +15,11 @@ first step) and refreshed with each batch's benign sign codes. Per batch:
 * outer: u = f(x), u_adv = f(x_adv); U_ben[idx] <- sign(u); m' = code(y; U_ben, Y);
   L = L_hash(u, y, idx) + lambda * (-mean(u_adv * m')) + mu * mean((u_adv - sign(u_adv))^2),
   with lambda = ``adv_weight`` and mu = ``quant_weight`` (SAAT: 1 and 1e-4; CgAT: 1 and 0).
+
+``mainstay_from="database"`` (an ADSH base checkpoint only, Jiang and Li, AAAI 2018) makes the bank the learned
+database codes V of the training pool with the pool's labels instead of the network's sign codes: V is what
+the retrieval system stores for those items, and it is fixed during the defense (which trains the query network
+only), so the bank is then never refreshed. The default ``"network"`` is the paper's protocol.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ from hashguard.attacks.threat import LossFn
 from hashguard.defenses.base import Batch, Defense, OuterLoss, quantisation
 from hashguard.defenses.config import DEMO_COMMON, DefenseConfig
 from hashguard.defenses.registry import DEFENSES
-from hashguard.mainstay_codes import mainstay_codes
+from hashguard.errors import ConfigError
+from hashguard.mainstay_codes import MAINSTAY_SOURCES, mainstay_codes
 from hashguard.methods.base import HashingMethod
 from hashguard.models.hash_model import sign_codes
 from hashguard.protocol import DEFENSES as PROTOCOL
+from hashguard.registry import Choices
 
 
 class CodeBankDefense(Defense):
@@ -45,14 +52,34 @@ class CodeBankDefense(Defense):
         self,
         config: DefenseConfig,
         refresh_bank: Annotated[bool, "refresh the code bank with each batch's benign sign codes"] = True,
+        mainstay_from: Annotated[
+            str, Choices(*MAINSTAY_SOURCES),
+            "code bank: network (its sign codes of the training items, the paper's) or database (an ADSH "
+            "checkpoint's learned codes V, fixed: never refreshed)",
+        ] = "network",
     ) -> None:
         super().__init__(config)
-        self.refresh_bank = bool(refresh_bank)
+        self.mainstay_from = mainstay_from
+        self.refresh_bank = bool(refresh_bank) and mainstay_from == "network"
+        self.learned: tuple[torch.Tensor, torch.Tensor] | None = None
         self.objective = MainstayObjective(loss="plain", weighting=self.weighting)
         self.bank: torch.Tensor | None = None
         self.bank_labels: torch.Tensor | None = None
 
+    def use_learned_codes(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
+        """Install an ADSH checkpoint's learned database codes V (in the order of the training items) and the
+        pool's labels as the bank, for ``mainstay_from="database"``; :meth:`setup` then keeps them."""
+        self.learned = (codes.detach().float().clone(), labels.detach().float().clone())
+
     def setup(self, train_codes: torch.Tensor, train_labels: torch.Tensor, bits: int, seed: int) -> None:
+        if self.mainstay_from == "database":
+            if self.learned is None:
+                raise ConfigError(
+                    f"{self.name} with mainstay_from=database needs the learned database codes V of an ADSH "
+                    "checkpoint (hashguard defend installs them)"
+                )
+            train_codes, train_labels = self.learned
+            self.learned = None
         self.bank = train_codes.detach().float().clone()
         self.bank_labels = train_labels.detach().float().clone()
 
@@ -98,7 +125,10 @@ class CodeBankDefense(Defense):
         self.bank.copy_(tensors["bank"].to(self.bank))
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "code": "mainstay" if self.weighting == "cosine" else "centre"}
+        return {
+            **super().params(), "code": "mainstay" if self.weighting == "cosine" else "centre",
+            "mainstay_from": self.mainstay_from,
+        }
 
 
 @DEFENSES.register(

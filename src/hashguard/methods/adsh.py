@@ -28,7 +28,12 @@ S is the rebalanced similarity: 1 for items sharing a label, -r otherwise, with 
 pairs of the pool (``similarity="rebalanced"``; ``"plain"`` gives the paper's +1 / -1). Test time: a query's
 code is sign(F(x)); under ``protocol="adsh"`` the database is the training pool and its codes are V (stored
 beside the weights in ``database_codes.safetensors``), under ``protocol="saat"`` the database is a separate
-split encoded by the network like every other method.
+split encoded by the network like every other method (the protocol of the adversarial-hashing comparisons, Yuan et
+al., IEEE TIFS 2023); both are offered because the paper's protocol and the comparison protocol differ.
+
+SAAT's mainstay codes (DMFL) are defined from the network's codes of the training items; for ADSH those are not
+the stored database codes, so the mainstay attacks and SAAT / CgAT take ``mainstay_from="database"`` to build them
+from V with the pool's labels instead (:func:`learned_codes_of` reads V for them; the default stays the network's).
 """
 
 from __future__ import annotations
@@ -132,6 +137,20 @@ def load_database_codes(directory: str | Path) -> tuple[torch.Tensor, torch.Tens
     if "codes" not in state or "labels" not in state:
         raise CheckpointError(f"{path}: holds no 'codes' and 'labels' tensors")
     return state["codes"].float(), state["labels"].float()
+
+
+def learned_codes_of(
+    meta: dict[str, Any], directory: str | Path, option: str = "mainstay_from=database"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(V, the pool's labels) of the checkpoint ``directory`` whose ``model.json`` is ``meta``, for ``option``;
+    one :class:`ConfigError` line when it is not an ADSH checkpoint (no learned database codes to read)."""
+    if not meta.get("adsh"):
+        method = (meta.get("method") or {}).get("name", "unknown")
+        raise ConfigError(
+            f"{option} needs an ADSH checkpoint (its learned database codes V); {directory} holds a {method} model "
+            f"without them: use {option.split('=')[0]}=network (the default)"
+        )
+    return load_database_codes(directory)
 
 
 @METHODS.register(reference="Jiang and Li, AAAI 2018")

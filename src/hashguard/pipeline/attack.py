@@ -110,6 +110,11 @@ def run_attack(
         log(f"warning: {warning}")
     opened = open_checkpoint(checkpoint, device=device, data=data)
     model, splits = opened.model, opened.require_splits()
+    learned = None
+    if resolved.get("mainstay_from") == "database":  # mainstay codes from an ADSH checkpoint's learned codes V
+        from hashguard.methods.adsh import learned_codes_of
+
+        learned = learned_codes_of(opened.meta, checkpoint)
     attack_obj = build_attack(spec.name, model, **(params or {}))
     n = len(splits.query) if limit is None else min(limit, len(splits.query))
     if progress is not False:
@@ -128,6 +133,8 @@ def run_attack(
     if stored is not None:
         context.database_codes = torch.as_tensor(stored[0]).to(model.device)  # int8, as build_context gives
         context.database_labels = torch.as_tensor(stored[1]).float().to(model.device)
+    if learned is not None:
+        context.learned_codes, context.learned_labels = (t.to(model.device) for t in learned)
     database_labels = splits.database.labels if stored is None else stored[1]
     attack_obj.set_context(context)
     out = Path(out)

@@ -48,6 +48,9 @@ class AttackedModel:
     directory: Path
     #: stored database (int8 codes, labels) that replaces the encoded database split (an ADSH-protocol model's V)
     database: tuple[Any, Any] | None = None
+    #: an ADSH model's learned database codes V and the pool's labels (tensors), for the mainstay attacks with
+    #: ``mainstay_from="database"``; None for every other model
+    learned: tuple[Any, Any] | None = None
     _context: AttackContext | None = field(default=None, repr=False)
 
     def context(self) -> AttackContext:
@@ -60,6 +63,10 @@ class AttackedModel:
                 device = self.model.device
                 self._context.database_codes = torch.as_tensor(self.database[0]).to(device)
                 self._context.database_labels = torch.as_tensor(self.database[1]).float().to(device)
+            if self.learned is not None:
+                device = self.model.device
+                self._context.learned_codes = torch.as_tensor(self.learned[0]).float().to(device)
+                self._context.learned_labels = torch.as_tensor(self.learned[1]).float().to(device)
         return self._context
 
 
@@ -201,10 +208,13 @@ def attack_model(
     def stage_key(name: str, params: dict[str, Any]) -> dict[str, Any]:
         """What an attack stage's result depends on: every resolved setting, defaults included, so a changed
         default reruns the stage instead of reusing a result computed under the old one."""
+        resolved = resolve_attack_params(name, **params)
+        if resolved.get("mainstay_from") == "network":  # the default, as before the setting existed: caches stay
+            resolved.pop("mainstay_from")
         return {
             "model": target.identity,
             "attack": name,
-            "params": resolve_attack_params(name, **params),
+            "params": resolved,
             "queries": suite.queries,
             "topk": topk,
             "targets": targets_digest if attack_spec(name).targeted else None,

@@ -2,8 +2,11 @@
 
 Results are a JSON-ready dict: ``{"index": ..., "backend": ..., "bits": ..., "k" or "radius": ..., "results":
 [{"query": i, "ids": [...], "distances": [...]}, ...]}``; ids are database row positions in the indexed code
-file, each list sorted by ascending (distance, id). Collapsed codes (docs/metrics.md: one code for most items,
-fewer codes than labels) give a warning line, on stderr by default.
+file, each list sorted by ascending (distance, id). When the indexed code file holds an ADSH checkpoint's learned
+database codes V (``hashguard encode --split database`` of an ADSH-protocol checkpoint, Jiang and Li, AAAI 2018:
+the training pool is the database), the index keeps that in ``info["codes"]`` and the results say so in
+``"database"``; the queries are the network's codes as always. Collapsed codes (docs/metrics.md: one code for
+most items, fewer codes than labels) give a warning line, on stderr by default.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from hashguard.retrieval.codes_io import CodeSet, load_codes
 from hashguard.retrieval.health import code_health, print_warnings
 from hashguard.retrieval.index import HammingIndex
 
-__all__ = ["build_index", "query_index"]
+__all__ = ["build_index", "is_learned", "query_index"]
 
 Warn = Callable[[list[str]], None]
 
@@ -28,6 +31,11 @@ def _check_health(codeset: CodeSet, what: str, warn: Warn | None) -> None:
     line = code_health(codeset.codes, codeset.labels).warning(what)
     if line:
         warn([line])
+
+
+def is_learned(index: HammingIndex) -> bool:
+    """Whether ``index`` holds an ADSH checkpoint's learned database codes V (not the network's codes)."""
+    return index.info.get("codes", "network") != "network"
 
 
 def build_index(
@@ -53,6 +61,7 @@ def build_index(
         codeset.bits, backend, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search, seed=seed
     )
     index.add(codeset.codes)
+    index.info = {"codes_file": str(codes), "codes": str(codeset.meta.get("codes", "network"))}
     index.save(out)
     return index
 
@@ -78,6 +87,8 @@ def query_index(
             raise ConfigError(f"--limit must be positive, not {limit}")
         queries = queries[:limit]
     payload: dict[str, Any] = {"index": str(index_path), "backend": index.backend, "bits": index.bits}
+    if is_learned(index):
+        payload["database"] = index.info["codes"]
     results = []
     if radius is not None:
         lims, dist, ids = index.range_search(queries, radius)

@@ -37,6 +37,7 @@ from hashguard.encoding import encode_dataset
 from hashguard.errors import ConfigError, DataError
 from hashguard.io_utils import atomic_write_json
 from hashguard.models.hash_model import HashModel
+from hashguard.pipeline import adsh_study
 from hashguard.pipeline.attack_stage import AttackedModel, attack_cost, attack_model, stage_name
 from hashguard.pipeline.checkpoint import OpenedCheckpoint, open_checkpoint
 from hashguard.pipeline.claims import study_claims
@@ -103,6 +104,8 @@ def build_plan(config: StudyConfig, splits: DatasetSplits, log: Callable[[str], 
                     costs[stage_name(key, name, eps)] = 3 * attack_cost(suite, name, queries)
 
     add_attacks("undefended", [e.key for e in suite.suite], True)
+    if adsh_study.runs_other_source(config, adsh_study.study_is_adsh(config)):
+        costs[adsh_study.other_stage_name(config)] = adsh_study.other_stage_cost(config, queries)
     if config.report.grid_queries > 0:
         costs["retrieval grid"] = 3 * attack_cost(suite, config.report.grid_attack, config.report.grid_queries)
     for entry in config.defenses.run:
@@ -120,6 +123,7 @@ def _check_attacks(config: StudyConfig, model: HashModel) -> None:
     names = [e.key for e in config.attacks.suite] + list(config.attacks.sweep.attacks) + config.defense_attacks()
     for name in dict.fromkeys(names):
         build_attack(name, model, **config.attacks.params_for(name))
+    adsh_study.check_sources(config, adsh_study.study_is_adsh(config))
     if config.report.grid_queries > 0 and attack_spec(config.report.grid_attack).targeted:
         raise ConfigError(f"report.grid_attack must be a non-targeted attack, not {config.report.grid_attack!r}")
 
@@ -239,6 +243,15 @@ def _clean_summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: metrics.get(key) for key in keys}
 
 
+def _learned_codes(meta: dict[str, Any], directory: Path) -> tuple[Any, Any] | None:
+    """An ADSH model's learned database codes V and the pool's labels (either protocol), else None."""
+    if not meta.get("adsh"):
+        return None
+    from hashguard.methods.adsh import load_database_codes
+
+    return load_database_codes(directory)
+
+
 def _digest_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -271,6 +284,7 @@ def run_study(
     model, meta = opened.model, opened.meta
     fit_set = opened.training_split()  # the items the model was fitted on (its validation items held out)
     stored = database_of(meta, model_dir)  # ADSH protocol: the database is the training pool's learned codes V
+    learned = _learned_codes(meta, model_dir)
     database_labels = splits.database.labels if stored is None else stored[1]
 
     clean_key = {"train": train_key, "evaluation": config.evaluation.model_dump(), "data": splits.fingerprint()}
@@ -293,12 +307,18 @@ def run_study(
 
     models: dict[str, Any] = {}
     undefended = AttackedModel(
-        "undefended", model, splits, fit_set, train_key, out / "models" / "undefended", database=stored
+        "undefended", model, splits, fit_set, train_key, out / "models" / "undefended", database=stored,
+        learned=learned,
     )
     attacked = attack_model(
         undefended, [e.key for e in config.attacks.suite], config.attacks, target_labels, targets_digest, topk,
         True, plan, log,
     )
+    mainstay_codes = None
+    if adsh_study.runs_other_source(config, learned is not None):  # both sources of mainstay codes, once
+        mainstay_codes = adsh_study.run_other_source(
+            config, undefended, attacked["attacks"][adsh_study.MAINSTAY], topk, plan, log
+        )
     method_name = str((meta.get("method") or {}).get("name", config.method.name))
     models["undefended"] = {"label": f"{method_name.upper()} (undefended)", "defense": None, "clean": clean,
                             **attacked}
@@ -354,6 +374,8 @@ def run_study(
         "retrieval_grid": grid_info,
         "stages": plan.timings,
     }
+    adsh = adsh_study.protocol_record(meta)
+    card.update({k: v for k, v in (("adsh", adsh), ("mainstay_codes", mainstay_codes)) if v is not None})
     card["claims"] = study_claims(models, out)  # paired verdicts on the paper's claims (pipeline/claims.py)
     atomic_write_json(out / "results.json", card)
     if report:
@@ -424,7 +446,8 @@ def _defend_and_attack(
         config.evaluation.topk, plan, log, stored,
     )
     target = AttackedModel(
-        entry.name, hardened, splits, fit_set, defense_key, out / "models" / entry.name, database=stored
+        entry.name, hardened, splits, fit_set, defense_key, out / "models" / entry.name, database=stored,
+        learned=_learned_codes(hardened_meta, defense_dir),
     )
     attacked = attack_model(
         target, config.defense_attacks(), config.attacks, target_labels, targets_digest, config.evaluation.topk,

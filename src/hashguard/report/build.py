@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from hashguard.report import figures
+from hashguard.report.adsh_view import mainstay_paragraph, protocol_paragraph
 from hashguard.report.card import (
     AttackEntry,
     ModelResult,
@@ -508,12 +509,17 @@ def build_document(card: Mapping[str, Any], run_dir: Path, with_figures: bool = 
     if blocks:
         doc.add(_heading("claims"), *blocks)
     blocks = protocol_blocks(card)
+    adsh = protocol_paragraph(card)  # one line: which retrieval protocol an ADSH model follows
+    blocks += [adsh] if adsh is not None else []
     if blocks:
         doc.add(_heading("protocol"), *blocks)
 
     table = attack_table(models, attack_budgets(card)) if models else None
     if table is not None:
         doc.add(_heading("attacks"), table)
+        sources = mainstay_paragraph(card, {m.key: m.label for m in models})
+        if sources is not None:  # one line: where the mainstay codes came from, both sources' mAP
+            doc.add(sources)
 
     table = defense_table(models)
     if table is not None:

@@ -22,7 +22,8 @@ FAISS backends need ``bits`` to be a multiple of 8. Range search returns every i
 (distance, id).
 
 Index file (``.hgidx``): an ``.npz`` archive with ``meta`` (JSON: format version, backend, bits, parameters,
-ntotal), ``codes`` (packed ``uint64`` codes) and, for FAISS backends, ``faiss`` (the serialised index).
+ntotal, ``info``: what was indexed, optional), ``codes`` (packed ``uint64`` codes) and, for FAISS backends,
+``faiss`` (the serialised index).
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class HammingIndex:
             "seed": int(seed),
         }
         self._codes = np.zeros((0, (self.bits + 63) // 64), np.uint64)
+        #: free-form JSON-able description of what was indexed (e.g. where the codes came from), kept in the file
+        self.info: dict[str, Any] = {}
         self._faiss_index: Any = None
         if backend == "flat":
             self._faiss_index = _faiss().IndexBinaryFlat(self.bits)
@@ -198,6 +201,7 @@ class HammingIndex:
             "bits": self.bits,
             "ntotal": self.ntotal,
             "params": self.params,
+            "info": self.info,
         }
         arrays: dict[str, np.ndarray] = {
             "meta": np.array(json.dumps(meta, sort_keys=True)),
@@ -232,6 +236,7 @@ class HammingIndex:
         if codes.dtype != np.uint64 or codes.ndim != 2 or codes.shape[1] != (index.bits + 63) // 64:
             raise DataError(f"{path}: stored codes have the wrong layout {codes.dtype} {codes.shape}")
         index._codes = codes
+        index.info = dict(meta.get("info") or {})
         if index.backend != "exact":
             if blob is None:
                 raise DataError(f"{path}: the FAISS index is missing")
