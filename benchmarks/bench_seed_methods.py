@@ -2,8 +2,9 @@
 after SAAT, and training time, per method, demo source and seed.
 
     .venv/bin/python benchmarks/bench_seed_methods.py [--quick] [--seeds 0,1,2] [--sources demo-mnist,demo-mnist-multi]
-        [--methods adsh,ddsh,dpsh,csq,nmlayer,activation] [--bits 32] [--nm-bits 16] [--train-items 1000]
-        [--epochs 4] [--queries 200] [--database 1000] [--iterations 20] [--saat-epochs 4] [--json-out FILE]
+        [--methods adsh,ddsh,dpsh,csq,nmlayer,activation] [--bits 32] [--nm-start 64] [--nm-bits 32,16]
+        [--train-items 1000] [--epochs 4] [--queries 200] [--database 1000] [--iterations 20] [--saat-epochs 4]
+        [--json-out FILE]
 
 For every (source, seed):
 
@@ -13,11 +14,10 @@ For every (source, seed):
   ``--train-items`` training items for ``--epochs`` epochs (for ADSH and DDSH one epoch is one outer iteration of
   their alternating algorithm). ADSH runs under the SAAT protocol (the database split is encoded by the network),
   so that every row ranks the same queries against the same database.
-* **nmlayer** (Fu et al., IJCAI 2019): a ``--bits`` CSQ model of the same seed with a plain tanh head (neuron
-  merging folds no batch-normalised head; lr 1e-3, otherwise the same recipe; row "csq (tanh head)") compressed to
-  each ``--nm-bits`` with :func:`hashguard.models.nmlayer_compress.compress` (default stages and redundancy rule,
-  one frozen-phase epoch of DPSH with in-batch pairs per stage; SAAT then uses that DPSH loss); its training time
-  is the compression's alone. Beside it, the same tanh-head CSQ trained at that bit count directly.
+* **nmlayer** (Fu et al., IJCAI 2019): the registered ``nmlayer`` method trained from scratch with the same recipe:
+  a ``--nm-start``-bit hash layer (default 64) trained ``--epochs`` epochs with DPSH (in-batch pairs), then one
+  epoch per merging stage down to each ``--nm-bits`` target (default 32 and 16), folded into a plain head; beside
+  it, DPSH trained at that bit count directly (row "dpsh"). SAAT then hardens the folded model with the DPSH loss.
 * **activation** (He et al., arXiv 2101.05490, 2021): the balanced ``--bits``-bit activation code of the trained
   CSQ network (:func:`hashguard.activation_codes.fit_activation_codes`, every ReLU site, fitted on the training
   items). It has no loss, so there is no SAAT row for it ('-'), and no training time.
@@ -56,9 +56,8 @@ from hashguard.data import SubsetDataset, open_dataset
 from hashguard.defenses import DEFENSES, defend
 from hashguard.methods import build_method, method_class
 from hashguard.models import load_model
-from hashguard.models.checkpoint import save_model
 from hashguard.models.hash_model import HashModel
-from hashguard.models.nmlayer_compress import compress
+from hashguard.models.nmlayer_compress import stage_schedule
 from hashguard.seeding import seed_everything
 from hashguard.testing import small_cnn_model
 from hashguard.training import train_model
@@ -67,9 +66,6 @@ SOURCES = ("demo-mnist", "demo-mnist-multi")
 METHODS = ("adsh", "ddsh", "dpsh", "csq", "nmlayer", "activation")
 #: the demo training recipe of ``bench_methods.py``
 RECIPE: dict[str, Any] = {"hash_norm": "batchnorm", "lr": 5e-4, "batch_size": 32}
-#: the recipe of the CSQ models NMLayer compresses (and of the CSQ trained at the target bit count directly):
-#: neuron merging folds a plain tanh(z) head only, not a batch-normalised one
-PLAIN_RECIPE: dict[str, Any] = {"hash_norm": "none", "lr": 1e-3, "batch_size": 32}
 
 
 def load_text() -> str:
@@ -85,6 +81,8 @@ def method_params(name: str, items: int) -> dict[str, Any]:
         return {"columns": max(2, min(100, items // 4))}
     if name == "dpsh":
         return {"pairs": "batch"}
+    if name == "nmlayer":
+        return {"base": "dpsh", "base_params": "pairs=batch"}
     return {}
 
 
@@ -95,15 +93,16 @@ def describe(source: str) -> dict[str, Any]:
 
 def train_checkpoint(
     name: str, splits: Any, source: str, train: SubsetDataset, bits: int, epochs: int, seed: int, out: Path,
-    recipe: dict[str, Any] = RECIPE,
+    **extra: Any,
 ) -> tuple[HashModel, float]:
-    """Train ``name`` at ``bits`` bits with ``recipe`` into checkpoint ``out``; returns (model, training seconds)."""
+    """Train ``name`` at ``bits`` bits with the demo recipe into checkpoint ``out``; (model, training seconds)."""
     seed_everything(seed)
-    spec = {"hash_norm": recipe["hash_norm"], **method_class(name).model_overrides()}
+    spec = {"hash_norm": RECIPE["hash_norm"], **method_class(name).model_overrides()}
     model = small_cnn_model(splits, bits, seed=seed, **spec)
-    method = build_method(name, bits, splits.num_classes, len(train), seed=seed, **method_params(name, len(train)))
+    params = {**method_params(name, len(train)), **extra}
+    method = build_method(name, bits, splits.num_classes, len(train), seed=seed, **params)
     config = TrainConfig(
-        recipe="fast", epochs=epochs, batch_size=recipe["batch_size"], lr=recipe["lr"], progress=False,
+        recipe="fast", epochs=epochs, batch_size=RECIPE["batch_size"], lr=RECIPE["lr"], progress=False,
         val_fraction=0.0, select="last",
     )
     started = time.perf_counter()
@@ -111,22 +110,6 @@ def train_checkpoint(
     seconds = time.perf_counter() - started
     model.eval()
     return model, seconds
-
-
-def compress_checkpoint(
-    base: HashModel, splits: Any, source: str, train: SubsetDataset, bits: int, seed: int, out: Path
-) -> tuple[HashModel, float]:
-    """NMLayer-compress ``base`` to ``bits`` and save it (frozen-phase method DPSH, in-batch pairs)."""
-    config = TrainConfig(recipe="fast", batch_size=PLAIN_RECIPE["batch_size"], lr=PLAIN_RECIPE["lr"], progress=False,
-                         val_fraction=0.0, select="last")
-    started = time.perf_counter()
-    result = compress(base, train, bits, method="dpsh", train_config=config, frozen_epochs=1, seed=seed)
-    seconds = time.perf_counter() - started
-    method = build_method("dpsh", bits, splits.num_classes, len(train), seed=seed, pairs="batch")
-    save_model(out, result.model, method={"name": "dpsh", "params": method.params()},
-               num_classes=splits.num_classes,
-               extra={"training": {"seed": seed, "config": {"val_fraction": 0.0}}, **describe(source)})
-    return result.model, seconds
 
 
 def attacked(
@@ -155,7 +138,7 @@ def run_seed(args: argparse.Namespace, source: str, splits: Any, seed: int, eps:
     query = SubsetDataset(splits.query, np.arange(min(args.queries, len(splits.query))))
     database = SubsetDataset(splits.database, np.arange(min(args.database, len(splits.database))))
     rows: list[dict] = []
-    csq_models: dict[tuple[int, bool], tuple[HashModel, Path]] = {}
+    trained: set[tuple[str, int]] = set()
 
     def measure(label: str, bits: int, model: HashModel, base_dir: Path | None, seconds: float | None) -> None:
         row: dict[str, Any] = {"method": label, "bits": bits, "source": source, "seed": seed, "train_s": seconds}
@@ -170,33 +153,30 @@ def run_seed(args: argparse.Namespace, source: str, splits: Any, seed: int, eps:
               + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in row.items() if k not in ("method", "source", "seed", "bits")), flush=True)
 
-    def csq(bits: int, plain: bool = False) -> tuple[HashModel, Path]:
-        """The CSQ model of this (source, seed) at ``bits`` (trained and measured once); ``plain``: tanh head."""
-        if (bits, plain) not in csq_models:
-            out = root / f"{source}-s{seed}-csq{bits}{'-plain' if plain else ''}"
-            recipe = PLAIN_RECIPE if plain else RECIPE
-            model, seconds = train_checkpoint("csq", splits, source, train, bits, args.epochs, seed, out, recipe)
-            csq_models[bits, plain] = (model, out)
-            measure("csq (tanh head)" if plain else "csq", bits, model, out, seconds)
-        return csq_models[bits, plain]
+    def direct(name: str, bits: int) -> Path:
+        """Train ``name`` at ``bits`` bits for this (source, seed) and measure it, once."""
+        out = root / f"{source}-s{seed}-{name}{bits}"
+        if (name, bits) not in trained:
+            trained.add((name, bits))
+            model, seconds = train_checkpoint(name, splits, source, train, bits, args.epochs, seed, out)
+            measure(name, bits, model, out, seconds)
+        return out
 
     for name in args.methods:
-        if name in ("adsh", "ddsh", "dpsh"):
-            out = root / f"{source}-s{seed}-{name}"
-            model, seconds = train_checkpoint(name, splits, source, train, args.bits, args.epochs, seed, out)
-            measure(name, args.bits, model, out, seconds)
-        elif name == "csq":
-            csq(args.bits)
+        if name in ("adsh", "ddsh", "dpsh", "csq"):
+            direct(name, args.bits)
         elif name == "nmlayer":
-            base, _ = csq(args.bits, plain=True)
             for bits in args.nm_bits:
-                out = root / f"{source}-s{seed}-nmlayer{bits}"
-                model, seconds = compress_checkpoint(base, splits, source, train, bits, seed, out)
-                measure(f"nmlayer {args.bits}->{bits}", bits, model, out, seconds)
-                csq(bits, plain=True)  # the same bit count trained directly
+                out = root / f"{source}-s{seed}-nmlayer{args.nm_start}-{bits}"
+                stages = len(stage_schedule(args.nm_start, bits))
+                model, seconds = train_checkpoint(
+                    "nmlayer", splits, source, train, bits, args.epochs + stages, seed, out, start_bits=args.nm_start
+                )
+                measure(f"nmlayer {args.nm_start}->{bits}", bits, model, out, seconds)
+                direct("dpsh", bits)  # the same bit count trained directly with the base loss
         elif name == "activation":
-            base, _ = csq(args.bits)
-            model = fit_activation_codes(base, train, args.bits, variant="balanced", seed=seed)
+            base, _ = load_model(direct("csq", args.bits))
+            model = fit_activation_codes(base.eval(), train, args.bits, variant="balanced", seed=seed)
             measure("activation (csq)", args.bits, model, None, None)
     return rows
 
@@ -250,7 +230,8 @@ def main() -> None:
     parser.add_argument("--sources", default=",".join(SOURCES))
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     parser.add_argument("--bits", type=int, default=32)
-    parser.add_argument("--nm-bits", default="16", help="NMLayer target bit counts (comma-separated)")
+    parser.add_argument("--nm-start", type=int, default=64, help="NMLayer hash-layer width before merging")
+    parser.add_argument("--nm-bits", default="32,16", help="NMLayer target bit counts (comma-separated)")
     parser.add_argument("--train-items", type=int, default=None, help="training items (default 1000; quick 300)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 4; quick 3)")
     parser.add_argument("--queries", type=int, default=None, help="attacked queries (default 200; quick 50)")
@@ -289,8 +270,9 @@ def main() -> None:
     print_table(rows)
     print(f"\nload average at end: {load_text()}")
     if args.json_out:
-        settings = {key: getattr(args, key) for key in ("bits", "nm_bits", "train_items", "epochs", "queries",
-                                                          "database", "iterations", "saat_epochs", "threads")}
+        keys = ("bits", "nm_start", "nm_bits", "train_items", "epochs", "queries", "database", "iterations",
+                "saat_epochs", "threads")
+        settings = {key: getattr(args, key) for key in keys}
         payload = {"settings": {**settings, "eps": eps, "seeds": seeds, "sources": sources}, "rows": rows,
                    "seconds": total}
         Path(args.json_out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

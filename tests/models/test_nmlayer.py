@@ -176,8 +176,15 @@ def test_fold_folds_a_batchnorm_head_with_its_running_statistics(splits) -> None
         base.hash_norm.bias.copy_(torch.linspace(-0.2, 0.3, 6))
     base.eval()
     partition = NeuronPartition.from_groups([[0, 4], [1, 2, 5]], 6)
-    plain = fold(base, partition)
-    assert plain.spec.hash_norm == "none" and isinstance(plain.hash_norm, torch.nn.Identity) and plain.bits == 3
+    statistics = (torch.tensor([0.3, -0.2, 0.1]), torch.tensor([0.5, 1.5, 2.0]))
+    plain = fold(base, partition, statistics)
+    assert plain.spec.hash_norm == "batchnorm" and plain.bits == 3
+    # the architecture of a fresh 3-bit model with a batch-norm head; its eval map is the identity
+    fresh = small_cnn_model(splits, bits=3, seed=1, hash_norm="batchnorm")
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in fresh.parameters()]
+    assert torch.equal(plain.hash_norm.running_mean, statistics[0])
+    assert torch.equal(plain.hash_norm.bias, statistics[0])
+    assert torch.allclose(plain.hash_norm.weight, torch.sqrt(statistics[1] + plain.hash_norm.eps))
     x = _images(12, seed=2)
     with torch.no_grad():
         z = base.backbone((x - base.mean) / base.std)  # hash-layer outputs before the BatchNorm head
@@ -186,6 +193,7 @@ def test_fold_folds_a_batchnorm_head_with_its_running_statistics(splits) -> None
         expected = by_hand @ partition.merge_matrix().T
         assert torch.allclose(plain.logits(x), expected, atol=1e-5, rtol=0)
         assert torch.allclose(plain.logits(x), MergedHashModel(base, partition).eval().logits(x), atol=1e-5, rtol=0)
+        assert torch.allclose(fold(base, partition).logits(x), expected, atol=1e-5, rtol=0)  # default (0, 1)
 
 
 def test_compress_ends_with_a_plain_model_of_the_target_bits(splits) -> None:

@@ -18,7 +18,8 @@ training loop with :class:`NMLayerStep`:
   ``stage_epochs`` epochs through the merged outputs with the base loss rebuilt for the stage's bit count (a
   memory bank is refilled from the merged codes of the training split);
 * **truncation**: after the last epoch the partition folds into a plain hash layer (group means of the rows of
-  W and b; a BatchNorm code head is folded with its running statistics) and the ``bits``-bit model is written.
+  W and b; a BatchNorm code head is folded and followed by a ``bits``-wide BatchNorm whose eval map is the identity,
+  started at the merged logits' statistics) and the ``bits``-bit model is written.
 
 The paper's importance measure, edge-update rule, phase lengths and stage sizes were not available to us; what
 was chosen in their place is listed in docs/methods.md. As a loss (``method(u, labels, index)``, what the
@@ -246,7 +247,8 @@ class NMLayerStep(CleanStep):
 
     def finish(self, history: list[dict[str, Any]]) -> None:
         """Fold the partition into a plain ``bits``-bit head (in the caller's model too) and write the model."""
-        folded = fold(self.model, self.partition)
+        logits, _ = split_logits(self.merged(), self.train_set, self.nm.max_items)  # type: ignore[arg-type]
+        folded = fold(self.model, self.partition, (logits.mean(0).float(), logits.var(0).float()))
         self.model.backbone.hash_layer = folded.backbone.hash_layer
         self.model.hash_norm = folded.hash_norm
         self.model.spec = folded.spec

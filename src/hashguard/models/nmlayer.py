@@ -7,10 +7,10 @@ output neurons, of which only the connected components matter for the output); e
 group's pre-activations. Because a mean of affine maps is affine, the merged head folds into a plain hash layer:
 row g of the new weight is the mean of the group's rows of W, and likewise for the bias. :func:`fold` builds that
 plain :class:`HashModel` with ``bits = K_out`` and no extra parameters, so every attack and defense runs on the
-compressed model unchanged. A BatchNorm code head (``hash_norm="batchnorm"``) is merged after the normalisation and
-folded with its running statistics (eval mode: z = s * (W x + b - mu) + beta, s = gamma / sqrt(var + eps), an affine
-map per neuron), so the folded model has a plain head (``hash_norm="none"``) whose eval-mode logits equal the merged
-model's.
+compressed model unchanged. A BatchNorm code head (``hash_norm="batchnorm"``) is merged after the normalisation: its
+eval map (z = s * (W x + b - mu) + beta, s = gamma / sqrt(var + eps), affine per neuron) is folded into the hash
+layer and a K_out-wide BatchNorm whose eval map is the identity follows it, so the folded model has exactly the
+architecture of a model trained at K_out bits with the same spec, and BatchNorm for later fine-tuning.
 
 How the groups are chosen (the active phase) and the stage schedule are in :mod:`hashguard.models.nmlayer_compress`.
 """
@@ -166,29 +166,49 @@ class MergedHashModel(CodesFromLogits):
 
 
 @torch.no_grad()
-def fold(base: HashModel, partition: NeuronPartition) -> HashModel:
-    """A copy of ``base`` whose hash layer has one neuron per group: the mean of the group's rows of W and b.
+def fold(
+    base: HashModel, partition: NeuronPartition, statistics: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> HashModel:
+    """A copy of ``base`` whose code head has one neuron per group: the architecture of a ``K_out``-bit model of the
+    same spec (no extra parameters), whose eval-mode logits equal the merged model's (up to float rounding).
 
-    The result is a standard HashModel (``ModelSpec.bits = K_out``, ``hash_norm="none"``) with the same backbone
-    weights, buffers and train/eval mode; its logits equal the merged model's eval-mode logits (up to float
-    rounding of the mean). A BatchNorm code head is folded with its running statistics (:func:`head_affine`).
+    Plain head: the hash layer holds the group means of the rows of W and b. BatchNorm code head: the merged eval
+    map (the group means of the BatchNorm-folded rows, :func:`head_affine`) goes into the hash layer, and the new
+    K_out-wide BatchNorm gets running statistics (m, v) and affine parameters gamma = sqrt(v + eps), beta = m, so
+    that its eval map is the identity. ``statistics`` = (m, v) should be the mean and variance of the merged logits
+    on the training data, so that train-mode batch statistics (fine-tuning, adversarial training) start close to
+    the eval map; without them m = 0, v = 1.
     """
     layer = hash_layer(base)
     if partition.size != base.bits:
         raise ConfigError(f"partition over {partition.size} neurons for a {base.bits}-bit model")
     weight, bias = head_affine(base)
     matrix = partition.merge_matrix(layer.weight.dtype).to(layer.weight.device)
-    spec = dataclasses.replace(base.spec, bits=partition.num_groups, hash_norm="none")
+    groups = partition.num_groups
+    spec = dataclasses.replace(base.spec, bits=groups)
     spec.validate()
     folded = copy.deepcopy(base)
     folded.spec = spec
-    keeps_bias = layer.bias is not None or isinstance(base.hash_norm, nn.BatchNorm1d)
-    new_layer = nn.Linear(layer.in_features, partition.num_groups, bias=keeps_bias)
+    norm = base.hash_norm
+    keeps_bias = layer.bias is not None or isinstance(norm, nn.BatchNorm1d)
+    new_layer = nn.Linear(layer.in_features, groups, bias=keeps_bias)
     new_layer = new_layer.to(device=layer.weight.device, dtype=layer.weight.dtype)
     new_layer.weight.copy_(matrix @ weight)
     if keeps_bias:
         new_layer.bias.copy_(matrix @ bias)
     folded.backbone.hash_layer = new_layer
-    folded.hash_norm = nn.Identity()
+    if isinstance(norm, nn.BatchNorm1d):
+        if not norm.affine:
+            raise ConfigError("folding a batch-norm code head needs its affine parameters (affine=True)")
+        mean = torch.zeros(groups) if statistics is None else statistics[0].detach().reshape(-1)
+        var = torch.ones(groups) if statistics is None else statistics[1].detach().reshape(-1)
+        if mean.numel() != groups or var.numel() != groups:
+            raise ConfigError(f"statistics of {mean.numel()} merged logits for {groups} groups")
+        new_norm = nn.BatchNorm1d(groups, eps=norm.eps, momentum=norm.momentum).to(layer.weight.device)
+        new_norm.running_mean.copy_(mean)
+        new_norm.running_var.copy_(var)
+        new_norm.weight.copy_(torch.sqrt(var + norm.eps))
+        new_norm.bias.copy_(mean)
+        folded.hash_norm = new_norm
     folded.train(base.training)
     return folded

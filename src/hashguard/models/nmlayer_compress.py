@@ -183,7 +183,8 @@ def compress(
         logits, labels = split_logits(current, train_set, max_items)
         partition = NeuronPartition(current.bits)
         merges = choose_merges(logits, partition, stage_bits, labels, redundancy)
-        folded = fold(current, partition)
+        merged = (logits @ partition.merge_matrix(logits.dtype).T).float()
+        folded = fold(current, partition, (merged.mean(0), merged.var(0)))
         record: dict[str, Any] = {
             "bits_in": current.bits, "bits_out": stage_bits, "groups": partition.groups(), "merges": merges,
         }
