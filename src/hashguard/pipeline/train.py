@@ -82,7 +82,9 @@ def run_training(
     spec = model_spec_for(config, splits)
     device = resolve_device(config.device)
     model = HashModel(spec).to(device)
-    fit_set, val_set = carve_validation(splits.train, config.train.val_fraction, config.seed)
+    out = Path(out_dir)
+    train_split, labeling = scarce_labels(config, splits.train, device, log)
+    fit_set, val_set = carve_validation(train_split, config.train.val_fraction, config.seed)
     method = build_method(
         config.method.name,
         bits=spec.bits,
@@ -91,7 +93,6 @@ def run_training(
         seed=config.seed,
         **config.method.params,
     )
-    out = Path(out_dir)
     # refuse to overwrite a run before anything is written; a run with a checkpoint resumes only as itself
     existing = existing_run(out, resume, "a training run")
     stored = out / CONFIG_FILE
@@ -109,7 +110,7 @@ def run_training(
         seed=config.seed,
         val_set=val_set,
         resume=resume,
-        describe={"dataset": dataset_description(config, splits), "data": config.data.model_dump()},
+        describe={"dataset": dataset_description(config, splits), "data": config.data.model_dump(), **labeling},
         stop_after_epoch=stop_after_epoch,
         log=log,
     )
@@ -120,6 +121,28 @@ def run_training(
         if line:
             log(line)
     return result
+
+
+def scarce_labels(
+    config: ExperimentConfig, train: HashingDataset, device: Any, log: Any
+) -> tuple[HashingDataset, dict[str, Any]]:
+    """The training split to train on: itself, or, with a ``labels.budget``, the split labelled from that many
+    items by :func:`hashguard.labeling.label_pool` (the validation part is then carved from the propagated
+    labels too: no label outside the budget is used). Returns the split and what ``model.json`` records."""
+    if config.labels.budget is None:
+        return train, {}
+    from hashguard.labeling import label_pool
+
+    labels = config.labels
+    result = label_pool(
+        train, labels.budget, labels.selection, features=labels.features, neighbours=labels.neighbours,
+        alpha=labels.alpha, rounds=labels.rounds, seed=config.seed, device=device,
+    )
+    if log is not None:
+        summary = result.summary
+        log(f"labels: {summary['labelled']} of {summary['pool']} training items labelled ({labels.selection}), "
+            f"the rest propagated; label accuracy {summary['label_accuracy']:.4f}")
+    return result.dataset(train), {"labels": {**result.summary, "selected": result.selected.tolist()}}
 
 
 def final_val_map(result: TrainResult, config: ExperimentConfig) -> float | None:
