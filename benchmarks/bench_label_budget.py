@@ -3,7 +3,7 @@ representative and random selection of the labelled items.
 
     .venv/bin/python benchmarks/bench_label_budget.py [--quick] [--seeds 0,1,2] [--source demo-mnist]
         [--budgets 0.01,0.05,0.2,1] [--method dpsh] [--bits 16] [--train-items 1000] [--epochs 4]
-        [--queries 200] [--database 1000] [--rounds 1] [--threads 1] [--json-out FILE]
+        [--queries 200] [--database 1000] [--rounds 1] [--labels-only] [--threads 1] [--json-out FILE]
 
 For every seed and budget below 1, the first ``--train-items`` training items of ``--source`` (data seed 0) form
 the unlabelled pool; :func:`hashguard.labeling.label_pool` picks the budget's items by each selection
@@ -18,7 +18,8 @@ pool's own labels.
 The table gives, per budget and selection, the label accuracy of the pool after propagation (share of items whose
 whole label set is right) and the mAP, as mean and min - max over the seeds, and the mean labelling and training
 seconds. Torch runs on ``--threads`` threads (default 1: the benchmark machines are shared); the load average of
-the machine is printed before and after. ``--quick``: one seed, 500 pool items, 2 epochs. Never run as a test.
+the machine is printed before and after. ``--quick``: one seed, 500 pool items, 2 epochs. ``--labels-only``:
+label accuracy alone (no training; seconds). Never run as a test.
 """
 
 from __future__ import annotations
@@ -88,7 +89,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     train = result.dataset(pool)
                     row.update(labelled=result.summary["labelled"], label_accuracy=result.summary["label_accuracy"],
                                label_s=result.summary["seconds"])
-                row["map"], row["train_s"] = train_and_rank(args, splits, train, query, database, seed)
+                if args.labels_only:
+                    row["map"], row["train_s"] = float("nan"), 0.0
+                else:
+                    row["map"], row["train_s"] = train_and_rank(args, splits, train, query, database, seed)
                 rows.append(row)
                 print(f"  seed {seed} budget {budget:g} {selection}: {row['labelled']} labels, label accuracy "
                       f"{row['label_accuracy']:.4f}, mAP {row['map']:.4f} ({row['label_s']:.1f} s + "
@@ -128,6 +132,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--database", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=1, help="progressive propagation rounds")
+    parser.add_argument("--labels-only", action="store_true", help="label accuracy only, no training")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json-out", help="write the rows as JSON")
     args = parser.parse_args()

@@ -13,6 +13,7 @@ import torch
 from hashguard.cli import main
 from hashguard.config import load_experiment_config
 from hashguard.labeling import RelabeledDataset, label_pool
+from hashguard.labeling.store import LABELS_FILE, relabeled_split
 
 TINY_RUN = [
     "data.options.train_size=120", "data.options.query_size=20", "data.options.database_size=200",
@@ -63,6 +64,12 @@ def test_a_budgeted_run_trains_on_the_propagated_labels(tmp_path: Path, monkeypa
     assert len(seen["fit"]) + len(seen["val"]) == 120
     assert not np.array_equal(expected.labels, splits.train.labels)  # else the check above proves nothing
     assert np.array_equal(expected.labels[expected.selected], splits.train.labels[expected.selected])
+    # later stages (attacks' mainstay codes, defenses) read the checkpoint's fitted split: the same labels
+    from hashguard.pipeline.checkpoint import open_checkpoint
+
+    fitted = open_checkpoint(tmp_path / "run", device="cpu").training_split()
+    assert np.array_equal(fitted.indices, seen["fit"].indices)
+    assert np.array_equal(fitted.labels, seen["fit"].labels)
 
 
 def test_no_budget_leaves_the_labels_alone(tmp_path: Path) -> None:
@@ -72,6 +79,7 @@ def test_no_budget_leaves_the_labels_alone(tmp_path: Path) -> None:
     assert config.labels.budget is None
     run_training(config, tmp_path / "run", log=None)
     assert "labels" not in json.loads((tmp_path / "run" / "model.json").read_text())
+    assert not (tmp_path / "run" / LABELS_FILE).exists()
 
 
 @pytest.mark.parametrize(
@@ -97,3 +105,15 @@ def test_label_flags_are_settings() -> None:
     assert config.labels.budget == pytest.approx(0.05) and config.labels.selection == "random"
     args = build_parser().parse_args(["train", "--out", "o", "--label-budget", "40"])
     assert load_experiment_config(None, train.overrides_of(args), default=True).labels.budget == 40
+
+
+def test_stored_labels_must_fit_the_split(tmp_path: Path, tiny_splits) -> None:
+    from hashguard.errors import CheckpointError
+    from hashguard.labeling.store import save_pool_labels
+
+    train = tiny_splits.train
+    save_pool_labels(tmp_path, train.labels[::-1], np.arange(3))
+    assert np.array_equal(relabeled_split(tmp_path, train).labels, train.labels[::-1])
+    save_pool_labels(tmp_path, train.labels[:5], np.arange(3))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        relabeled_split(tmp_path, train)

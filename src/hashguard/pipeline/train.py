@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hashguard.config import DataConfig, ExperimentConfig, load_experiment_config
 from hashguard.data.base import DatasetSplits, HashingDataset, carve_validation
@@ -16,6 +16,9 @@ from hashguard.models.hash_model import IMAGENET_MEAN, IMAGENET_STD, HashModel, 
 from hashguard.retrieval.health import CodeHealth, code_health
 from hashguard.training import TrainResult, train_model
 from hashguard.training.state import existing_run
+
+if TYPE_CHECKING:
+    from hashguard.labeling import PoolLabels
 
 #: the configuration of a training run, written into its directory (``hashguard train --resume`` reads it)
 CONFIG_FILE = "config.yaml"
@@ -84,6 +87,7 @@ def run_training(
     model = HashModel(spec).to(device)
     out = Path(out_dir)
     train_split, labeling = scarce_labels(config, splits.train, device, log)
+    recorded = {"labels": {**labeling.summary, "selected": labeling.selected.tolist()}} if labeling else {}
     fit_set, val_set = carve_validation(train_split, config.train.val_fraction, config.seed)
     method = build_method(
         config.method.name,
@@ -101,6 +105,10 @@ def run_training(
     else:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(stored, yaml.safe_dump(config.model_dump(), sort_keys=False))
+    if labeling is not None:  # the labels trained on, for the stages that read the training split later
+        from hashguard.labeling.store import save_pool_labels
+
+        save_pool_labels(out, labeling.labels, labeling.selected)
     result = train_model(
         model,
         method,
@@ -110,7 +118,7 @@ def run_training(
         seed=config.seed,
         val_set=val_set,
         resume=resume,
-        describe={"dataset": dataset_description(config, splits), "data": config.data.model_dump(), **labeling},
+        describe={"dataset": dataset_description(config, splits), "data": config.data.model_dump(), **recorded},
         stop_after_epoch=stop_after_epoch,
         log=log,
     )
@@ -125,12 +133,12 @@ def run_training(
 
 def scarce_labels(
     config: ExperimentConfig, train: HashingDataset, device: Any, log: Any
-) -> tuple[HashingDataset, dict[str, Any]]:
+) -> tuple[HashingDataset, PoolLabels | None]:
     """The training split to train on: itself, or, with a ``labels.budget``, the split labelled from that many
     items by :func:`hashguard.labeling.label_pool` (the validation part is then carved from the propagated
-    labels too: no label outside the budget is used). Returns the split and what ``model.json`` records."""
+    labels too: no label outside the budget is used), and the labelling (None without a budget)."""
     if config.labels.budget is None:
-        return train, {}
+        return train, None
     from hashguard.labeling import label_pool
 
     labels = config.labels
@@ -142,7 +150,7 @@ def scarce_labels(
         summary = result.summary
         log(f"labels: {summary['labelled']} of {summary['pool']} training items labelled ({labels.selection}), "
             f"the rest propagated; label accuracy {summary['label_accuracy']:.4f}")
-    return result.dataset(train), {"labels": {**result.summary, "selected": result.selected.tolist()}}
+    return result.dataset(train), result
 
 
 def final_val_map(result: TrainResult, config: ExperimentConfig) -> float | None:
