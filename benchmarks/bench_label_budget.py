@@ -3,7 +3,7 @@ representative and random selection of the labelled items.
 
     .venv/bin/python benchmarks/bench_label_budget.py [--quick] [--seeds 0,1,2] [--source demo-mnist]
         [--budgets 0.01,0.05,0.2,1] [--method dpsh] [--bits 16] [--train-items 1000] [--epochs 4]
-        [--queries 200] [--database 1000] [--rounds 1] [--labels-only] [--threads 1] [--json-out FILE]
+        [--queries 200] [--database 1000] [--rounds 1] [--alpha 0.9] [--labels-only] [--threads 1] [--json-out FILE]
 
 For every seed and budget below 1, the first ``--train-items`` training items of ``--source`` (data seed 0) form
 the unlabelled pool; :func:`hashguard.labeling.label_pool` picks the budget's items by each selection
@@ -16,7 +16,8 @@ database items (mAP over the whole ranking, true labels). Budget 1 (every label)
 pool's own labels.
 
 The table gives, per budget and selection, the label accuracy of the pool after propagation (share of items whose
-whole label set is right) and the mAP, as mean and min - max over the seeds, and the mean labelling and training
+whole label set is right), the entry accuracy (share of right (item, class) entries: the finer measure for
+multi-hot labels) and the mAP, as mean and min - max over the seeds, and the mean labelling and training
 seconds. Torch runs on ``--threads`` threads (default 1: the benchmark machines are shared); the load average of
 the machine is printed before and after. ``--quick``: one seed, 500 pool items, 2 epochs. ``--labels-only``:
 label accuracy alone (no training; seconds). Never run as a test.
@@ -83,12 +84,14 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             for selection in (("all",) if budget >= 1 else SELECTIONS):
                 row: dict[str, Any] = {"seed": seed, "budget": budget, "selection": selection}
                 if selection == "all":
-                    train, row["labelled"], row["label_accuracy"], row["label_s"] = pool, len(pool), 1.0, 0.0
+                    train, row["labelled"], row["label_s"] = pool, len(pool), 0.0
+                    row["label_accuracy"] = row["entry_accuracy"] = 1.0
                 else:
-                    result = label_pool(pool, budget, selection, rounds=args.rounds, seed=seed)
+                    result = label_pool(pool, budget, selection, rounds=args.rounds, alpha=args.alpha, seed=seed)
                     train = result.dataset(pool)
-                    row.update(labelled=result.summary["labelled"], label_accuracy=result.summary["label_accuracy"],
-                               label_s=result.summary["seconds"])
+                    summary = result.summary
+                    row.update(labelled=summary["labelled"], label_accuracy=summary["label_accuracy"],
+                               entry_accuracy=summary["label_accuracy_entries"], label_s=summary["seconds"])
                 if args.labels_only:
                     row["map"], row["train_s"] = float("nan"), 0.0
                 else:
@@ -101,19 +104,22 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def spread(values: list[float]) -> str:
+    if any(value != value for value in values):  # not measured (--labels-only)
+        return "-"
     return f"{statistics.mean(values):.3f} ({min(values):.3f} - {max(values):.3f})"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| budget | selection | labels | label accuracy | mAP | label s | train s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| budget | selection | labels | label accuracy | entry accuracy | mAP | label s | train s |",
+             "|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["budget"], r["selection"]) for r in rows}, key=lambda k: (k[0], SELECTIONS.index(k[1])
                                                                                  if k[1] in SELECTIONS else 0))
     for budget, selection in keys:
         group = [r for r in rows if r["budget"] == budget and r["selection"] == selection]
         lines.append(
             f"| {budget:g} | {selection} | {group[0]['labelled']} | {spread([r['label_accuracy'] for r in group])} | "
-            f"{spread([r['map'] for r in group])} | {statistics.mean(r['label_s'] for r in group):.1f} | "
+            f"{spread([r['entry_accuracy'] for r in group])} | {spread([r['map'] for r in group])} | "
+            f"{statistics.mean(r['label_s'] for r in group):.1f} | "
             f"{statistics.mean(r['train_s'] for r in group):.1f} |"
         )
     return "\n".join(lines)
@@ -132,6 +138,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--database", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=1, help="progressive propagation rounds")
+    parser.add_argument("--alpha", type=float, default=0.9, help="propagation alpha (Zhou et al.: 0.99)")
     parser.add_argument("--labels-only", action="store_true", help="label accuracy only, no training")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json-out", help="write the rows as JSON")
@@ -146,7 +153,7 @@ def main() -> None:
     rows = run(args)
     print(f"load after: {load_text()}; {time.perf_counter() - started:.0f} s in all")
     print(f"\n{args.source}, {args.method} {args.bits} bits, pool {args.train_items}, {args.epochs} epochs, "
-          f"{args.rounds} round(s), seeds {','.join(map(str, args.seeds))}:\n")
+          f"{args.rounds} round(s), alpha {args.alpha:g}, seeds {','.join(map(str, args.seeds))}:\n")
     print(table(rows))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(rows, indent=2), encoding="utf-8")
