@@ -128,3 +128,21 @@ def test_bad_propagation_inputs(seeds: list[int], rounds: int, message: str) -> 
         propagate_labels(graph, torch.tensor(seeds, dtype=torch.long), torch.ones(len(seeds), 2), rounds=rounds)
     with pytest.raises(ConfigError, match="alpha"):
         solve_propagation(graph.operator(), torch.ones(4, 1, dtype=torch.float64), alpha=1.0)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7])
+def test_knn_graph_equals_brute_force_in_any_chunking(chunk: int | None) -> None:
+    """Neighbours by a stable numpy sort of the full cosine matrix (self excluded); in-degree by counting."""
+    generator = torch.Generator().manual_seed(4)
+    features = torch.randn(25, 6, generator=generator, dtype=torch.float64)
+    features[7] = features[3] * 2.0  # an exact tie in cosine: the lower index must come first
+    graph = knn_graph(features, 4, chunk=chunk)
+    unit = features.numpy() / np.linalg.norm(features.numpy(), axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    np.fill_diagonal(cosine, -np.inf)
+    expected = np.argsort(-cosine, axis=1, kind="stable")[:, :4]
+    assert np.array_equal(graph.neighbours.numpy(), expected)
+    assert np.allclose(graph.similarity.numpy(), np.take_along_axis(cosine, expected, axis=1), atol=1e-12)
+    assert graph.in_degree().tolist() == np.bincount(expected.ravel(), minlength=25).tolist()
+    with pytest.raises(ConfigError, match="neighbours"):
+        knn_graph(features, 0)

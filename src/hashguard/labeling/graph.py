@@ -24,6 +24,11 @@ from hashguard.errors import ConfigError
 EDGE_POWER = 3.0
 
 
+def work_dtype(device: torch.device) -> torch.dtype:
+    """float64 where the device has it (every solve and distance is computed in it), float32 on MPS."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def unit_rows(features: torch.Tensor) -> torch.Tensor:
     """Rows scaled to unit L2 norm (an all-zero row stays zero)."""
     return features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -47,12 +52,12 @@ class KnnGraph:
 
     def in_degree(self) -> torch.Tensor:
         """(N,) how many items list each item among their k nearest neighbours."""
-        counts = torch.zeros(self.size, dtype=torch.float64, device=self.neighbours.device)
+        counts = torch.zeros(self.size, dtype=work_dtype(self.neighbours.device), device=self.neighbours.device)
         return counts.index_add_(0, self.neighbours.reshape(-1), torch.ones_like(counts).repeat(self.k))
 
     def edge_weights(self, power: float = EDGE_POWER) -> torch.Tensor:
         """(N, k) weights a_ij = max(cos_ij, 0) ** power of the directed edges."""
-        return self.similarity.double().clamp_min(0.0) ** power
+        return self.similarity.to(work_dtype(self.similarity.device)).clamp_min(0.0) ** power
 
     def operator(self, power: float = EDGE_POWER) -> NormalisedAffinity:
         """S = D^-1/2 (A + A^T) D^-1/2 as a function on (N, C) matrices."""
@@ -87,16 +92,18 @@ class NormalisedAffinity:
         return self(torch.eye(self.neighbours.shape[0], dtype=self.weights.dtype, device=self.weights.device))
 
 
-def knn_graph(features: torch.Tensor, k: int, chunk: int = 1024) -> KnnGraph:
+def knn_graph(features: torch.Tensor, k: int, chunk: int | None = None) -> KnnGraph:
     """The directed cosine kNN graph of ``features`` (N, D): every item's ``k`` most similar other items,
-    computed in blocks of ``chunk`` rows (memory O(chunk * N)); ties go to the lower index."""
+    computed in blocks of ``chunk`` rows (default: at most 1,024 rows and 2^22 similarities per block);
+    ties go to the lower index."""
     size = int(features.shape[0])
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ConfigError(f"the number of neighbours must be a positive integer, got {k!r}")
     if size < 2:
         raise ConfigError(f"a neighbour graph needs at least 2 items, got {size}")
     k = min(k, size - 1)
-    unit = unit_rows(features.double() if features.device.type != "mps" else features.float())
+    chunk = chunk or max(1, min(1024, 2**22 // size))
+    unit = unit_rows(features.to(work_dtype(features.device)))
     neighbours, similarity = [], []
     for start in range(0, size, chunk):
         block = unit[start : start + chunk] @ unit.T

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hashguard.labeling.graph import KnnGraph, unit_rows
+from hashguard.labeling.graph import KnnGraph, unit_rows, work_dtype
 
 #: selection rules by name
 SELECTIONS = ("representative", "random")
@@ -40,7 +40,7 @@ def select_representative(
     features: torch.Tensor, graph: KnnGraph, count: int, density_power: float = DENSITY_POWER
 ) -> np.ndarray:
     """``count`` distinct indices in pick order: density-weighted farthest-point greedy (module text)."""
-    unit = unit_rows(features.double() if features.device.type != "mps" else features.float())
+    unit = unit_rows(features.to(work_dtype(features.device)))
     density = graph.in_degree().to(unit.dtype) ** density_power
     size = unit.shape[0]
     chosen = torch.zeros(size, dtype=torch.bool, device=unit.device)
