@@ -12,6 +12,7 @@ import torch
 
 from hashguard.cli import main
 from hashguard.config import load_experiment_config
+from hashguard.errors import CheckpointError, ConfigError
 from hashguard.labeling import RelabeledDataset, label_pool
 from hashguard.labeling.store import LABELS_FILE, relabeled_split
 
@@ -108,7 +109,6 @@ def test_label_flags_are_settings() -> None:
 
 
 def test_stored_labels_must_fit_the_split(tmp_path: Path, tiny_splits) -> None:
-    from hashguard.errors import CheckpointError
     from hashguard.labeling.store import save_pool_labels
 
     train = tiny_splits.train
@@ -117,3 +117,14 @@ def test_stored_labels_must_fit_the_split(tmp_path: Path, tiny_splits) -> None:
     save_pool_labels(tmp_path, train.labels[:5], np.arange(3))
     with pytest.raises(CheckpointError, match="do not fit"):
         relabeled_split(tmp_path, train)
+
+
+def test_a_study_takes_the_same_labels_section() -> None:
+    from hashguard.pipeline.study import load_study_config
+
+    root = Path(__file__).resolve().parents[2]
+    config = load_study_config(root / "configs" / "demo.yaml", ["labels.budget=5%", "labels.selection=random"])
+    assert config.experiment().labels.budget == pytest.approx(0.05)
+    assert config.experiment().labels.selection == "random"
+    with pytest.raises(ConfigError, match="labels.budget"):
+        load_study_config(root / "configs" / "demo.yaml", ["labels.budget=0"])
