@@ -72,7 +72,8 @@ def label_pool(
 ) -> PoolLabels:
     """Select ``budget`` items of ``pool`` (a count, a fraction or ``"N%"``) by ``selection``
     (``representative`` or ``random``, seeded by ``seed``), take their labels and propagate them to the whole
-    pool over the cosine kNN graph of ``features`` in ``rounds`` rounds."""
+    pool over the cosine kNN graph of ``features`` in ``rounds`` rounds: representative labelling after Yan et
+    al. (arXiv 2108.06070, 2021) with the label propagation of Zhou et al. (NIPS 2004); docs/labeling.md."""
     if selection not in SELECTIONS:
         raise ConfigError(f"unknown label selection {selection!r}; choose one of: {', '.join(SELECTIONS)}")
     count = budget_count(budget, len(pool))

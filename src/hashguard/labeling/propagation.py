@@ -146,7 +146,7 @@ def propagate_labels(
     round_of = torch.zeros(size, dtype=torch.long, device=seeds.device)
     fallback = _most_common_row(labels[seeds])
     degree = graph.in_degree().to(dtype)
-    prior = labels[seeds].sum(dim=0) / labels[seeds].sum()
+    prior = labels[seeds].sum(dim=0) / labels[seeds].sum().clamp_min(1.0)
     for current in range(1, rounds + 1):
         open_items = torch.nonzero(~labelled).squeeze(1)
         if open_items.numel() == 0:
