@@ -128,3 +128,13 @@ def test_a_study_takes_the_same_labels_section() -> None:
     assert config.experiment().labels.selection == "random"
     with pytest.raises(ConfigError, match="labels.budget"):
         load_study_config(root / "configs" / "demo.yaml", ["labels.budget=0"])
+    # the cache key of the training stage: unchanged without a budget (studies cached before stay valid)
+    from hashguard.pipeline.study import _train_key
+
+    class Splits:
+        def fingerprint(self) -> str:
+            return "f"
+
+    plain = load_study_config(root / "configs" / "demo.yaml")
+    assert "labels" not in _train_key(plain, Splits())["experiment"]
+    assert _train_key(config, Splits())["experiment"]["labels"]["selection"] == "random"
