@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hashguard.errors import ConfigError
 from hashguard.protocol import MAP_TOPK
@@ -122,13 +122,41 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+class LabelConfig(StrictModel):
+    """Scarce labels (docs/labeling.md): with a ``budget``, only that many training items keep their labels,
+    chosen by ``selection``, and the rest of the training split is labelled by propagation over a kNN graph of
+    ``features`` before training. No budget (the default): every label is used."""
+
+    #: a count (100), a fraction of the training split (0.05) or a percentage ("5%"); None: every label
+    budget: int | float | str | None = None
+    selection: Literal["representative", "random"] = "representative"
+    #: ``pixels`` or a checkpoint directory whose pre-activations serve as features
+    features: str = "pixels"
+    neighbours: int = Field(default=10, gt=0)
+    alpha: float = Field(default=0.9, gt=0, lt=1)
+    rounds: int = Field(default=1, gt=0)
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _budget(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from hashguard.labeling.budget import check_budget
+
+        try:
+            return check_budget(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
 class ExperimentConfig(StrictModel):
-    """A training experiment: data, model, hashing method, recipe, seed, device."""
+    """A training experiment: data, model, hashing method, recipe, seed, device (and scarce ``labels``)."""
 
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    labels: LabelConfig = Field(default_factory=LabelConfig)
     seed: int = 0
     device: str = "auto"
 

@@ -28,6 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     add_batch_size_argument(parser, None, "training batch size (same as --set train.batch_size=N)")
     add_device_argument(parser, None, "default: the config's device, auto (same as --set device=D)")
+    parser.add_argument("--label-budget", metavar="B",
+                        help="scarce labels: keep only B training labels, a count (100), a fraction (0.05) or a "
+                        "percentage (5%%), and label the rest by propagation (same as --set labels.budget=B; "
+                        "docs/labeling.md)")
+    parser.add_argument("--label-selection", choices=("representative", "random"),
+                        help="which items keep their labels under --label-budget: representative (default) or "
+                        "random (same as --set labels.selection=S)")
     parser.set_defaults(handler=run)
 
 
@@ -38,6 +45,10 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
         overrides.append(f"train.batch_size={args.batch_size}")
     if args.device is not None:
         overrides.append(f"device={args.device}")
+    if args.label_budget is not None:
+        overrides.append(f"labels.budget={args.label_budget}")
+    if args.label_selection is not None:
+        overrides.append(f"labels.selection={args.label_selection}")
     return overrides
 
 

@@ -95,10 +95,16 @@ class OpenedCheckpoint:
 
     def training_split(self) -> HashingDataset:
         """The split the model was fitted on: the training split minus the validation items its trainer carved
-        (the recorded ``val_fraction`` and training seed; the whole split when none were held out)."""
+        (the recorded ``val_fraction`` and training seed; the whole split when none were held out), with the
+        propagated labels it was trained on when it was trained under a label budget."""
         splits = self.require_splits()
         self.check_classes(splits.num_classes)
-        fit, _ = carve_validation(splits.train, self.val_fraction, self.training_seed)
+        train = splits.train
+        if self.meta.get("labels"):
+            from hashguard.labeling.store import relabeled_split
+
+            train = relabeled_split(self.path, train)
+        fit, _ = carve_validation(train, self.val_fraction, self.training_seed)
         return fit
 
     def hashing_method(self, num_train: int, num_classes: int | None = None) -> HashingMethod:

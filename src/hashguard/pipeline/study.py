@@ -69,10 +69,10 @@ def _train_key(config: StudyConfig, splits: DatasetSplits) -> Any:
     if config.checkpoint is not None:
         return {"checkpoint": str(config.checkpoint)}
     experiment = config.experiment(resolve=False)
-    return {
-        "experiment": experiment.model_dump(exclude={"device": True, "train": {"progress", "num_workers"}}),
-        "data": splits.fingerprint(),
-    }
+    dumped = experiment.model_dump(exclude={"device": True, "train": {"progress", "num_workers"}})
+    if experiment.labels.budget is None:  # every label: the same key as a study cached before label budgets
+        dumped.pop("labels")
+    return {"experiment": dumped, "data": splits.fingerprint()}
 
 
 def _num_queries(config: StudyConfig, splits: DatasetSplits) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hashguard.config import DataConfig, ExperimentConfig, load_experiment_config
 from hashguard.data.base import DatasetSplits, HashingDataset, carve_validation
@@ -16,6 +16,9 @@ from hashguard.models.hash_model import IMAGENET_MEAN, IMAGENET_STD, HashModel, 
 from hashguard.retrieval.health import CodeHealth, code_health
 from hashguard.training import TrainResult, train_model
 from hashguard.training.state import existing_run
+
+if TYPE_CHECKING:
+    from hashguard.labeling import PoolLabels
 
 #: the configuration of a training run, written into its directory (``hashguard train --resume`` reads it)
 CONFIG_FILE = "config.yaml"
@@ -82,7 +85,10 @@ def run_training(
     spec = model_spec_for(config, splits)
     device = resolve_device(config.device)
     model = HashModel(spec).to(device)
-    fit_set, val_set = carve_validation(splits.train, config.train.val_fraction, config.seed)
+    out = Path(out_dir)
+    train_split, labeling = scarce_labels(config, splits.train, device, log)
+    recorded = {"labels": {**labeling.summary, "selected": labeling.selected.tolist()}} if labeling else {}
+    fit_set, val_set = carve_validation(train_split, config.train.val_fraction, config.seed)
     method = build_method(
         config.method.name,
         bits=spec.bits,
@@ -91,7 +97,6 @@ def run_training(
         seed=config.seed,
         **config.method.params,
     )
-    out = Path(out_dir)
     # refuse to overwrite a run before anything is written; a run with a checkpoint resumes only as itself
     existing = existing_run(out, resume, "a training run")
     stored = out / CONFIG_FILE
@@ -100,6 +105,10 @@ def run_training(
     else:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(stored, yaml.safe_dump(config.model_dump(), sort_keys=False))
+    if labeling is not None:  # the labels trained on, for the stages that read the training split later
+        from hashguard.labeling.store import save_pool_labels
+
+        save_pool_labels(out, labeling.labels, labeling.selected)
     result = train_model(
         model,
         method,
@@ -109,7 +118,7 @@ def run_training(
         seed=config.seed,
         val_set=val_set,
         resume=resume,
-        describe={"dataset": dataset_description(config, splits), "data": config.data.model_dump()},
+        describe={"dataset": dataset_description(config, splits), "data": config.data.model_dump(), **recorded},
         stop_after_epoch=stop_after_epoch,
         log=log,
     )
@@ -120,6 +129,28 @@ def run_training(
         if line:
             log(line)
     return result
+
+
+def scarce_labels(
+    config: ExperimentConfig, train: HashingDataset, device: Any, log: Any
+) -> tuple[HashingDataset, PoolLabels | None]:
+    """The training split to train on: itself, or, with a ``labels.budget``, the split labelled from that many
+    items by :func:`hashguard.labeling.label_pool` (the validation part is then carved from the propagated
+    labels too: no label outside the budget is used), and the labelling (None without a budget)."""
+    if config.labels.budget is None:
+        return train, None
+    from hashguard.labeling import label_pool
+
+    labels = config.labels
+    result = label_pool(
+        train, labels.budget, labels.selection, features=labels.features, neighbours=labels.neighbours,
+        alpha=labels.alpha, rounds=labels.rounds, seed=config.seed, device=device,
+    )
+    if log is not None:
+        summary = result.summary
+        log(f"labels: {summary['labelled']} of {summary['pool']} training items labelled ({labels.selection}), "
+            f"the rest propagated; label accuracy {summary['label_accuracy']:.4f}")
+    return result.dataset(train), result
 
 
 def final_val_map(result: TrainResult, config: ExperimentConfig) -> float | None:
