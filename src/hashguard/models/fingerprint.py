@@ -184,8 +184,8 @@ def weights_fingerprint(
     model: nn.Module, extra: Mapping[str, torch.Tensor | np.ndarray] | None = None
 ) -> Fingerprint:
     """The strict fingerprint: SHA-256 of the code length, the input shape and every state-dict tensor of
-    ``model`` (name, dtype, shape, bytes; sorted by name; contiguous on the CPU), then ``extra`` exactly as
-    given (dtype included)."""
+    ``model`` (name, dtype, shape, bytes; sorted by name; contiguous on the CPU), then the ``extra`` tensors as
+    given (dtype included; a checkpoint's ADSH codes V are read as float, so their values count)."""
     shape = input_shape(model)
     bits = int(model.bits)
     digest = hashlib.sha256(json.dumps({"format": STRICT_FORMAT, "bits": bits, "input_shape": list(shape)},
