@@ -27,6 +27,7 @@ from hashguard.attacks import AttackContext, attack_spec, build_attack, build_co
 from hashguard.attacks.evaluate import describe_run, evaluate_attack
 from hashguard.attacks.reach import reach_warning
 from hashguard.attacks.registry import ATTACKS, resolve_attack_params
+from hashguard.config import parse_fraction
 from hashguard.data.base import DatasetSplits, HashingDataset
 from hashguard.io_utils import atomic_write
 from hashguard.models.hash_model import HashModel
@@ -59,12 +60,12 @@ def attack_settings(name: str, params: dict[str, Any]) -> dict[str, Any]:
     The attack's registered name (``mainstay_targeted`` -> ``mainstay-targeted``) and every setting it runs
     with, resolved by the registry (:func:`~hashguard.attacks.registry.resolve_attack_params`): a parameter
     given at its default equals one omitted, an optimizer alias its registered name (``PGD``, ``I-FGSM`` ->
-    ``pgd``, ``bim``), a fraction its value; numbers are compared at :data:`SIGNIFICANT_DIGITS` significant
-    digits, far below the 1/255 grid of 8-bit images, so ``8/255`` and ``0.0313725`` are one radius. Every
-    resolved setting is kept, so a changed default reruns the stage instead of reusing a result computed
-    under the old one.
+    ``pgd``, ``bim``), a fraction (``"8/255"``) its value; numbers are compared at
+    :data:`SIGNIFICANT_DIGITS` significant digits, far below the 1/255 grid of 8-bit images, so ``8/255`` and
+    ``0.0313725`` are one radius. Every resolved setting is kept, so a changed default reruns the stage
+    instead of reusing a result computed under the old one.
     """
-    resolved = resolve_attack_params(name, **params)
+    resolved = resolve_attack_params(name, **{key: parse_fraction(value) for key, value in params.items()})
     if resolved.get("mainstay_from") == "network":  # the default, as before the setting existed: caches stay
         resolved.pop("mainstay_from")
     return {"attack": ATTACKS.key(name), "params": _canonical(resolved)}
