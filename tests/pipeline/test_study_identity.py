@@ -9,10 +9,12 @@ import re
 
 import pytest
 
+from hashguard.config import build_config
+from hashguard.errors import ConfigError
 from hashguard.models import load_model, save_model
 from hashguard.models.checkpoint import CONFIG_FILE
 from hashguard.pipeline.attack_stage import attack_settings
-from hashguard.pipeline.study import run_study
+from hashguard.pipeline.study import dry_run, run_study
 from hashguard.pipeline.study_config import StudyConfig
 
 SMALL = {
@@ -136,3 +138,11 @@ def test_aliased_attack_spellings_share_one_key(name, params, alias_name, alias_
 )
 def test_other_attack_configurations_get_other_keys(params, other):
     assert attack_settings("hag", params) != attack_settings("hag", other)
+
+
+def test_dry_run_names_the_identity_and_a_bad_one_is_refused():
+    log = Log()
+    dry_run(config(cache_identity="weights"), log=log)
+    assert "cache identity: weights fingerprints key the stages downstream of each model" in log
+    with pytest.raises(ConfigError, match="cache_identity"):
+        build_config(StudyConfig, {**SMALL, "cache_identity": "bytes"}, "study.yaml")

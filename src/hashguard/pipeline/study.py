@@ -201,6 +201,7 @@ def dry_run(config: StudyConfig, log: Callable[[str], None] = print) -> StagePla
     total = sum(plan.costs.values())
     for index, (name, cost) in enumerate(plan.costs.items(), 1):
         log(f"  {index:>2}. {name:<48} {100 * cost / total:5.1f}% of the work")
+    log(f"cache identity: {config.cache_identity} fingerprints key the stages downstream of each model")
     log("configuration, dataset, model, attacks and defenses are valid (dry run: nothing was trained)")
     return plan
 
