@@ -268,7 +268,8 @@ def attack_model(
             points = []
             for eps in suite.sweep.eps:
                 params = suite.params_for(name, eps=eps)
-                if name in results and attack_settings(name, params) == attack_settings(name, suite.params_for(name)):
+                own = attack_settings(name, suite.params_for(name))
+                if name in results and attack_settings(name, params) == own:  # the suite's own run
                     outcome = results[name]
                 else:
                     outcome = run_stage(
