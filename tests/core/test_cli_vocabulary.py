@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: commands that run a model (and so take --device)
 MODEL_COMMANDS = ("train", "encode", "evaluate", "attack", "defend", "study")
 #: commands that print results (and so take --json)
-JSON_COMMANDS = ("evaluate", "attack", "search query", "list", "datasets check")
+JSON_COMMANDS = ("evaluate", "attack", "search query", "list", "datasets check", "fingerprint")
 #: commands with settings to override (and so take --set)
 SET_COMMANDS = ("train", "attack", "defend", "study")
 #: commands that attack or evaluate queries (and so take --queries, alias --limit)
@@ -53,7 +53,7 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 def test_every_command_is_walked():
     assert set(COMMANDS) >= {
         "datasets", "datasets check", "datasets sources", "train", "encode", "evaluate", "search", "search build",
-        "search query", "attack", "defend", "study", "report", "list",
+        "search query", "attack", "defend", "study", "report", "list", "fingerprint",
     }
 
 

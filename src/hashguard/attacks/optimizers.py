@@ -214,7 +214,7 @@ class PGD(PerturbationOptimizer):
         return delta
 
 
-@OPTIMIZERS.register(reference="Kurakin et al., ICLR workshop 2017", sign_steps=True)
+@OPTIMIZERS.register(reference="Kurakin et al., ICLR workshop 2017", sign_steps=True, aliases=("i-fgsm",))
 class BIM(PGD):
     """Basic iterative method: PGD started at delta = 0 (Kurakin et al., ICLR workshop 2017; docs/attacks.md)."""
 

@@ -150,6 +150,8 @@ def _split_params(spec: AttackSpec, params: dict[str, Any]) -> tuple[dict, dict,
         if key == "eps":
             values[key] = check_eps(value)
         elif key in common:
+            if key == "optimizer" and isinstance(value, str) and value in OPTIMIZERS:
+                value = OPTIMIZERS.key(value)  # its registered name: "PGD", "MI-FGSM", "i_fgsm" -> pgd, mi, bim
             values[key] = common[key].validate(value, spec.name)
         elif key in objective_keys:
             objective_given[key] = value

@@ -21,7 +21,7 @@ from typing import Any
 from hashguard.attacks.registry import resolve_attack_params
 from hashguard.errors import CheckpointError, ConfigError
 from hashguard.models.checkpoint import read_model_config
-from hashguard.pipeline.attack_stage import AttackedModel, attack_cost, run_one_attack, stage_name
+from hashguard.pipeline.attack_stage import AttackedModel, attack_cost, attack_settings, run_one_attack, stage_name
 from hashguard.pipeline.progress import StagePlan
 from hashguard.pipeline.stages import run_stage
 from hashguard.pipeline.study_config import StudyConfig
@@ -118,8 +118,7 @@ def run_other_source(
     params = {**config.attacks.params_for(MAINSTAY), "mainstay_from": other}
     key = {
         "model": target.identity,
-        "attack": MAINSTAY,
-        "params": resolve_attack_params(MAINSTAY, **params),
+        **attack_settings(MAINSTAY, params),
         "queries": config.attacks.queries,
         "topk": topk,
     }

@@ -7,6 +7,10 @@ adversarial codes, each stage writes ``per_query.npz``: the AP@k of every attack
 adversarial (t-AP against the target labels for a targeted attack), from which the study's paired claims
 are computed. The attacked model's training and database codes are computed once per model, and only when a
 stage runs (or when a stage cached by an older version lacks ``per_query.npz``).
+
+A stage is keyed by the attacked model's identity (its fingerprint, :mod:`hashguard.pipeline.fingerprint`) and by
+:func:`attack_settings`: the attack's registered name and every setting it runs with, resolved through the
+registry, so aliased spellings of one configuration share one cached result.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import torch
 from hashguard.attacks import AttackContext, attack_spec, build_attack, build_context
 from hashguard.attacks.evaluate import describe_run, evaluate_attack
 from hashguard.attacks.reach import reach_warning
-from hashguard.attacks.registry import resolve_attack_params
+from hashguard.attacks.registry import ATTACKS, resolve_attack_params
+from hashguard.config import parse_fraction
 from hashguard.data.base import DatasetSplits, HashingDataset
 from hashguard.io_utils import atomic_write
 from hashguard.models.hash_model import HashModel
@@ -34,6 +39,36 @@ from hashguard.progress_bar import progress_scope
 from hashguard.retrieval import average_precisions, load_codes, save_codes
 
 PER_QUERY = "per_query.npz"
+#: significant digits a number of an attack's settings is compared at (8/255 and 0.0313725 are one eps)
+SIGNIFICANT_DIGITS = 6
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` with every float at :data:`SIGNIFICANT_DIGITS` significant digits (lists and dicts walked)."""
+    if isinstance(value, float):
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    return value
+
+
+def attack_settings(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The canonical form of one attack configuration, what its cache entry is keyed by.
+
+    The attack's registered name (``mainstay_targeted`` -> ``mainstay-targeted``) and every setting it runs
+    with, resolved by the registry (:func:`~hashguard.attacks.registry.resolve_attack_params`): a parameter
+    given at its default equals one omitted, an optimizer alias its registered name (``PGD``, ``I-FGSM`` ->
+    ``pgd``, ``bim``), a fraction (``"8/255"``) its value; numbers are compared at
+    :data:`SIGNIFICANT_DIGITS` significant digits, far below the 1/255 grid of 8-bit images, so ``8/255`` and
+    ``0.0313725`` are one radius. Every resolved setting is kept, so a changed default reruns the stage
+    instead of reusing a result computed under the old one.
+    """
+    resolved = resolve_attack_params(name, **{key: parse_fraction(value) for key, value in params.items()})
+    if resolved.get("mainstay_from") == "network":  # the default, as before the setting existed: caches stay
+        resolved.pop("mainstay_from")
+    return {"attack": ATTACKS.key(name), "params": _canonical(resolved)}
 
 
 @dataclass
@@ -206,15 +241,10 @@ def attack_model(
     """Run the suite (and the sweep) against one model; returns ``{"attacks": ..., "eps_sweep": ...}``."""
 
     def stage_key(name: str, params: dict[str, Any]) -> dict[str, Any]:
-        """What an attack stage's result depends on: every resolved setting, defaults included, so a changed
-        default reruns the stage instead of reusing a result computed under the old one."""
-        resolved = resolve_attack_params(name, **params)
-        if resolved.get("mainstay_from") == "network":  # the default, as before the setting existed: caches stay
-            resolved.pop("mainstay_from")
+        """What an attack stage's result depends on: the model's identity and :func:`attack_settings`."""
         return {
             "model": target.identity,
-            "attack": name,
-            "params": resolved,
+            **attack_settings(name, params),
             "queries": suite.queries,
             "topk": topk,
             "targets": targets_digest if attack_spec(name).targeted else None,
@@ -238,7 +268,8 @@ def attack_model(
             points = []
             for eps in suite.sweep.eps:
                 params = suite.params_for(name, eps=eps)
-                if name in results and params == suite.params_for(name):  # the suite's own run
+                own = attack_settings(name, suite.params_for(name))
+                if name in results and attack_settings(name, params) == own:  # the suite's own run
                     outcome = results[name]
                 else:
                     outcome = run_stage(

@@ -17,6 +17,9 @@ Run directory::
     results.json report.md report.html
 
 Every stage is skipped when its configuration is unchanged (``stage.json``) and an interrupted stage resumes.
+The stages downstream of a model (its clean evaluation, attacks, defenses) are keyed by the model's fingerprint
+(``cache_identity``: ``functional``, the default, or ``weights``; :mod:`hashguard.pipeline.fingerprint`), not by
+how it was trained or where its checkpoint lies: a re-saved checkpoint or a copy reuses them.
 """
 
 from __future__ import annotations
@@ -38,10 +41,11 @@ from hashguard.errors import ConfigError, DataError
 from hashguard.io_utils import atomic_write_json
 from hashguard.models.hash_model import HashModel
 from hashguard.pipeline import adsh_study
-from hashguard.pipeline.attack_stage import AttackedModel, attack_cost, attack_model, stage_name
+from hashguard.pipeline.attack_stage import AttackedModel, attack_cost, attack_model, attack_settings, stage_name
 from hashguard.pipeline.checkpoint import OpenedCheckpoint, open_checkpoint
 from hashguard.pipeline.claims import study_claims
 from hashguard.pipeline.evaluate import database_of, evaluate_codes
+from hashguard.pipeline.fingerprint import study_identity
 from hashguard.pipeline.progress import StagePlan, format_seconds, stage_cost
 from hashguard.pipeline.stages import digest, forget_stage, run_stage, stage_done
 from hashguard.pipeline.study_config import (
@@ -99,7 +103,8 @@ def build_plan(config: StudyConfig, splits: DatasetSplits, log: Callable[[str], 
         if sweep:
             for name in suite.sweep.attacks:
                 for eps in suite.sweep.eps:
-                    if name in names and suite.params_for(name, eps=eps) == suite.params_for(name):
+                    own = attack_settings(name, suite.params_for(name))
+                    if name in names and attack_settings(name, suite.params_for(name, eps=eps)) == own:
                         continue
                     costs[stage_name(key, name, eps)] = 3 * attack_cost(suite, name, queries)
 
@@ -196,6 +201,7 @@ def dry_run(config: StudyConfig, log: Callable[[str], None] = print) -> StagePla
     total = sum(plan.costs.values())
     for index, (name, cost) in enumerate(plan.costs.items(), 1):
         log(f"  {index:>2}. {name:<48} {100 * cost / total:5.1f}% of the work")
+    log(f"cache identity: {config.cache_identity} fingerprints key the stages downstream of each model")
     log("configuration, dataset, model, attacks and defenses are valid (dry run: nothing was trained)")
     return plan
 
@@ -252,6 +258,23 @@ def _learned_codes(meta: dict[str, Any], directory: Path) -> tuple[Any, Any] | N
     return load_database_codes(directory)
 
 
+def _identity(
+    config: StudyConfig, opened: OpenedCheckpoint, directory: Path, fit_set: Any, splits: DatasetSplits, what: str,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The cache identity of an opened model (:func:`hashguard.pipeline.fingerprint.study_identity`), logged."""
+    identity, found = study_identity(opened.model, opened.meta, directory, config.cache_identity,
+                                     fit_set.fingerprint(), splits.fingerprint())
+    log(f"cache identity of {what}: {found.mode} fingerprint {found.short} (cache_identity: {config.cache_identity})")
+    return identity
+
+
+def _defense_base(identity: dict[str, Any], opened: OpenedCheckpoint) -> dict[str, Any]:
+    """What adversarial training from a model depends on besides the defense's settings: the model's identity
+    and its hashing method's record and training seed (the method's loss and CSQ / DPN centres)."""
+    return {**identity, "method": opened.meta.get("method") or {}, "training_seed": opened.training_seed}
+
+
 def _digest_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -287,7 +310,8 @@ def run_study(
     learned = _learned_codes(meta, model_dir)
     database_labels = splits.database.labels if stored is None else stored[1]
 
-    clean_key = {"train": train_key, "evaluation": config.evaluation.model_dump(), "data": splits.fingerprint()}
+    identity = _identity(config, opened, model_dir, fit_set, splits, "the study's model", log)
+    clean_key = {"model": identity, "evaluation": config.evaluation.model_dump(), "data": splits.fingerprint()}
     clean = _clean_stage("clean evaluation", model, splits, out / "clean", clean_key, topk, plan, log, stored)
 
     targets_path = out / "targets" / "target_labels.json"
@@ -307,7 +331,7 @@ def run_study(
 
     models: dict[str, Any] = {}
     undefended = AttackedModel(
-        "undefended", model, splits, fit_set, train_key, out / "models" / "undefended", database=stored,
+        "undefended", model, splits, fit_set, identity, out / "models" / "undefended", database=stored,
         learned=learned,
     )
     attacked = attack_model(
@@ -329,7 +353,7 @@ def run_study(
 
         grid_dir = out / "grid"
         grid_params = config.attacks.params_for(config.report.grid_attack)
-        grid_key = {"model": train_key, "attack": config.report.grid_attack, "params": grid_params,
+        grid_key = {"model": identity, **attack_settings(config.report.grid_attack, grid_params),
                     "report": config.report.model_dump()}
         run_stage(
             "retrieval grid", grid_dir, grid_key,
@@ -341,8 +365,8 @@ def run_study(
 
     for entry in config.defenses.run:
         models[entry.name] = _defend_and_attack(
-            config, entry, model_dir, train_key, splits, fit_set, target_labels, targets_digest, out, device,
-            method_name, plan, log,
+            config, entry, model_dir, _defense_base(identity, opened), splits, fit_set, target_labels,
+            targets_digest, out, device, method_name, plan, log,
         )
 
     budgets = resolved_budgets(config)
@@ -412,7 +436,7 @@ def _defend_and_attack(
     config: StudyConfig,
     entry: Any,
     model_dir: Path,
-    train_key: Any,
+    base: dict[str, Any],
     splits: DatasetSplits,
     fit_set: Any,
     target_labels: np.ndarray,
@@ -428,7 +452,7 @@ def _defend_and_attack(
 
     settings, threat = defense_settings(config, entry)
     defense_dir = out / "defenses" / entry.name
-    defense_key = {"base": train_key, "defense": settings.identity()}
+    defense_key = {"base": base, "defense": settings.identity()}
 
     def _defend(directory: Path) -> dict[str, Any]:
         started = time.perf_counter()
@@ -440,13 +464,14 @@ def _defend_and_attack(
     hardened_checkpoint = _open_model(config, defense_dir, splits, device)
     hardened, hardened_meta = hardened_checkpoint.model, hardened_checkpoint.meta
     stored = database_of(hardened_meta, defense_dir)  # ADSH protocol: the base model's V, kept by the defense
+    identity = _identity(config, hardened_checkpoint, defense_dir, fit_set, splits, f"the {entry.name} model", log)
     clean = _clean_stage(
         f"clean evaluation ({entry.name})", hardened, splits, defense_dir / "clean",
-        {"defense": defense_key, "evaluation": config.evaluation.model_dump(), "data": splits.fingerprint()},
+        {"model": identity, "evaluation": config.evaluation.model_dump(), "data": splits.fingerprint()},
         config.evaluation.topk, plan, log, stored,
     )
     target = AttackedModel(
-        entry.name, hardened, splits, fit_set, defense_key, out / "models" / entry.name, database=stored,
+        entry.name, hardened, splits, fit_set, identity, out / "models" / entry.name, database=stored,
         learned=_learned_codes(hardened_meta, defense_dir),
     )
     attacked = attack_model(

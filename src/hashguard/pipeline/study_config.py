@@ -3,6 +3,8 @@
 A study is an :class:`~hashguard.config.ExperimentConfig` (data, model, method, training recipe) plus
 
 * ``checkpoint``: an already trained model to load instead of training one;
+* ``cache_identity``: what keys the stages downstream of a model, its functional fingerprint (default) or
+  the exact-weights hash (docs/fingerprints.md);
 * ``evaluation``: the clean-retrieval cut-off;
 * ``attacks``: the attack suite (names of :mod:`hashguard.attacks`, each with optional parameters; every attack
   keeps its own eps, iterations, optimizer and step, the paper protocol's, unless its ``params`` or the
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -224,6 +226,9 @@ class StudyConfig(ExperimentConfig):
     data_dir: str | None = None
     weights_dir: str | None = None
     checkpoint: str | None = None
+    #: what keys the cached stages downstream of a model: ``functional`` (its functional fingerprint, the
+    #: default: a re-saved or copied checkpoint reuses them) or ``weights`` (the exact-weights hash)
+    cache_identity: Literal["functional", "weights"] = "functional"
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     attacks: AttackSuiteConfig = Field(default_factory=AttackSuiteConfig)
     defenses: DefensesConfig = Field(default_factory=DefensesConfig)
