@@ -21,6 +21,7 @@ import torch
 
 from hashguard.attacks import AttackContext, attack_spec, build_attack, build_context
 from hashguard.attacks.evaluate import describe_run, evaluate_attack
+from hashguard.attacks.pseudo_labelled import use_pseudo_labels
 from hashguard.attacks.reach import reach_warning
 from hashguard.attacks.registry import resolve_attack_params
 from hashguard.data.base import DatasetSplits, HashingDataset
@@ -31,6 +32,7 @@ from hashguard.pipeline.progress import StagePlan
 from hashguard.pipeline.stages import run_stage
 from hashguard.pipeline.study_config import AttackSuiteConfig, eps_label
 from hashguard.progress_bar import progress_scope
+from hashguard.pseudo_labels import PseudoLabelSpec
 from hashguard.retrieval import average_precisions, load_codes, save_codes
 
 PER_QUERY = "per_query.npz"
@@ -48,6 +50,8 @@ class AttackedModel:
     directory: Path
     #: stored database (int8 codes, labels) that replaces the encoded database split (an ADSH-protocol model's V)
     database: tuple[Any, Any] | None = None
+    #: k-means pseudo-labels in place of the training labels (a model trained without labels)
+    pseudo: PseudoLabelSpec | None = None
     _context: AttackContext | None = field(default=None, repr=False)
 
     def context(self) -> AttackContext:
@@ -97,7 +101,7 @@ def run_one_attack(
     a terminal.
     """
     context = target.context()
-    attack = build_attack(name, target.model, context, **params)
+    attack = use_pseudo_labels(build_attack(name, target.model, context, **params), target.pseudo)
     if log is not None:
         warning = reach_warning(attack.params(), name)
         if warning is not None:

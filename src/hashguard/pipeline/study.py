@@ -55,6 +55,7 @@ from hashguard.pipeline.summary import summary_table
 from hashguard.pipeline.train import model_spec_for, open_splits, run_training
 from hashguard.plugins import display_names
 from hashguard.protocol import PROTOCOL_NAME, departures, protocol_card
+from hashguard.pseudo_labels import pseudo_label_spec_of
 from hashguard.retrieval import save_codes
 from hashguard.versions import environment_versions
 
@@ -293,7 +294,8 @@ def run_study(
 
     models: dict[str, Any] = {}
     undefended = AttackedModel(
-        "undefended", model, splits, fit_set, train_key, out / "models" / "undefended", database=stored
+        "undefended", model, splits, fit_set, train_key, out / "models" / "undefended", database=stored,
+        pseudo=pseudo_label_spec_of(meta),
     )
     attacked = attack_model(
         undefended, [e.key for e in config.attacks.suite], config.attacks, target_labels, targets_digest, topk,
@@ -424,7 +426,8 @@ def _defend_and_attack(
         config.evaluation.topk, plan, log, stored,
     )
     target = AttackedModel(
-        entry.name, hardened, splits, fit_set, defense_key, out / "models" / entry.name, database=stored
+        entry.name, hardened, splits, fit_set, defense_key, out / "models" / entry.name, database=stored,
+        pseudo=pseudo_label_spec_of(hardened_meta),
     )
     attacked = attack_model(
         target, config.defense_attacks(), config.attacks, target_labels, targets_digest, config.evaluation.topk,
