@@ -179,10 +179,13 @@ def test_step_hands_the_loss_images_only(demo_splits) -> None:
 
 # Measured on x86-64, one torch thread (16 bits, batch 32, Adam 5e-4, the demo recipe; 200 queries against 1,000
 # database items; random codes of the same shapes), training labels NaN, seeds 0-4, BTHash mAP minus random codes':
-#   demo-mnist, 500 items, 2 epochs:         MEASURE
-#   demo-mnist-multi, 1,000 items, 4 epochs: MEASURE
-# The margins are about half of the smallest measured gap.
-BUDGET = {"demo-mnist": (500, 2, 0.0), "demo-mnist-multi": (1000, 4, 0.0)}
+#   demo-mnist, 500 items, 2 epochs:         +0.277 +0.261 +0.256 +0.292 +0.290 (BTHash 0.362 - 0.398, random 0.106)
+#   demo-mnist-multi, 1,000 items, 4 epochs: +0.013 +0.015 +0.008 +0.018 +0.019 (BTHash 0.361 - 0.369, random 0.35)
+# The margins are about half of the smallest measured gap. On the multi-label grids the objective barely beats
+# random codes (an untrained network of seed 0 scores +0.026; docs/methods.md): the test guards against a collapse
+# (codes collapsed to a few patterns rank by index and score about the random level), not for a useful
+# multi-label ranking.
+BUDGET = {"demo-mnist": (500, 2, 0.13), "demo-mnist-multi": (1000, 4, 0.004)}
 
 
 def beats_random_gap(demo_splits, source: str, seed: int) -> tuple[float, float]:
