@@ -74,27 +74,31 @@ class Outcome:
     saat_robust: float
 
 
-def saat_outcome(splits, root: Path, seed: int) -> Outcome:
-    """BTHash on the 300 tiny training digits (labels NaN), then one SAAT epoch of the demo preset on them."""
+def saat_outcome(splits, root: Path, seed: int, epochs: int = 1) -> Outcome:
+    """BTHash on the 300 tiny training digits (labels NaN), then ``epochs`` SAAT epochs of the demo preset on them."""
     from hashguard.defenses import defend
 
     train = Unlabelled(splits.train)
     train_base(train, splits, root / "base", seed)
-    defend(root / "base", "saat", root / "saat", {"epochs": 1, "seed": seed, "progress": False}, preset="demo",
+    defend(root / "base", "saat", root / "saat", {"epochs": epochs, "seed": seed, "progress": False}, preset="demo",
            train_set=train, device="cpu", log=None)
     return Outcome(*robust_map(root / "base", splits), *robust_map(root / "saat", splits))
 
 
-# Measured on x86-64, one torch thread, seeds 0-4 (base model, SAAT and batch order; seeds stand in for CPUs):
-#   MEASURE
-# The margin is about half of the smallest measured gain.
-SAAT_MARGIN = 0.0
+# Measured on x86-64, one torch thread, seeds 0-4 (base model, SAAT and batch order; seeds stand in for CPUs), mAP
+# of 100 queries against 600 database digits under the mainstay attack (eps 32/255, 10 steps of eps/4):
+#   undefended 0.150 0.132 0.155 0.175 0.181, after one SAAT epoch 0.173 0.182 0.165 0.201 0.178
+#   gain +0.023 +0.050 +0.010 +0.027 -0.003 (mean +0.021); clean mAP 0.35-0.42 before, 0.26-0.39 after.
+# One epoch raises the mAP under attack on average but not on every seed, so the test asserts "not worse" with a
+# tolerance of 0.015 (five times the one loss measured) beside the mean gain over seeds 0-4 recorded above.
+SAAT_TOLERANCE = 0.015
 
 
 def test_saat_with_pseudo_labels_hardens_the_unsupervised_model(tiny_splits, tmp_path: Path) -> None:
     with torch_threads(1):
         outcome = saat_outcome(tiny_splits, tmp_path, seed=0)
-    assert outcome.saat_robust > outcome.robust + SAAT_MARGIN, outcome
+    assert outcome.saat_robust > outcome.robust - SAAT_TOLERANCE, outcome
+    assert outcome.saat_clean > 0.2, outcome  # random codes score 0.11 on these queries: SAAT kept a ranking
 
 
 def test_saat_reads_no_training_label(tiny_splits, tmp_path: Path) -> None:
