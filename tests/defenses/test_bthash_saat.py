@@ -86,18 +86,20 @@ def saat_outcome(splits, root: Path, seed: int, epochs: int = 1) -> Outcome:
 
 
 # Measured on x86-64, one torch thread, seeds 0-4 (base model, SAAT and batch order; seeds stand in for CPUs), mAP
-# of 100 queries against 600 database digits under the mainstay attack (eps 32/255, 10 steps of eps/4):
-#   undefended 0.150 0.132 0.155 0.175 0.181, after one SAAT epoch 0.173 0.182 0.165 0.201 0.178
-#   gain +0.023 +0.050 +0.010 +0.027 -0.003 (mean +0.021); clean mAP 0.35-0.42 before, 0.26-0.39 after.
-# One epoch raises the mAP under attack on average but not on every seed, so the test asserts "not worse" with a
-# tolerance of 0.015 (five times the one loss measured) beside the mean gain over seeds 0-4 recorded above.
-SAAT_TOLERANCE = 0.015
+# of 100 queries against 600 database digits under the mainstay attack with pseudo-labels (eps 32/255, 10 steps):
+#   undefended            0.150 0.132 0.155 0.175 0.181   (clean 0.35-0.42)
+#   one SAAT epoch        0.173 0.182 0.165 0.201 0.178   gain +0.023 +0.050 +0.010 +0.027 -0.003
+#   two SAAT epochs       0.223 0.230 0.246 0.300 0.257   gain +0.073 +0.098 +0.091 +0.125 +0.076 (clean 0.30-0.36)
+# One epoch helps on average but not on every seed; the test runs two, with a margin of about half the smallest
+# two-epoch gain.
+SAAT_EPOCHS = 2
+SAAT_MARGIN = 0.035
 
 
 def test_saat_with_pseudo_labels_hardens_the_unsupervised_model(tiny_splits, tmp_path: Path) -> None:
     with torch_threads(1):
-        outcome = saat_outcome(tiny_splits, tmp_path, seed=0)
-    assert outcome.saat_robust > outcome.robust - SAAT_TOLERANCE, outcome
+        outcome = saat_outcome(tiny_splits, tmp_path, seed=0, epochs=SAAT_EPOCHS)
+    assert outcome.saat_robust > outcome.robust + SAAT_MARGIN, outcome
     assert outcome.saat_clean > 0.2, outcome  # random codes score 0.11 on these queries: SAAT kept a ranking
 
 
