@@ -177,3 +177,28 @@ def test_cli_attack_on_an_unsupervised_checkpoint(tiny_splits, tmp_path: Path) -
         with pytest.raises(ConfigError, match="trained without labels"):
             run_attack(tmp_path / "base", "mainstay-targeted", tmp_path / "attack", params={"iterations": 2},
                        limit=4, topk=None, batch_size=4, device="cpu", progress=False, log=lambda _line: None)
+
+
+def test_study_attacks_an_unsupervised_model_with_pseudo_labels(tmp_path: Path) -> None:
+    """A study of ``bthash`` trains without labels and its mainstay attack stage runs on k-means pseudo-labels."""
+    import json
+
+    from hashguard.pipeline.study import run_study
+    from hashguard.pipeline.study_config import StudyConfig
+
+    config = {
+        "name": "bthash",
+        "data": {"source": "demo-mnist", "seed": 0,
+                 "options": {"train_size": 64, "database_size": 100, "query_size": 20}},
+        "model": {"backbone": "small_cnn", "bits": 8, "hash_norm": "batchnorm"},
+        "method": {"name": "bthash", "params": {"clusters": 5}},
+        "train": {"recipe": "fast", "epochs": 1, "val_fraction": 0.0, "select": "last", "progress": False},
+        "evaluation": {"topk": 50},
+        "attacks": {"override": {"iterations": 2}, "queries": 4, "suite": ["mainstay"]},
+        "defenses": {"run": []},
+        "report": {"grid_queries": 0},
+    }
+    with torch_threads(1):
+        run_study(StudyConfig.model_validate(config), tmp_path, log=lambda _line: None, report=False)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["models"]["undefended"]["attacks"]["mainstay"]["info"]["pseudo_label_clusters"] == 5
