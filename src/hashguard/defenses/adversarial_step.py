@@ -8,9 +8,12 @@ adversarial and then the benign batch, as in the reference code of Yuan et al.);
 hashing loss. All forward passes use alpha = 1 (SAAT pins HashNet's continuation scale at 1).
 
 Before the first epoch the clean model's sign codes of the training split (eval mode) are preinstalled in the
-method's memory bank and in the defense's own state. The learning rate is MultiStepLR with integer milestones
-(:func:`hashguard.defenses.config.milestone_steps`), a pure function of the step index; the defense's state
-(code banks, an online PrototypeNet and its optimiser) is checkpointed under ``defense.``.
+method's memory bank and in the defense's own state. For a method trained without labels (BTHash) the
+training labels are never read: k-means pseudo-labels of those clean codes (:mod:`hashguard.pseudo_labels`)
+replace them for the whole run, in the defense's code bank and in every batch. The learning rate is
+MultiStepLR with integer milestones (:func:`hashguard.defenses.config.milestone_steps`), a pure function of
+the step index; the defense's state (code banks, an online PrototypeNet and its optimiser) is checkpointed
+under ``defense.``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from hashguard.encoding import encode_dataset
 from hashguard.methods.base import HashingMethod
 from hashguard.models.checkpoint import save_model
 from hashguard.models.hash_model import HashModel
+from hashguard.pseudo_labels import pseudo_label_spec
 from hashguard.training.loop import Plan, StepOutput, TrainingStep, derived_seed
 
 DEFENSE_PREFIX = "defense."
@@ -49,6 +53,8 @@ class AdversarialStep(TrainingStep):
         self.config, self.describe, self.name = config, dict(describe or {}), defense.name
         self.milestones: list[int] = []
         self.generator = torch.Generator()
+        #: (N, k) one-hot pseudo-labels replacing the training labels of a method trained without labels
+        self.pseudo_labels: torch.Tensor | None = None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "method": self.method}
@@ -59,6 +65,10 @@ class AdversarialStep(TrainingStep):
         device = self.model.device
         train_codes = torch.from_numpy(codes).float().to(device)
         train_labels = torch.from_numpy(labels).float().to(device)
+        spec = pseudo_label_spec(self.method)
+        if spec is not None:  # a method trained without labels: k-means clusters of the clean codes stand in
+            train_labels = spec.fit(train_codes).one_hot(train_codes).to(device)
+            self.pseudo_labels = train_labels
         self.method.to(device)
         if self.method.uses_memory_bank:
             self.method.preinstall(train_codes, train_labels)
@@ -79,6 +89,8 @@ class AdversarialStep(TrainingStep):
         images = images.to(device)
         if self.config.augment:
             images = augment_batch(images, self.generator)
+        if self.pseudo_labels is not None:
+            labels = self.pseudo_labels[index.to(device).long()]
         batch = Batch(images, labels.to(device).float(), index.to(device))
         factor = lr_factor(step_index, self.milestones, self.config.lr_gamma)
         inner = self.defense.inner_loss(self.model, batch, self.generator, factor)

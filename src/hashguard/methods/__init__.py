@@ -5,6 +5,10 @@ from hashguard.methods import csq, dph, dpn, dpsh, hashnet, hswd, orthohash  # n
 # isort: split
 # methods whose training is not a per-batch loss, listed after the per-batch losses
 from hashguard.methods import adsh, ddsh, nmlayer  # noqa: F401  (register)
+
+# isort: split
+# methods trained without labels
+from hashguard.methods import barlow_twins  # noqa: F401  (register)
 from hashguard.methods.base import HashingMethod, label_similarity
 from hashguard.methods.memory_bank import MemoryBank
 from hashguard.methods.registry import METHODS, build_method, method_class, register_method

@@ -31,6 +31,9 @@ class HashingMethod(nn.Module):
 
     name: ClassVar[str] = ""
     uses_memory_bank: ClassVar[bool] = False
+    #: False for a method trained without labels: attacks and defenses that need class semantics then use
+    #: k-means pseudo-labels of its codes (:mod:`hashguard.pseudo_labels`)
+    supervised: ClassVar[bool] = True
     #: the training step class (``hashguard.training.loop.TrainingStep``) for a method whose training is not a
     #: per-batch loss (alternating discrete steps, learned database codes, phases); None: the clean step.
     #: It is built as ``training_step(model, method, train_set, config, seed=..., val_set=..., describe=...)``.

@@ -30,6 +30,7 @@ from hashguard.attacks import (
     load_target_labels,
 )
 from hashguard.attacks.evaluate import describe_run, evaluate_attack
+from hashguard.attacks.pseudo_labelled import use_pseudo_labels
 from hashguard.attacks.reach import reach_warning
 from hashguard.attacks.registry import resolve_attack_params
 from hashguard.config import DataConfig
@@ -39,6 +40,7 @@ from hashguard.pipeline.checkpoint import open_checkpoint
 from hashguard.pipeline.evaluate import database_of
 from hashguard.progress_bar import progress_scope
 from hashguard.protocol import MAP_TOPK
+from hashguard.pseudo_labels import pseudo_label_spec_of
 from hashguard.retrieval.codes_io import save_codes
 
 __all__ = ["result_paths", "run_attack"]
@@ -137,6 +139,7 @@ def run_attack(
         context.learned_codes, context.learned_labels = (t.to(model.device) for t in learned)
     database_labels = splits.database.labels if stored is None else stored[1]
     attack_obj.set_context(context)
+    use_pseudo_labels(attack_obj, pseudo_label_spec_of(opened.meta))  # a model trained without labels
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     target_labels = None

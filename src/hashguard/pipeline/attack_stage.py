@@ -25,6 +25,7 @@ import torch
 
 from hashguard.attacks import AttackContext, attack_spec, build_attack, build_context
 from hashguard.attacks.evaluate import describe_run, evaluate_attack
+from hashguard.attacks.pseudo_labelled import use_pseudo_labels
 from hashguard.attacks.reach import reach_warning
 from hashguard.attacks.registry import ATTACKS, resolve_attack_params
 from hashguard.config import parse_fraction
@@ -36,6 +37,7 @@ from hashguard.pipeline.progress import StagePlan
 from hashguard.pipeline.stages import run_stage
 from hashguard.pipeline.study_config import AttackSuiteConfig, eps_label
 from hashguard.progress_bar import progress_scope
+from hashguard.pseudo_labels import PseudoLabelSpec
 from hashguard.retrieval import average_precisions, load_codes, save_codes
 
 PER_QUERY = "per_query.npz"
@@ -86,6 +88,8 @@ class AttackedModel:
     #: an ADSH model's learned database codes V and the pool's labels (tensors), for the mainstay attacks with
     #: ``mainstay_from="database"``; None for every other model
     learned: tuple[Any, Any] | None = None
+    #: k-means pseudo-labels in place of the training labels (a model trained without labels)
+    pseudo: PseudoLabelSpec | None = None
     _context: AttackContext | None = field(default=None, repr=False)
 
     def context(self) -> AttackContext:
@@ -139,7 +143,7 @@ def run_one_attack(
     a terminal.
     """
     context = target.context()
-    attack = build_attack(name, target.model, context, **params)
+    attack = use_pseudo_labels(build_attack(name, target.model, context, **params), target.pseudo)
     if log is not None:
         warning = reach_warning(attack.params(), name)
         if warning is not None:

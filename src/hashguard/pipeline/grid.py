@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from hashguard.attacks import build_attack
+from hashguard.attacks.pseudo_labelled import use_pseudo_labels
 from hashguard.io_utils import atomic_write
 from hashguard.pipeline.attack_stage import AttackedModel
 
@@ -51,7 +52,7 @@ def build_grid(
     labels = np.asarray(query.labels, dtype=np.float32)
     picked = choose_queries(labels, min(count, len(query)))
     context = target.context()
-    attacker = build_attack(attack, target.model, context, **params)
+    attacker = use_pseudo_labels(build_attack(attack, target.model, context, **params), target.pseudo)
     if attacker.targeted:
         raise ValueError(f"the retrieval grid needs a non-targeted attack, not {attack!r}")
     images = torch.stack([query.load_image(i) for i in picked])

@@ -60,6 +60,7 @@ from hashguard.pipeline.summary import summary_table
 from hashguard.pipeline.train import model_spec_for, open_splits, run_training
 from hashguard.plugins import display_names
 from hashguard.protocol import PROTOCOL_NAME, departures, protocol_card
+from hashguard.pseudo_labels import pseudo_label_spec_of
 from hashguard.retrieval import save_codes
 from hashguard.versions import environment_versions
 
@@ -332,7 +333,7 @@ def run_study(
     models: dict[str, Any] = {}
     undefended = AttackedModel(
         "undefended", model, splits, fit_set, identity, out / "models" / "undefended", database=stored,
-        learned=learned,
+        learned=learned, pseudo=pseudo_label_spec_of(meta),
     )
     attacked = attack_model(
         undefended, [e.key for e in config.attacks.suite], config.attacks, target_labels, targets_digest, topk,
@@ -472,7 +473,7 @@ def _defend_and_attack(
     )
     target = AttackedModel(
         entry.name, hardened, splits, fit_set, identity, out / "models" / entry.name, database=stored,
-        learned=_learned_codes(hardened_meta, defense_dir),
+        learned=_learned_codes(hardened_meta, defense_dir), pseudo=pseudo_label_spec_of(hardened_meta),
     )
     attacked = attack_model(
         target, config.defense_attacks(), config.attacks, target_labels, targets_digest, config.evaluation.topk,
