@@ -61,7 +61,7 @@ class DetectorAwareMainstayObjective(MainstayObjective):
 
     def __init__(
         self,
-        detector_weight: Annotated[float, Range(0), "weight of the distance to the nearest reference code"] = 1.0,
+        detector_weight: Annotated[float, Range(0), "weight of the distance to the nearest reference code"] = 4.0,
         loss: Annotated[str, Choices(*LOSSES), "masked quadratic loss (attack) or plain mean (SAAT inner)"] = "masked",
         weighting: Annotated[str, Choices(*WEIGHTINGS), "cosine (DMFL) or uniform (CgAT centre code)"] = "cosine",
         tie_break: Annotated[str | None, Choices(*TIE_BREAKS), "resolve mainstay ties"] = None,
