@@ -91,3 +91,24 @@ def test_the_detector_aware_attack_lowers_detection(attack_bench):
         found[name] = detection_summary(clean, detector.score(codes))
     assert found["mainstay-adaptive"]["auroc"] < found["mainstay"]["auroc"] - 0.05
     assert found["mainstay-adaptive"]["mean_adversarial_score"] < found["mainstay"]["mean_adversarial_score"]
+
+
+def test_a_hashvfl_checkpoint_gives_its_class_targets(tmp_path):
+    """reference=auto uses the class target codes of a checkpoint trained with the hashvfl method (rebuilt from
+    its recorded method and training seed); a CSQ checkpoint has none, so the detector falls back to centres."""
+    from hashguard.methods import build_method
+    from hashguard.models import HashModel, ModelSpec
+    from hashguard.pipeline.checkpoint import open_checkpoint
+    from hashguard.pipeline.detect import model_class_codes
+
+    model = HashModel(ModelSpec(backbone="small_cnn", bits=16, in_channels=1, image_size=28, mean=[0.1], std=[0.3],
+                                hash_norm="bn-sign"))
+    for name, expected in (("hashvfl", True), ("csq", False)):
+        directory = save_model(tmp_path / name, model, method={"name": name, "params": {}}, num_classes=10,
+                               extra={"training": {"seed": 3}})
+        codes = model_class_codes(open_checkpoint(directory, device="cpu", with_data=False), num_train=100)
+        if expected:
+            reference = build_method("hashvfl", bits=16, num_classes=10, num_train=100, seed=3).class_codes
+            assert np.array_equal(codes, reference.numpy())
+        else:
+            assert codes is None
