@@ -41,14 +41,14 @@ def detection_table(card: Mapping[str, Any]) -> Table | None:
         label = str(model.get("label") or "")
         for name, raw in as_dict(model.get("attacks")).items():
             record = as_dict(raw)
-            metric = "t-mAP" if record.get("targeted") else "mAP"
+            metric = "t-mAP " if record.get("targeted") else ""
             rows.append((
                 label,
                 _attack_label(name, record),
                 fmt_num(record.get("auroc"), 3),
                 fmt_pct(record.get("tpr")),
                 fmt_pct(record.get("fpr")),
-                f"{metric} {fmt_map(record.get('adversarial_map'))}",
+                f"{metric}{fmt_map(record.get('adversarial_map'))}",
                 fmt_map(record.get("let_through_map")),
                 fmt_pct(record.get("let_through")),
             ))
@@ -59,7 +59,8 @@ def detection_table(card: Mapping[str, Any]) -> Table | None:
     caption = (
         f"Detector {detection.get('detector', '?')}: threshold chosen on the clean codes of the attacked queries at "
         f"{fmt_pct(fpr)} FPR (flag when the score is above it); AUROC counts ties 1/2. mAP: of every attacked "
-        "query; let through: of the queries the detector does not flag (— when it flags them all)."
+        "query (t-mAP for a targeted attack); let through: of the queries the detector does not flag (— when it "
+        "flags them all)."
     )
     header = ("Model", "Attack", "AUROC", "TPR", "FPR", "mAP (%) attacked", "mAP (%) let through", "Let through")
     return Table(header, tuple(rows), (False, False, True, True, True, True, True, True), caption)
