@@ -37,10 +37,12 @@ def _attack_label(name: str, record: Mapping[str, Any]) -> str:
 def detection_table(card: Mapping[str, Any]) -> Table | None:
     """One row per model and attack; None when the card has no detection record."""
     rows = []
+    targeted = False
     for _, model in detection_models(card):
         label = str(model.get("label") or "")
         for name, raw in as_dict(model.get("attacks")).items():
             record = as_dict(raw)
+            targeted = targeted or bool(record.get("targeted"))
             metric = "t-mAP " if record.get("targeted") else ""
             rows.append((
                 label,
@@ -59,8 +61,8 @@ def detection_table(card: Mapping[str, Any]) -> Table | None:
     caption = (
         f"Detector {detection.get('detector', '?')}: threshold chosen on the clean codes of the attacked queries at "
         f"{fmt_pct(fpr)} FPR (flag when the score is above it); AUROC counts ties 1/2. mAP: of every attacked "
-        "query (t-mAP for a targeted attack); let through: of the queries the detector does not flag (— when it "
-        "flags them all)."
+        f"query{' (t-mAP for a targeted attack)' if targeted else ''}; let through: of the queries the detector "
+        "does not flag (— when it flags them all)."
     )
     header = ("Model", "Attack", "AUROC", "TPR", "FPR", "mAP (%) attacked", "mAP (%) let through", "Let through")
     return Table(header, tuple(rows), (False, False, True, True, True, True, True, True), caption)
