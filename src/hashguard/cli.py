@@ -17,7 +17,8 @@ from hashguard.errors import HashguardError
 
 #: subcommand modules under ``hashguard.commands``; each defines ``register(subparsers)``.
 COMMAND_MODULES = (
-    "datasets", "train", "encode", "evaluate", "search", "attack", "defend", "study", "report", "list", "fingerprint"
+    "datasets", "train", "encode", "evaluate", "search", "attack", "defend", "detect", "study", "report", "list",
+    "fingerprint",
 )
 
 
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, index, attack, harden and benchmark deep hashing retrieval models.",
         epilog="Every subcommand speaks one vocabulary: --set KEY=VALUE (overrides), -k/--topk (cut-off), "
         "--queries N, --device, --batch-size, --json (results as JSON on stdout). "
-        "`hashguard list` shows every method, backbone, attack, defense, optimizer and dataset source.",
+        "`hashguard list` shows every method, backbone, attack, defense, detector, optimizer and dataset source.",
     )
     parser.add_argument("-V", "--version", action="version", version=f"hashguard {__version__}",
                         help="print the version and exit")

@@ -49,8 +49,9 @@ class ModelConfig(StrictModel):
     bits: int = Field(default=32, gt=0, le=4096)
     pretrained: str | None = None
     #: ``batchnorm``: BatchNorm1d on the code logits before tanh (the from-scratch recipe of docs/methods.md);
-    #: a method that needs it (OrthoHash) sets it whatever this says
-    hash_norm: Literal["none", "batchnorm"] = "none"
+    #: a method that needs it (OrthoHash) sets it whatever this says; ``bn-sign``: BatchNorm1d, then sign with a
+    #: straight-through gradient (HashVFL, Qiu et al., IEEE TIFS 2024; docs/detection.md)
+    hash_norm: Literal["none", "batchnorm", "bn-sign"] = "none"
 
 
 class MethodConfig(StrictModel):

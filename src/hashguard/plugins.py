@@ -1,8 +1,9 @@
 """Every plug-in registry of hashguard in one place: what ``hashguard list`` shows and the contract tests walk.
 
 Kinds, in the order a study uses them: ``sources`` (dataset sources), ``backbones``, ``methods`` (hashing
-objectives), ``optimizers`` (perturbation optimizers), ``attacks`` (attack objectives with their budgets) and
-``defenses``. Each is a :class:`hashguard.registry.Registry`; a new entry registers itself in its own file.
+objectives), ``optimizers`` (perturbation optimizers), ``attacks`` (attack objectives with their budgets),
+``defenses`` and ``detectors`` (query detectors, which reject queries and leave the model alone). Each is a
+:class:`hashguard.registry.Registry`; a new entry registers itself in its own file.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ ENTRY_POINT_GROUP = "hashguard.plugins"
 #: environment variable naming plug-in modules to import, comma-separated (no packaging needed)
 PLUGINS_VARIABLE = "HASHGUARD_PLUGINS"
 
-KINDS = ("sources", "backbones", "methods", "optimizers", "attacks", "defenses")
+KINDS = ("sources", "backbones", "methods", "optimizers", "attacks", "defenses", "detectors")
 
 
 _loaded = False
@@ -50,6 +51,7 @@ def registries() -> dict[str, Registry]:
     from hashguard.attacks import ATTACKS, OPTIMIZERS
     from hashguard.data import SOURCES
     from hashguard.defenses import DEFENSES
+    from hashguard.detectors import DETECTORS
     from hashguard.methods import METHODS
     from hashguard.models.backbones import BACKBONES
 
@@ -61,6 +63,7 @@ def registries() -> dict[str, Registry]:
         "optimizers": OPTIMIZERS,
         "attacks": ATTACKS,
         "defenses": DEFENSES,
+        "detectors": DETECTORS,
     }
     return {kind: found[kind] for kind in KINDS}
 

@@ -31,6 +31,7 @@ TINY = {
     },
     "defenses": {"run": [{"name": "saat", "preset": "demo", "settings": {"epochs": 1, "train_items": 64}}]},
     "report": {"grid_queries": 2, "grid_topk": 5},
+    "detection": {"enabled": True},
 }
 
 
@@ -120,6 +121,30 @@ def demo_splits_small():
     from hashguard.data import open_dataset
 
     return open_dataset("demo-mnist", seed=0, **TINY["data"]["options"])
+
+
+def test_query_detection_covers_every_model_and_attack(study):
+    """detection.enabled: the Hamming detector against every attack of every model, plus the detector-aware
+    attack as a cached stage per model; the report holds the section with each AUROC."""
+    out, card, _ = study
+    detection = card["detection"]
+    assert detection["detector"] == "hamming" and detection["adaptive"] == "mainstay-adaptive"
+    assert set(detection["models"]) == {"undefended", "saat"}
+    expected = {"undefended": {"mainstay", "hag", "mainstay-targeted"}, "saat": {"mainstay", "hag"}}
+    markdown = (out / "report.md").read_text()
+    assert "## Query detection" in markdown and (out / "figures" / "detection-roc.png").is_file()
+    for key, model in detection["models"].items():
+        assert set(model["attacks"]) == expected[key] | {"mainstay-adaptive"}
+        assert (out / "models" / key / "detection" / "mainstay-adaptive" / "adversarial_query.npz").is_file()
+        assert model["verdict"] in ("non-adaptive only", "adaptive too", "none")
+        assert model["reference_codes"] == 10  # the class centres of the ten digits
+        for name, summary in model["attacks"].items():
+            assert summary["num_clean"] == summary["num_adversarial"] == 24 and summary["fpr"] <= 0.05
+            fpr, tpr = summary["roc"]["fpr"], summary["roc"]["tpr"]
+            area = sum((fpr[i + 1] - fpr[i]) * (tpr[i + 1] + tpr[i]) / 2 for i in range(len(fpr) - 1))
+            assert area == pytest.approx(summary["auroc"])  # the curve and the pairwise AUROC agree
+            assert summary["adaptive"] == (name == "mainstay-adaptive")
+            assert f"{summary['auroc']:.3f}" in markdown
 
 
 def test_report_files_hold_the_numbers_of_results_json(study):

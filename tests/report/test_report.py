@@ -114,7 +114,8 @@ def test_write_report_returns_existing_files(full_run) -> None:
     for path in paths.values():
         assert path.is_file() and path.stat().st_size > 0
     figures = sorted(p.name for key, p in paths.items() if key.startswith("figure:"))
-    assert figures == ["defenses.png", "eps-sweep.png", "pr-curves.png", "precision-at-n.png", "retrieval-grid.png"]
+    assert figures == ["defenses.png", "detection-roc.png", "eps-sweep.png", "pr-curves.png", "precision-at-n.png",
+                       "retrieval-grid.png"]
     for name in figures:
         assert (run_dir / "figures" / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert not [p for p in run_dir.rglob("*.tmp")]
@@ -183,7 +184,7 @@ def test_html_is_self_contained(full_run) -> None:
     html = paths["html"].read_text(encoding="utf-8")
     checker = parse(html)
     images = [url for tag, name, url in checker.urls if tag == "img"]
-    assert len(images) == 5
+    assert len(images) == 6
     for tag, name, url in checker.urls:
         assert url.startswith("data:") or (url.startswith("#") and url[1:] in checker.ids), (tag, name, url[:60])
     for url in images:
@@ -194,7 +195,7 @@ def test_html_is_self_contained(full_run) -> None:
     # the Markdown, instead, references the figure files, which exist
     md = paths["md"].read_text(encoding="utf-8")
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert len(linked) == 5 and all((run_dir / link).is_file() for link in linked)
+    assert len(linked) == 6 and all((run_dir / link).is_file() for link in linked)
 
 
 def test_strings_are_escaped(tmp_path: Path, fast_figures: None) -> None:
@@ -224,6 +225,7 @@ def test_strings_are_escaped(tmp_path: Path, fast_figures: None) -> None:
         ("provenance", {"provenance"}),
         ("claims", {"claims"}),
         ("protocol", {"protocol"}),
+        ("detection", {"detection"}),
     ],
 )
 def test_partial_cards_leave_sections_out(tmp_path: Path, drop: str, missing: set[str], fast_figures: None) -> None:
@@ -255,6 +257,8 @@ def test_partial_cards_leave_sections_out(tmp_path: Path, drop: str, missing: se
         card.pop("claims")
     elif drop == "protocol":
         card.pop("protocol")
+    elif drop == "detection":
+        card.pop("detection")
     paths = write_report(card, tmp_path)
     md, html = paths["md"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
     parse(html)

@@ -227,7 +227,7 @@ def test_report_renders_in_chromium(browser: DevToolsPipe, tmp_path: Path) -> No
     state, problems, shot = open_page(browser, html)
     assert problems == []
     assert state["title"] == "Robustness report: demo"
-    assert len(state["images"]) == 5
+    assert len(state["images"]) == 6  # five study figures and the detection ROC
     for image in state["images"]:
         assert image["scheme"] == "data"
         assert image["complete"] and image["width"] > 0 and image["height"] > 0 and image["shown"] > 0

@@ -20,6 +20,7 @@ from hashguard.attacks.optimizers import OPTIMIZERS, PerturbationOptimizer, buil
 # isort: off
 # the attacks register themselves in import order, which is the order they are listed in
 from hashguard.attacks.mainstay_attack import MainstayObjective, TargetedMainstayObjective, mainstay_loss
+from hashguard.attacks.detector_aware import DetectorAwareMainstayObjective, nearest_reference_distance
 from hashguard.attacks.hag import HAGObjective, hag_loss
 from hashguard.attacks.sdha import SDHAObjective, TargetedSDHAObjective
 from hashguard.attacks.anchor import AnchorObjective, P2PObjective, anchor_codes
@@ -51,6 +52,7 @@ __all__ = [
     "AttackContext",
     "AttackOutput",
     "AttackSpec",
+    "DetectorAwareMainstayObjective",
     "HAGObjective",
     "HashAttack",
     "MainstayObjective",
@@ -82,6 +84,7 @@ __all__ = [
     "frozen_eval",
     "get_alpha",
     "hag_loss",
+    "nearest_reference_distance",
     "load_or_create_target_labels",
     "load_target_labels",
     "mainstay_loss",

@@ -45,6 +45,10 @@ class AttackContext:
     #: AAAI 2018); the mainstay objective reads them instead of ``train_codes`` with ``mainstay_from="database"``
     learned_codes: torch.Tensor | None = None
     learned_labels: torch.Tensor | None = None
+    #: the reference codes (R, K) of the query detector an adaptive attack knows (the Hamming detector's:
+    #: class centres or class target codes; :mod:`hashguard.detectors.reference`); None: the attack derives
+    #: class centre codes from ``train_codes``
+    reference_codes: torch.Tensor | None = None
 
     def require(self, what: str, attack: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(codes, labels) of ``what`` ("train", "database" or "learned"); a clear error when they are missing."""
@@ -77,6 +81,7 @@ class AttackContext:
             self.train_images,  # left where it is: batches are moved to the device as they are used
             move(self.learned_codes),
             move(self.learned_labels),
+            move(self.reference_codes),
         )
 
 

@@ -1,6 +1,6 @@
 """Hashing objectives, one file each, behind a registry."""
 
-from hashguard.methods import csq, dph, dpn, dpsh, hashnet, hswd, orthohash  # noqa: F401  (register)
+from hashguard.methods import csq, dph, dpn, dpsh, hashnet, hashvfl, hswd, orthohash  # noqa: F401  (register)
 
 # isort: split
 # methods whose training is not a per-batch loss, listed after the per-batch losses

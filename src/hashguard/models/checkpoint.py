@@ -167,7 +167,7 @@ def _refuse_other_architecture(directory: Path, described: dict[str, Any], state
             )
     norm = described.get("hash_norm", "none")
     has_norm = any(key.startswith(HEAD_NORM_PREFIX) for key in state)
-    if norm in ("none", "batchnorm") and has_norm != (norm == "batchnorm"):
+    if norm in ("none", "batchnorm", "bn-sign") and has_norm != (norm in ("batchnorm", "bn-sign")):
         held = "a batch-norm hash head" if has_norm else "no batch-norm hash head"
         raise CheckpointError(
             f"{config}: model.json says hash_norm {norm} but the weights in {WEIGHTS_FILE} hold {held}"

@@ -1,7 +1,9 @@
 """The hash model: normalisation buffers, a backbone and the relaxed sign head tanh(alpha * z).
 
 ``HashModel.forward(x, alpha=1.0)`` takes images in [0, 1] (normalisation happens inside the model) and
-returns relaxed codes in (-1, 1). ``encode(x)`` returns +-1 int8 codes with sign(0) resolved to +1, so a code
+returns relaxed codes in (-1, 1). With the ``bn-sign`` head (``ModelSpec(hash_norm="bn-sign")``) it returns
+sign(BN(z)) in {-1, +1} instead, with a straight-through gradient (:func:`straight_through_sign`; Qiu et al.,
+"HashVFL", IEEE TIFS 2024). ``encode(x)`` returns +-1 int8 codes with sign(0) resolved to +1, so a code
 never holds a zero. The model has no hidden state: a continuation scale (HashNet) is passed as ``alpha``.
 """
 
@@ -18,7 +20,11 @@ from hashguard.models.backbones import BACKBONES, build_backbone, wants_rgb_imag
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-HASH_NORMS = ("none", "batchnorm")
+#: code heads: ``none`` tanh(alpha z); ``batchnorm`` tanh(alpha BN(z)); ``bn-sign`` sign(BN(z)) with a
+#: straight-through gradient (HashVFL: BatchNorm for bit balance, sign with the identity backward for learnability)
+HASH_NORMS = ("none", "batchnorm", "bn-sign")
+#: the heads that hold a BatchNorm1d on the code logits
+BATCHNORM_HEADS = ("batchnorm", "bn-sign")
 
 
 @dataclass
@@ -72,10 +78,35 @@ class ModelSpec:
         return spec
 
 
+class StraightThroughSign(torch.autograd.Function):
+    """sign with sign(0) = +1 forward, identity backward (see :func:`straight_through_sign`)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad
+
+
+def straight_through_sign(z: torch.Tensor) -> torch.Tensor:
+    """The straight-through sign of the ``bn-sign`` head (Qiu et al., "HashVFL", IEEE TIFS 2024, after
+    GreedyHash, Su et al., NeurIPS 2018).
+
+    Forward: b = sign(z) with sign(0) = +1, so b is exactly +-1 (the same rule as :func:`sign_codes`).
+    Backward: the identity, dL/dz = dL/db for every component (no clipping at |z| > 1).
+    """
+    return StraightThroughSign.apply(z)
+
+
 class CodesFromLogits(nn.Module):
     """What every model of hash codes derives from its pre-activations z(x) (``logits``, on ``device``):
-    relaxed codes tanh(alpha * z) and int8 sign codes. Shared by :class:`HashModel` and models built on one
-    (NMLayer's merged model)."""
+    relaxed codes tanh(alpha * z) (or, with :attr:`straight_through`, sign(z) with the identity gradient) and
+    int8 sign codes. Shared by :class:`HashModel` and models built on one (NMLayer's merged model)."""
+
+    #: True for the ``bn-sign`` head: forward gives straight-through sign codes and ignores alpha
+    straight_through: bool = False
 
     @property
     def device(self) -> torch.device:
@@ -85,7 +116,10 @@ class CodesFromLogits(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        """Relaxed codes tanh(alpha * z(x)) in (-1, 1)."""
+        """Relaxed codes tanh(alpha * z(x)) in (-1, 1); for the ``bn-sign`` head the straight-through sign codes
+        (:func:`straight_through_sign`), exactly +-1, whatever ``alpha``."""
+        if self.straight_through:
+            return straight_through_sign(self.logits(x))
         return torch.tanh(alpha * self.logits(x))
 
     @torch.no_grad()
@@ -110,7 +144,14 @@ class HashModel(CodesFromLogits):
         self.backbone = build_backbone(
             spec.backbone, spec.bits, spec.network_channels, spec.image_size, spec.pretrained
         )
-        self.hash_norm = nn.BatchNorm1d(spec.bits) if spec.hash_norm == "batchnorm" else nn.Identity()
+        if spec.hash_norm == "bn-sign":
+            # no affine map: its scale changes no sign and its shift is exactly what would unbalance the bits
+            self.hash_norm: nn.Module = nn.BatchNorm1d(spec.bits, affine=False)
+        elif spec.hash_norm == "batchnorm":
+            self.hash_norm = nn.BatchNorm1d(spec.bits)
+        else:
+            self.hash_norm = nn.Identity()
+        self.straight_through = spec.hash_norm == "bn-sign"
         self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1))
 

@@ -40,7 +40,7 @@ from hashguard.encoding import encode_dataset
 from hashguard.errors import ConfigError, DataError
 from hashguard.io_utils import atomic_write_json
 from hashguard.models.hash_model import HashModel
-from hashguard.pipeline import adsh_study
+from hashguard.pipeline import adsh_study, detection_stage
 from hashguard.pipeline.attack_stage import AttackedModel, attack_cost, attack_model, attack_settings, stage_name
 from hashguard.pipeline.checkpoint import OpenedCheckpoint, open_checkpoint
 from hashguard.pipeline.claims import study_claims
@@ -120,6 +120,9 @@ def build_plan(config: StudyConfig, splits: DatasetSplits, log: Callable[[str], 
         costs[f"defend {entry.name}"] = stage_cost(items, settings.epochs * (3 * settings.iterations + 6))
         costs[f"clean evaluation ({entry.name})"] = stage_cost(encode_items, 1)
         add_attacks(entry.name, config.defense_attacks(), config.defenses.sweep)
+    if config.detection.enabled and config.detection.adaptive:
+        for key in ["undefended", *(entry.name for entry in config.defenses.run)]:
+            costs[stage_name(key, detection_stage.ADAPTIVE)] = detection_stage.adaptive_cost(config, queries)
     costs["report"] = 1.0
     return StagePlan(costs, log=log)
 
@@ -132,6 +135,7 @@ def _check_attacks(config: StudyConfig, model: HashModel) -> None:
     adsh_study.check_sources(config, adsh_study.study_is_adsh(config))
     if config.report.grid_queries > 0 and attack_spec(config.report.grid_attack).targeted:
         raise ConfigError(f"report.grid_attack must be a non-targeted attack, not {config.report.grid_attack!r}")
+    detection_stage.check_detection(config)
 
 
 def _check_data(config: StudyConfig, images: bool = False) -> DatasetSplits:
@@ -364,11 +368,22 @@ def run_study(
         )
         grid_info = {"file": "grid/retrieval_grid.npz", "model": "undefended", "attack": config.report.grid_attack}
 
+    attacked_models = [undefended]
     for entry in config.defenses.run:
         models[entry.name] = _defend_and_attack(
             config, entry, model_dir, _defense_base(identity, opened), splits, fit_set, target_labels,
-            targets_digest, out, device, method_name, plan, log,
+            targets_digest, out, device, method_name, plan, log, attacked_models,
         )
+    detection = None
+    if config.detection.enabled:  # query detection against every model's attacks (pipeline/detection_stage.py)
+        from hashguard.pipeline.detect import model_class_codes
+
+        class_codes = model_class_codes(opened, len(fit_set))
+        detection = detection_stage.detection_card(config, {
+            t.key: {"label": models[t.key]["label"], **detection_stage.detect_model(
+                config, t, models[t.key], class_codes, topk, plan, log)}
+            for t in attacked_models
+        })
 
     budgets = resolved_budgets(config)
     threat_eps = _threat_eps(config, budgets)
@@ -400,7 +415,8 @@ def run_study(
         "stages": plan.timings,
     }
     adsh = adsh_study.protocol_record(meta)
-    card.update({k: v for k, v in (("adsh", adsh), ("mainstay_codes", mainstay_codes)) if v is not None})
+    card.update({k: v for k, v in (("adsh", adsh), ("mainstay_codes", mainstay_codes), ("detection", detection))
+                 if v is not None})
     card["claims"] = study_claims(models, out)  # paired verdicts on the paper's claims (pipeline/claims.py)
     atomic_write_json(out / "results.json", card)
     if report:
@@ -447,8 +463,10 @@ def _defend_and_attack(
     method_name: str,
     plan: StagePlan,
     log: Callable[[str], None],
+    attacked_models: list[AttackedModel] | None = None,
 ) -> dict[str, Any]:
-    """Adversarially train one defense from the study's model, evaluate it clean and attack it."""
+    """Adversarially train one defense from the study's model, evaluate it clean and attack it (the attacked
+    model is appended to ``attacked_models`` when given)."""
     from hashguard.defenses import defend
 
     settings, threat = defense_settings(config, entry)
@@ -479,6 +497,8 @@ def _defend_and_attack(
         target, config.defense_attacks(), config.attacks, target_labels, targets_digest, config.evaluation.topk,
         config.defenses.sweep, plan, log,
     )
+    if attacked_models is not None:
+        attacked_models.append(target)
     provenance = hardened_meta.get("defense") or {}
     return {
         "label": f"{method_name.upper()} + {entry.name.upper()}",

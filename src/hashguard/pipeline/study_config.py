@@ -217,6 +217,18 @@ class ReportConfig(StrictModel):
     grid_attack: str = "mainstay"
 
 
+class DetectionConfig(StrictModel):
+    """Query detection (opt-in): a registered detector scores the clean and the attacked queries of every model of
+    the study; ``adaptive`` also runs the detector-aware mainstay attack (``mainstay-adaptive``) against each
+    model, with the suite's mainstay budget and ``adaptive_params`` (docs/detection.md)."""
+
+    enabled: bool = False
+    detector: str = "hamming"
+    params: dict[str, Any] = Field(default_factory=dict)
+    adaptive: bool = True
+    adaptive_params: dict[str, Any] = Field(default_factory=dict)
+
+
 class StudyConfig(ExperimentConfig):
     """A whole robustness study: the experiment to train plus what to attack, defend and report."""
 
@@ -233,6 +245,7 @@ class StudyConfig(ExperimentConfig):
     attacks: AttackSuiteConfig = Field(default_factory=AttackSuiteConfig)
     defenses: DefensesConfig = Field(default_factory=DefensesConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
 
     def experiment(self, resolve: bool = True) -> ExperimentConfig:
         """The training part of the study (``resolve``: relative data / weight paths joined to their dirs)."""

@@ -50,7 +50,10 @@ def model_spec_for(config: ExperimentConfig, splits: DatasetSplits) -> ModelSpec
         pretrained=config.model.pretrained,
         hash_norm=config.model.hash_norm,
     )
-    fields.update(method_class(config.method.name).model_overrides())
+    overrides = dict(method_class(config.method.name).model_overrides())
+    if overrides.get("hash_norm") == "batchnorm" and fields["hash_norm"] == "bn-sign":
+        overrides.pop("hash_norm")  # the bn-sign head already has the BatchNorm such a method asks for
+    fields.update(overrides)
     spec = ModelSpec(**fields)
     spec.validate()
     return spec

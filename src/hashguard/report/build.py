@@ -31,6 +31,7 @@ from hashguard.report.claims_view import (
     claims_headline,
     protocol_blocks,
 )
+from hashguard.report.detection_view import detection_paragraphs, detection_table, roc_figure
 from hashguard.report.document import (
     Code,
     Document,
@@ -59,6 +60,7 @@ SECTIONS = {
     "precision-at-n": "Precision@N",
     "eps-sweep": "ε sweep",
     "retrieval": "Retrieval examples",
+    "detection": "Query detection",
     "attack-details": "Attack details",
     "timings": "Stage timings",
     "provenance": "Reproducibility",
@@ -577,6 +579,15 @@ def build_document(card: Mapping[str, Any], run_dir: Path, with_figures: bool = 
         )
         if fig is not None:
             doc.add(_heading("retrieval"), fig)
+
+    table = detection_table(card)
+    if table is not None:  # query detection (opt-in study section; report/detection_view.py)
+        doc.add(_heading("detection"), *detection_paragraphs(card), table)
+        fig = figure("detection-roc.png", lambda: roc_figure(card), "ROC curves of the query detector",
+                     "ROC of the detector per model: attacked queries (positives) against the same queries clean; "
+                     "dashed: the detector-aware attack; AUROC in brackets.")
+        if fig is not None:
+            doc.add(fig)
 
     details = [(m, detail_table(m)) for m in models]
     details = [(m, t) for m, t in details if t is not None]

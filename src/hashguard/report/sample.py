@@ -111,7 +111,8 @@ def sample_card() -> dict[str, Any]:
         # as the study writes them from the registries (hashguard.plugins.display_names)
         "names": {
             "attacks": [
-                ["mainstay", "Mainstay"], ["mainstay-targeted", "Mainstay (targeted)"], ["hag", "HAG"],
+                ["mainstay", "Mainstay"], ["mainstay-targeted", "Mainstay (targeted)"],
+                ["mainstay-adaptive", "Mainstay (detector-aware)"], ["hag", "HAG"],
                 ["sdha", "SDHA"], ["sdha-targeted", "SDHA (targeted)"], ["dhta", "DHTA"], ["p2p", "P2P"],
                 ["tha", "THA"], ["prosgan", "ProS-GAN"],
             ],
@@ -154,6 +155,7 @@ def sample_card() -> dict[str, Any]:
             ],
         },
     }
+    card["detection"] = sample_detection()
     card["threat_model"]["attacks"] = {
         name: {"eps": 0.1255, "eps_label": "32/255", "iterations": 20, "optimizer": optimizer, "step": step,
                "targeted": name in ("mainstay-targeted", "dhta")}
@@ -161,6 +163,31 @@ def sample_card() -> dict[str, Any]:
                                       ("mainstay-targeted", "pgd", 1 / 255), ("dhta", "bim", 1 / 255))
     }
     return card
+
+
+def _detection_record(auroc: float, tpr: float, adv_map: float, let_map: float | None, let: float,
+                      adaptive: bool = False, targeted: bool = False) -> dict[str, Any]:
+    return {"auroc": auroc, "tpr": tpr, "fpr": 0.04, "threshold": 6.0, "target_fpr": 0.05, "adversarial_map": adv_map,
+            "let_through_map": let_map, "let_through": let, "adaptive": adaptive, "targeted": targeted,
+            "num_clean": 200, "num_adversarial": 200,
+            "roc": {"fpr": [0.0, 0.04, 0.3, 1.0], "tpr": [0.0, tpr, min(1.0, tpr + 0.3), 1.0],
+                    "threshold": [None, 6.0, 3.0, None]}}
+
+
+def sample_detection() -> dict[str, Any]:
+    """A detection record shaped like the study's (``hashguard.pipeline.detection_stage``)."""
+    return {
+        "detector": "hamming", "params": {"reference": "auto", "fpr": 0.05}, "fpr": 0.05, "stops_at_tpr": 0.5,
+        "adaptive": "mainstay-adaptive",
+        "models": {
+            "undefended": {"label": "CSQ (undefended)", "reference_codes": 10, "verdict": "non-adaptive only",
+                           "attacks": {"mainstay": _detection_record(0.9412, 0.81, 0.1034, 0.4420, 0.19),
+                                       "mainstay-adaptive": _detection_record(0.6120, 0.12, 0.1710, 0.1534, 0.88,
+                                                                              adaptive=True)}},
+            "saat": {"label": "CSQ + SAAT", "reference_codes": 10, "verdict": "none",
+                     "attacks": {"mainstay": _detection_record(0.7020, 0.22, 0.6077, 0.6312, 0.78)}},
+        },
+    }
 
 
 def _comparison(a: str, b: str, mean_a: float, mean_b: float, low: float, high: float, side: str,
