@@ -21,6 +21,11 @@ training loop with :class:`NMLayerStep`:
   W and b; a BatchNorm code head is folded and followed by a ``bits``-wide BatchNorm whose eval map is the identity,
   started at the merged logits' statistics) and the ``bits``-bit model is written.
 
+With P the stage's merging matrix (P[g, i] = 1/|g| for neuron i in group g), the loss of a batch is the base
+method's loss on the merged relaxed codes:
+
+    L = L_base(tanh(alpha * P z(x)), y),    z(x) in R^(K_in) the hash layer's pre-activations
+
 The paper's importance measure, edge-update rule, phase lengths and stage sizes were not available to us; what
 was chosen in their place is listed in docs/methods.md. As a loss (``method(u, labels, index)``, what the
 adversarial defenses call on the compressed model) the method is the base loss at ``bits`` bits.
