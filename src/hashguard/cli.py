@@ -17,7 +17,7 @@ from hashguard.errors import HashguardError
 
 #: subcommand modules under ``hashguard.commands``; each defines ``register(subparsers)``.
 COMMAND_MODULES = (
-    "datasets", "train", "encode", "evaluate", "search", "attack", "defend", "study", "report", "list"
+    "datasets", "train", "encode", "evaluate", "search", "attack", "defend", "lifelong", "study", "report", "list"
 )
 
 
