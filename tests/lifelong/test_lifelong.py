@@ -131,6 +131,19 @@ def test_batch_objective_by_hand() -> None:
     assert float(linear["balance"]) == pytest.approx(0.75)
 
 
+def test_session_sampler_draws_omega_from_old_and_new_items_reproducibly() -> None:
+    from hashguard.lifelong.step import SessionSampler
+
+    both, only_new = SessionSampler(10, 30, 8, 2, seed=3), SessionSampler(10, 0, 8, 2, seed=3)
+    drawn = torch.cat([both.omega(e) for e in range(20)])
+    assert (drawn < 10).any() and (drawn >= 10).any() and int(drawn.max()) < 40  # new rows 0-9, old rows 10-39
+    assert all(int(only_new.omega(e).max()) < 10 and len(only_new.omega(e)) == 8 for e in range(5))
+    order = both.order(4)
+    assert len(order) == both.num_items() == 16 and sorted(order) == sorted(both.omega(4).tolist() * 2)
+    assert order == SessionSampler(10, 30, 8, 2, seed=3).order(4) and order != both.order(5)
+    assert len(SessionSampler(5, 0, 8, 1, seed=0).omega(0)) == 5  # m larger than the pool: every item
+
+
 def test_parse_classes() -> None:
     from hashguard.errors import ConfigError
 
@@ -225,6 +238,11 @@ def test_cli_session_and_evaluate_on_the_session_directory(sessions, tmp_path: P
     record = json.loads(capsys.readouterr().out)
     assert record["session"] == 2 and record["session_classes"][-1] == [6, 7] and record["new_items"] == 40
     assert record["evaluation"]["new"]["queries"] == 20 and record["evaluation"]["old"]["queries"] == 20
+    assert main(["attack", str(out), "--attack", "mainstay", "--queries", "4", "-k", "0", "--set", "iterations=1",
+                 "--set", "mainstay_from=database", "--out", str(tmp_path / "attack"), "--device", "cpu"]) == 0
+    attacked = json.loads((tmp_path / "attack" / "mainstay_result.json").read_text())
+    assert attacked["num_queries"] == 4 and attacked["params"]["mainstay_from"] == "database"
+    capsys.readouterr()
     metrics = evaluate_checkpoint(out, topk=None, progress=False, queries=30, warn=None)
     store = CodeStore.load(out)
     assert metrics["n_database"] == len(store) == 360 and "ADSH protocol" in metrics["database"]
@@ -268,3 +286,23 @@ def test_bad_inputs_are_one_line(sessions, splits, tmp_path: Path, capsys) -> No
                           "--device", "cpu"])  # fmt: skip
     assert "a csq model" in err and "ADSH checkpoint" in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "model.json").exists()
+    # old images needed (sample_from=all) but the store does not know where they are
+    unknown = tmp_path / "unknown"
+    shutil.copytree(root / "s0", unknown)
+    store = CodeStore.load(unknown)
+    store.source_rows = torch.full_like(store.source_rows, -1)
+    store.save(unknown)
+    err = _error(capsys, ["lifelong", "--from", str(unknown), "--classes", "8", "--out", str(tmp_path / "w"),
+                          "--device", "cpu"])  # fmt: skip
+    assert "sample_from=new" in err
+    # a stored code changed behind the store's back
+    tampered = tmp_path / "tampered"
+    shutil.copytree(root / "s0", tampered)
+    state = load_state_file(tampered / "code_store.safetensors")
+    state["codes"][0, 0] *= -1
+    from hashguard.models.checkpoint import save_state_file
+
+    save_state_file(tampered / "code_store.safetensors", state)
+    err = _error(capsys, ["lifelong", "--from", str(tampered), "--classes", "8", "--out", str(tmp_path / "v"),
+                          "--device", "cpu"])  # fmt: skip
+    assert "do not match the digest" in err
