@@ -280,6 +280,20 @@ def test_bad_inputs_are_one_line(sessions, splits, tmp_path: Path, capsys) -> No
     err = _error(capsys, ["lifelong", "--from", str(broken), "--classes", "8", "--out", str(tmp_path / "y"),
                           "--device", "cpu"])  # fmt: skip
     assert "code length mismatch" in err and "8 bits" in err
+    # a plain ADSH checkpoint (hashguard train, protocol adsh) on the first 64 training digits: every class seen
+    from hashguard.config import TrainConfig
+    from hashguard.data import SubsetDataset
+    from hashguard.training import train_model
+
+    pool = SubsetDataset(splits.train, np.arange(64))
+    adsh = build_method("adsh", 8, splits.num_classes, len(pool), seed=0, num_samples=32)
+    train_model(small_cnn_model(splits, 8, hash_norm="batchnorm"), adsh, pool,
+                TrainConfig(recipe="fast", epochs=1, batch_size=32, val_fraction=0.0, select="last", progress=False),
+                tmp_path / "adsh", log=None, describe={"data": {"source": "demo-mnist", "seed": 0}})
+    seen = sorted(set(np.asarray(pool.labels).argmax(1).tolist()))
+    err = _error(capsys, ["lifelong", "--from", str(tmp_path / "adsh"), "--classes", str(seen[0]), "--out",
+                          str(tmp_path / "u"), "--device", "cpu"])  # fmt: skip
+    assert f"classes [{seen[0]}] were already seen (the store holds classes {seen})" in err
     # a non-ADSH checkpoint
     csq = save_demo_checkpoint(tmp_path / "csq", small_cnn_model(splits, 8), build_method("csq", 8, 10, 64))
     err = _error(capsys, ["lifelong", "--from", str(csq), "--classes", "8", "--out", str(tmp_path / "z"),

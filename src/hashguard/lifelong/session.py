@@ -142,10 +142,11 @@ def open_base(path: str | Path, device: str = "auto", data: DataConfig | None = 
                               "with protocol adsh (its learned database codes) or from a previous session directory")
         codes, labels = load_database_codes(path)
         pool = opened.training_split()
-        if len(pool) != codes.shape[0] or not np.array_equal(np.asarray(pool.labels, np.float32), labels.numpy()):
-            raise CheckpointError(f"{path}: the stored database codes ({codes.shape[0]} items) do not belong to the "
-                                  f"training split of its data ({len(pool)} items)")
-        rows = pool.indices if isinstance(pool, SubsetDataset) else np.arange(len(pool))
+        n = codes.shape[0]  # V covers the pool, or its first items (a run on the first items of the split)
+        if n > len(pool) or not np.array_equal(np.asarray(pool.labels[:n], np.float32), labels.numpy()):
+            raise CheckpointError(f"{path}: the stored database codes ({n} items) do not belong to the training "
+                                  f"split of its data ({len(pool)} items)")
+        rows = pool.indices[:n] if isinstance(pool, SubsetDataset) else np.arange(n)
         store = CodeStore.initial(codes, labels, rows, data=meta.get("data"))
     if store.bits != opened.model.bits:
         raise CheckpointError(f"{path}: code length mismatch: the stored codes have {store.bits} bits, the query "
