@@ -68,7 +68,7 @@ def no_update(base: Path, classes: list[int], per_class: int, splits, old: list[
     import torch
 
     from hashguard.encoding import encode_dataset
-    from hashguard.lifelong.session import items_of_classes
+    from hashguard.lifelong.classes import items_of_classes
 
     opened = open_checkpoint(base, device="cpu", splits=splits)
     store = CodeStore.load(base)

@@ -17,6 +17,7 @@ import torch
 from hashguard.config import DataConfig
 from hashguard.encoding import encode_dataset
 from hashguard.lifelong import CodeStore, LifelongConfig, run_session, train_base
+from hashguard.lifelong.classes import parse_classes, queries_of
 from hashguard.lifelong.objective import (
     cosine_similarity,
     incremental_objective,
@@ -24,7 +25,6 @@ from hashguard.lifelong.objective import (
     target_similarity,
     update_new_codes,
 )
-from hashguard.lifelong.session import parse_classes, queries_of
 from hashguard.methods.adsh import adsh_similarity, similarity_balance
 from hashguard.models.checkpoint import load_state_file
 from hashguard.retrieval import mean_average_precision

@@ -11,6 +11,7 @@ et al., IEEE TIFS 2023).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from hashguard.commands.common import (
     add_batch_size_argument,
@@ -24,6 +25,9 @@ from hashguard.commands.common import (
     json_stdout,
     print_json,
 )
+
+if TYPE_CHECKING:
+    from hashguard.lifelong import LifelongConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def settings_of(args: argparse.Namespace):  # noqa: ANN201 - a LifelongConfig
+def settings_of(args: argparse.Namespace) -> LifelongConfig:
     """The session's settings: the preset, then --set, then the shortcut flags."""
     from hashguard.config import build_config, parse_override
     from hashguard.errors import ConfigError
@@ -82,7 +86,7 @@ def settings_of(args: argparse.Namespace):  # noqa: ANN201 - a LifelongConfig
 
 def classes_of(args: argparse.Namespace) -> list[int]:
     from hashguard.errors import ConfigError
-    from hashguard.lifelong.session import parse_classes, read_classes_file
+    from hashguard.lifelong.classes import parse_classes, read_classes_file
 
     if (args.classes is None) == (args.classes_file is None):
         raise ConfigError("name the session's classes with exactly one of --classes and --classes-file")

@@ -5,7 +5,9 @@ Wu et al., "Deep Incremental Hashing Network for Efficient Image Retrieval", CVP
 AAAI 2018). See docs/lifelong.md.
 """
 
+from hashguard.lifelong.classes import parse_classes
 from hashguard.lifelong.config import LifelongConfig
+from hashguard.lifelong.evaluate import evaluate_store
 from hashguard.lifelong.objective import (
     cosine_similarity,
     incremental_objective,
@@ -13,7 +15,7 @@ from hashguard.lifelong.objective import (
     target_similarity,
     update_new_codes,
 )
-from hashguard.lifelong.session import evaluate_store, open_base, parse_classes, run_session, train_base
+from hashguard.lifelong.session import open_base, run_session, train_base
 from hashguard.lifelong.store import CodeStore, codes_digest
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Lifelong hashing sessions end to end: the base model (session 0), incremental sessions, their evaluation.
+"""Lifelong hashing sessions end to end: the base model (session 0) and the incremental sessions.
 
 * :func:`train_base`: session 0, ADSH (Jiang and Li, AAAI 2018) trained from scratch on the training items of
   some classes of a data source, written as an ADSH checkpoint plus its code store;
@@ -6,8 +6,7 @@
   directory and the training items of new classes (Wu et al., CVPR 2019; Xu et al., IEEE TCSVT 2024): the old
   codes stay byte for byte, the new items' codes and the query network are learned
   (:class:`~hashguard.lifelong.step.IncrementalStep`);
-* :func:`evaluate_store`: mAP of the old-class and the new-class queries (clean, and optionally under the mainstay
-  attack of Yuan et al., IEEE TIFS 2023) against the whole store.
+* a finished session is evaluated by :func:`hashguard.lifelong.evaluate.evaluate_store` when asked.
 
 A session directory is an ADSH-protocol checkpoint (``model.json`` + weights + ``database_codes.safetensors``)
 plus the store (:mod:`hashguard.lifelong.store`).
@@ -26,10 +25,12 @@ import numpy as np
 import torch
 
 from hashguard.config import DataConfig, ExperimentConfig, MethodConfig, ModelConfig, TrainConfig
-from hashguard.data.base import DatasetSplits, HashingDataset, SubsetDataset
+from hashguard.data.base import DatasetSplits, SubsetDataset
 from hashguard.encoding import encode_dataset
 from hashguard.errors import CheckpointError, ConfigError, DataError
+from hashguard.lifelong.classes import check_classes, items_of_classes
 from hashguard.lifelong.config import LifelongConfig
+from hashguard.lifelong.evaluate import evaluate_store
 from hashguard.lifelong.store import STORE_META, CodeStore
 from hashguard.methods.adsh import DATABASE_CODES_FILE, load_database_codes
 from hashguard.models.checkpoint import WEIGHTS_FILE, save_model, save_state_file
@@ -38,71 +39,6 @@ from hashguard.pipeline.checkpoint import OpenedCheckpoint, open_checkpoint
 from hashguard.training.loop import LoopSettings, config_digest, fit
 
 Log = Callable[[str], None] | None
-
-
-def parse_classes(text: str) -> list[int]:
-    """``"7,8,9"``, ``"0-6"`` or a mix (``"0-2,5"``) as a sorted list of distinct class indices."""
-    classes: set[int] = set()
-    for part in str(text).replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                low, high = part.split("-", 1)
-                first, last = int(low), int(high)
-                if last < first:
-                    raise ValueError
-                classes.update(range(first, last + 1))
-            else:
-                classes.add(int(part))
-        except ValueError:
-            raise ConfigError(f"classes: {part!r} is not a class index or a range such as 0-6") from None
-    if not classes:
-        raise ConfigError("classes: name at least one class, e.g. 7,8,9 or 0-6")
-    if min(classes) < 0:
-        raise ConfigError(f"classes: indices are non-negative, got {min(classes)}")
-    return sorted(classes)
-
-
-def read_classes_file(path: str | Path) -> list[int]:
-    """Class indices from a file: one index or range per line, or comma-separated; ``#`` starts a comment."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: classes file not found")
-    lines = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    return parse_classes(",".join(line for line in lines if line))
-
-
-def check_classes(classes: list[int], num_classes: int, seen: list[int]) -> None:
-    """One line when a class is out of range or already arrived."""
-    outside = [c for c in classes if c >= num_classes]
-    if outside:
-        raise ConfigError(
-            f"classes {outside} are out of range: the data has {num_classes} classes (0-{num_classes - 1})"
-        )
-    again = [c for c in classes if c in seen]
-    if again:
-        raise ConfigError(f"classes {again} were already seen (the store holds classes {seen}); a session brings "
-                          "new classes only")
-
-
-def items_of_classes(labels: np.ndarray, classes: list[int], exclude: np.ndarray | None = None,
-                     limit: int | None = None) -> np.ndarray:
-    """Rows carrying at least one of ``classes`` and not in ``exclude``, in order (the first ``limit``)."""
-    rows = np.flatnonzero(np.asarray(labels)[:, classes].sum(axis=1) > 0)
-    if exclude is not None and len(exclude):
-        rows = rows[~np.isin(rows, exclude)]
-    return rows if limit is None else rows[:limit]
-
-
-def queries_of(labels: np.ndarray, inside: list[int], carrying: list[int] | None = None) -> np.ndarray:
-    """Rows whose positive classes all lie in ``inside`` (and, with ``carrying``, include one of those)."""
-    labels = np.asarray(labels) > 0
-    outside = [c for c in range(labels.shape[1]) if c not in set(inside)]
-    rows = labels.any(axis=1) & ~labels[:, outside].any(axis=1)
-    if carrying is not None:
-        rows &= labels[:, carrying].any(axis=1)
-    return np.flatnonzero(rows)
 
 
 def file_digest(path: Path) -> str:
@@ -323,57 +259,3 @@ def train_base(
         store.save(out, extra=extras_of(record))
     record["finished"] = True
     return record
-
-
-def evaluate_store(
-    model: HashModel,
-    store: CodeStore,
-    queries: HashingDataset,
-    *,
-    topk: int | None = None,
-    limit: int | None = None,
-    attack: dict[str, Any] | None = None,
-    batch_size: int = 256,
-) -> dict[str, Any]:
-    """mAP@``topk`` of the old-class queries (every class from the sessions before the store's last) and of the
-    new-class queries (carrying a class of the last session) against the whole store; queries of classes not yet
-    seen are left out; ``limit`` keeps the first queries of each group. ``attack`` (parameters of the mainstay
-    attack, Yuan et al., IEEE TIFS 2023, with its mainstay codes computed from the store's codes) adds the
-    adversarial mAP of each group."""
-    seen = store.seen_classes()
-    last = store.session_classes[-1]
-    groups = {"new": queries_of(queries.labels, seen, last)}
-    if store.number > 0:
-        groups["old"] = queries_of(queries.labels, [c for c in seen if c not in set(last)])
-    db_codes, db_labels = store.codes.numpy(), store.labels.numpy()
-    result: dict[str, Any] = {"topk": topk, "database_items": len(store)}
-    for name, rows in sorted(groups.items()):
-        rows = rows if limit is None else rows[:limit]
-        entry: dict[str, Any] = {"queries": int(len(rows))}
-        if len(rows):
-            subset = queries.subset(rows)
-            entry.update(clean_and_attacked(model, subset, db_codes, db_labels, store, topk, attack, batch_size))
-        result[name] = entry
-    return result
-
-
-def clean_and_attacked(model: HashModel, queries: HashingDataset, db_codes: np.ndarray, db_labels: np.ndarray,
-                       store: CodeStore, topk: int | None, attack: dict[str, Any] | None,
-                       batch_size: int) -> dict[str, Any]:
-    from hashguard.retrieval import mean_average_precision
-
-    codes, labels = encode_dataset(model, queries, batch_size)
-    entry: dict[str, Any] = {"map": float(mean_average_precision(codes, db_codes, labels, db_labels, topk))}
-    if attack is not None:
-        from hashguard.attacks import AttackContext
-        from hashguard.attacks.evaluate import evaluate_attack
-        from hashguard.attacks.registry import build_attack
-
-        device = model.device
-        context = AttackContext(learned_codes=store.codes.float().to(device),
-                                learned_labels=store.labels.float().to(device))
-        attacker = build_attack("mainstay", model, context=context, **{"mainstay_from": "database", **attack})
-        run = evaluate_attack(attacker, queries, db_codes, db_labels, batch_size=min(batch_size, 128), topk=topk,
-                              progress=False)
-        entry["adv_map"] = float(run.result.adv_map)
-    return entry
