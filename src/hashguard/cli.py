@@ -17,8 +17,8 @@ from hashguard.errors import HashguardError
 
 #: subcommand modules under ``hashguard.commands``; each defines ``register(subparsers)``.
 COMMAND_MODULES = (
-    "datasets", "train", "encode", "evaluate", "search", "attack", "defend", "detect", "study", "report", "list",
-    "fingerprint",
+    "datasets", "train", "encode", "evaluate", "search", "attack", "defend", "detect", "lifelong", "study", "report",
+    "list", "fingerprint",
 )
 
 

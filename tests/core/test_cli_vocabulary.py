@@ -19,15 +19,15 @@ from hashguard.retrieval import save_codes
 ROOT = Path(__file__).resolve().parents[2]
 
 #: commands that run a model (and so take --device)
-MODEL_COMMANDS = ("train", "encode", "evaluate", "attack", "defend", "detect", "study")
+MODEL_COMMANDS = ("train", "encode", "evaluate", "attack", "defend", "detect", "lifelong", "study")
 #: commands that print results (and so take --json)
-JSON_COMMANDS = ("evaluate", "attack", "detect", "search query", "list", "datasets check", "fingerprint")
+JSON_COMMANDS = ("evaluate", "attack", "detect", "lifelong", "search query", "list", "datasets check", "fingerprint")
 #: commands with settings to override (and so take --set)
-SET_COMMANDS = ("train", "attack", "defend", "detect", "study")
+SET_COMMANDS = ("train", "attack", "defend", "detect", "lifelong", "study")
 #: commands that attack or evaluate queries (and so take --queries, alias --limit)
-QUERY_COMMANDS = ("evaluate", "attack", "search query", "study")
+QUERY_COMMANDS = ("evaluate", "attack", "lifelong", "search query", "study")
 #: commands with a cut-off (-k/--topk)
-TOPK_COMMANDS = ("evaluate", "attack", "search query", "study")
+TOPK_COMMANDS = ("evaluate", "attack", "lifelong", "search query", "study")
 
 
 def _subparsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
@@ -53,7 +53,7 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 def test_every_command_is_walked():
     assert set(COMMANDS) >= {
         "datasets", "datasets check", "datasets sources", "train", "encode", "evaluate", "search", "search build",
-        "search query", "attack", "defend", "detect", "study", "report", "list", "fingerprint",
+        "search query", "attack", "defend", "detect", "lifelong", "study", "report", "list", "fingerprint",
     }
 
 
