@@ -320,3 +320,40 @@ def test_bad_inputs_are_one_line(sessions, splits, tmp_path: Path, capsys) -> No
     err = _error(capsys, ["lifelong", "--from", str(tampered), "--classes", "8", "--out", str(tmp_path / "v"),
                           "--device", "cpu"])  # fmt: skip
     assert "do not match the digest" in err
+
+
+def test_config_file_gives_the_settings_of_set_and_ships_valid_sessions(tmp_path: Path, capsys) -> None:
+    import argparse
+
+    from hashguard.cli import build_parser
+    from hashguard.commands.lifelong import classes_of, config_file, settings_of
+
+    parser = build_parser()
+    path = tmp_path / "session.yaml"
+    path.write_text("classes: 7-9\nsettings: {preset: demo, epochs: 2, saat: true}\n", encoding="utf-8")
+    from_file = parser.parse_args(["lifelong", "--config", str(path), "--out", str(tmp_path / "o")])
+    from_flags = parser.parse_args(["lifelong", "--classes", "7,8,9", "--preset", "demo", "--set", "epochs=2",
+                                    "--saat", "--out", str(tmp_path / "o")])
+    assert settings_of(from_file) == settings_of(from_flags) and classes_of(from_file) == [7, 8, 9]
+    overridden = parser.parse_args(["lifelong", "--config", str(path), "--set", "epochs=5", "--classes", "6",
+                                    "--out", str(tmp_path / "o")])
+    assert settings_of(overridden).epochs == 5 and classes_of(overridden) == [6]  # the command line wins
+    root = Path(__file__).resolve().parents[2] / "configs" / "lifelong"
+    shipped = sorted(root.glob("*.yaml"))
+    assert len(shipped) >= 2
+    for config in shipped:
+        args = argparse.Namespace(config=str(config), overrides=[], preset=None, saat=False, batch_size=None,
+                                  classes=None, classes_file=None)
+        settings_of(args)
+        assert classes_of(args) and set(config_file(args)) <= {"settings", "classes", "data"}
+
+
+def test_a_bad_config_file_is_one_line(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("classes: 7-9\nsessions: 2\n", encoding="utf-8")
+    assert "unknown key(s) sessions" in _error(capsys, ["lifelong", "--config", str(bad), "--out", str(tmp_path / "o")])
+    bad.write_text("settings: {epochs: -1}\nclasses: 7\n", encoding="utf-8")
+    assert "epochs" in _error(capsys, ["lifelong", "--config", str(bad), "--out", str(tmp_path / "o")])
+    assert "cannot read" in _error(capsys, ["lifelong", "--config", str(tmp_path / "missing.yaml"), "--classes", "7",
+                                            "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()

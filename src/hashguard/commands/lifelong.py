@@ -11,6 +11,7 @@ et al., IEEE TIFS 2023).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hashguard.commands.common import (
@@ -49,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--classes-file", metavar="FILE",
                         help="the session's classes from a file (one index or range per line, or comma-separated)")
     parser.add_argument("--out", required=True, metavar="DIR", help="the session directory to write")
+    parser.add_argument("--config", metavar="FILE",
+                        help="YAML file of session settings (the keys of --set, and optionally classes and data); "
+                             "e.g. configs/lifelong/demo-session.yaml; --set and the flags override it")
     parser.add_argument("--preset", choices=("paper", "demo"), default=None,
                         help="recipe to start from: paper (DIHN: gamma 200, mu 50, m 2000, Adam 1e-4; default) or demo")
     add_set_argument(parser, "override a setting (repeatable), e.g. --set epochs=4 --set sample_from=new")
@@ -69,7 +73,7 @@ def settings_of(args: argparse.Namespace) -> LifelongConfig:
     from hashguard.errors import ConfigError
     from hashguard.lifelong import LifelongConfig
 
-    values: dict = {}
+    values: dict = dict(config_file(args).get("settings") or {})
     for text in args.overrides:
         keys, value = parse_override(text)
         if len(keys) != 1:
@@ -84,17 +88,47 @@ def settings_of(args: argparse.Namespace) -> LifelongConfig:
     return build_config(LifelongConfig, values, "lifelong settings")
 
 
+def config_file(args: argparse.Namespace) -> dict:
+    """The ``--config`` file: a mapping with optional ``settings`` (lifelong settings), ``classes`` (as for
+    --classes) and ``data`` (a data section as in the training configurations); {} without the option."""
+    from hashguard.errors import ConfigError
+
+    path = getattr(args, "config", None)
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        payload = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the lifelong configuration ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(payload, dict):
+        raise ConfigError(f"{path}: a lifelong configuration is a mapping with settings, classes and data")
+    unknown = sorted(set(payload) - {"settings", "classes", "data"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; a lifelong configuration has settings, "
+                          "classes and data")
+    if not isinstance(payload.get("settings") or {}, dict):
+        raise ConfigError(f"{path}: settings must be a mapping of lifelong settings")
+    return payload
+
+
 def classes_of(args: argparse.Namespace) -> list[int]:
     from hashguard.errors import ConfigError
     from hashguard.lifelong.classes import parse_classes, read_classes_file
 
+    from_file = config_file(args).get("classes")
+    if args.classes is None and args.classes_file is None and from_file is not None:
+        return parse_classes(str(from_file))
     if (args.classes is None) == (args.classes_file is None):
         raise ConfigError("name the session's classes with exactly one of --classes and --classes-file")
     return parse_classes(args.classes) if args.classes is not None else read_classes_file(args.classes_file)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hashguard.config import DataConfig
+    from hashguard.config import DataConfig, build_config
     from hashguard.lifelong import run_session, train_base
 
     config = settings_of(args)
@@ -102,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     evaluation = {"topk": None if args.topk == 0 else args.topk, "limit": args.queries}
     with json_stdout(args.json) as stdout:
         if args.base is None:
-            data = data_config_from_args(args) or DataConfig()
+            from_file = config_file(args).get("data") or {}
+            data = data_config_from_args(args) or build_config(DataConfig, from_file, "lifelong data")
             record = train_base(data, classes, args.out, config, device=args.device, resume=args.resume,
                                 evaluation=evaluation)
         else:
