@@ -339,11 +339,8 @@ class ADSHStep(CleanStep):
     def finish(self, history: list[dict[str, Any]]) -> None:
         """Write ``model.json`` + the network's weights + ``database_codes.safetensors`` (V and the pool's
         labels); ``model.json`` records the protocol under ``"adsh"``."""
-        out, config = self.plan.out_dir, self.config
-        training = {
-            "config": config.model_dump(), "seed": self.seed, "epochs": config.epochs, "selected": "last",
-            "best_epoch": None, "best_val_map": None, "history": history,
-        }
+        out = self.plan.out_dir
+        training = self.training_record(history)
         if self.plan.is_main:
             save_state_file(
                 out / DATABASE_CODES_FILE,

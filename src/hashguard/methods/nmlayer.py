@@ -257,11 +257,8 @@ class NMLayerStep(CleanStep):
         self.model.backbone.hash_layer = folded.backbone.hash_layer
         self.model.hash_norm = folded.hash_norm
         self.model.spec = folded.spec
-        out, config = self.plan.out_dir, self.config
-        training = {
-            "config": config.model_dump(), "seed": self.seed, "epochs": config.epochs, "selected": "last",
-            "best_epoch": None, "best_val_map": None, "history": history,
-        }
+        out = self.plan.out_dir
+        training = self.training_record(history)
         compression = {
             "start_bits": self.nm.start_bits, "bits": self.nm.bits, "stage_starts": self.stage_starts,
             "stages": self.stages_done, "groups": self.partition.groups(),

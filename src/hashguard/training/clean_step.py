@@ -90,6 +90,16 @@ class CleanStep(TrainingStep):
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         self.best_epoch, self.best_score = meta.get("best_epoch"), meta.get("best_score")
 
+    def training_record(
+        self, history: list[dict[str, Any]], selected: str = "last", best_epoch: int | None = None,
+        best_score: float | None = None,
+    ) -> dict[str, Any]:
+        """The ``training`` record of ``model.json``: the recipe, the seed, which weights were kept, the history."""
+        return {
+            "config": self.config.model_dump(), "seed": self.seed, "epochs": self.config.epochs,
+            "selected": selected, "best_epoch": best_epoch, "best_val_map": best_score, "history": history,
+        }
+
     def finish(self, history: list[dict[str, Any]]) -> None:
         """Write ``model.json`` + weights (the last or the best epoch's) and leave them in the model."""
         out, config = self.plan.out_dir, self.config
@@ -98,10 +108,7 @@ class CleanStep(TrainingStep):
         if config.select == "best" and self.best_epoch is not None and (out / BEST_WEIGHTS).is_file():
             final_state = load_state_file(out / BEST_WEIGHTS)
             selected = f"best (epoch {self.best_epoch}, validation mAP {self.best_score:.4f})"
-        training = {
-            "config": config.model_dump(), "seed": self.seed, "epochs": config.epochs, "selected": selected,
-            "best_epoch": self.best_epoch, "best_val_map": self.best_score, "history": history,
-        }
+        training = self.training_record(history, selected, self.best_epoch, self.best_score)
         if self.plan.is_main:
             save_model(
                 out, self.model, state=final_state,
