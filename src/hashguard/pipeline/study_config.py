@@ -218,9 +218,10 @@ class ReportConfig(StrictModel):
 
 
 class DetectionConfig(StrictModel):
-    """Query detection (off unless enabled; on in the CPU demo): a registered detector scores the clean and the attacked queries of every model of
-    the study; ``adaptive`` also runs the detector-aware mainstay attack (``mainstay-adaptive``) against each
-    model, with the suite's mainstay budget and ``adaptive_params`` (docs/detection.md)."""
+    """Query detection (off unless enabled; on in the CPU demo): a registered detector scores the clean and the
+    attacked queries of every model of the study; ``adaptive`` also runs the detector-aware mainstay attack
+    (``mainstay-adaptive``) against each model, with the suite's mainstay budget and ``adaptive_params``
+    (docs/detection.md)."""
 
     enabled: bool = False
     detector: str = "hamming"
