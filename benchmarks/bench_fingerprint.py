@@ -23,6 +23,7 @@ import torch
 
 import hashguard as hg
 from hashguard.models.fingerprint import functional_fingerprint, probe_batch, weights_fingerprint
+from table_text import load_text  # a sibling module of the benchmark scripts
 
 
 def best_seconds(work: Callable[[], object], repeats: int) -> float:
@@ -35,8 +36,6 @@ def best_seconds(work: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def load_text() -> str:
-    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main() -> None:

@@ -46,13 +46,11 @@ from hashguard.retrieval import mean_average_precision
 from hashguard.seeding import seed_everything
 from hashguard.testing import small_cnn_model
 from hashguard.training import train_model
+from table_text import load_text  # a sibling module of the benchmark scripts
 
 SELECTIONS = ("representative", "random")
 
 
-def load_text() -> str:
-    """'1-minute / 5-minute / 15-minute' load average of this machine."""
-    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def train_and_rank(args: argparse.Namespace, splits: Any, train: Any, query: Any, database: Any, seed: int) -> tuple[

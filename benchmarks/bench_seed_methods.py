@@ -61,6 +61,7 @@ from hashguard.models.nmlayer_compress import stage_schedule
 from hashguard.seeding import seed_everything
 from hashguard.testing import small_cnn_model
 from hashguard.training import train_model
+from table_text import load_text, number  # a sibling module of the benchmark scripts
 
 SOURCES = ("demo-mnist", "demo-mnist-multi")
 METHODS = ("adsh", "ddsh", "dpsh", "csq", "nmlayer", "activation")
@@ -68,9 +69,6 @@ METHODS = ("adsh", "ddsh", "dpsh", "csq", "nmlayer", "activation")
 RECIPE: dict[str, Any] = {"hash_norm": "batchnorm", "lr": 5e-4, "batch_size": 32}
 
 
-def load_text() -> str:
-    """'1-minute / 5-minute / 15-minute' load average of this machine."""
-    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def method_params(name: str, items: int) -> dict[str, Any]:
@@ -181,8 +179,6 @@ def run_seed(args: argparse.Namespace, source: str, splits: Any, seed: int, eps:
     return rows
 
 
-def number(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def print_table(rows: list[dict]) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -52,15 +51,13 @@ from hashguard.pseudo_labels import PseudoLabelSpec, pseudo_label_spec_of
 from hashguard.seeding import seed_everything
 from hashguard.testing import small_cnn_model
 from hashguard.training import train_model
+from table_text import load_text, number  # a sibling module of the benchmark scripts
 
 SOURCES = ("demo-mnist", "demo-mnist-multi")
 METHODS: dict[str, dict[str, Any]] = {"bthash": {}, "dpsh": {"pairs": "batch"}}
 RECIPE: dict[str, Any] = {"hash_norm": "batchnorm", "lr": 5e-4, "batch_size": 32}
 
 
-def load_text() -> str:
-    """'1-minute / 5-minute / 15-minute' load average of this machine."""
-    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def train_checkpoint(
@@ -124,8 +121,6 @@ def run_seed(args: argparse.Namespace, source: str, splits: Any, seed: int, eps:
     return rows
 
 
-def number(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def print_table(rows: list[dict]) -> None:
