@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        return int(_run_in_world(args) or 0)
     except HashguardError as exc:
         print(f"hashguard: error: {exc}", file=sys.stderr)
         return 2
@@ -66,6 +66,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "rerun the same command" if args.command == "study" else "rerun with --resume"
         print(f"hashguard: interrupted; finished checkpoints and stages are kept, {hint}", file=sys.stderr)
         return 130
+
+
+def _run_in_world(args: argparse.Namespace) -> int:
+    """Run the command's handler; under ``torchrun`` (``WORLD_SIZE`` > 1) inside the process group, with the
+    standard output of every rank but 0 silenced (errors still reach stderr)."""
+    from hashguard.distributed import world as worlds
+
+    current = worlds.start()
+    if not current.distributed:
+        return args.handler(args)
+    import contextlib
+    import os
+
+    try:
+        with open(os.devnull, "w") as sink, contextlib.ExitStack() as stack:
+            if not current.is_main:
+                stack.enter_context(contextlib.redirect_stdout(sink))
+            return args.handler(args)
+    finally:
+        worlds.stop()
 
 
 def one_line_usage_errors(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,14 @@ from hashguard.errors import ConfigError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """Turn ``auto`` / ``cpu`` / ``cuda`` / ``cuda:1`` / ``mps`` into a usable ``torch.device``."""
+    """Turn ``auto`` / ``cpu`` / ``cuda`` / ``cuda:1`` / ``mps`` into a usable ``torch.device``.
+
+    In a ``torchrun`` job with NCCL, ``auto`` and ``cuda`` mean the rank's own GPU, ``cuda:LOCAL_RANK``."""
+    from hashguard.distributed.world import current_world, default_device
+
+    own = default_device(current_world())
+    if own is not None and name in ("auto", "cuda"):
+        return torch.device(own)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -265,6 +265,7 @@ class ADSHStep(CleanStep):
     """
 
     name = "adsh"
+    data_parallel = False  # its own per-batch work does not gather the global batch (one process only)
 
     def __init__(
         self,

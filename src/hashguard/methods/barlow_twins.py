@@ -145,6 +145,7 @@ class BTHashStep(CleanStep):
     """
 
     name = "bthash"
+    data_parallel = False  # its own per-batch work does not gather the global batch (one process only)
 
     def __init__(
         self,

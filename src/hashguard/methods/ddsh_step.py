@@ -31,6 +31,7 @@ class DDSHStep(CleanStep):
     """A DDSH outer iteration every ``inner_epochs`` epochs, network steps on the method's loss in between."""
 
     name = "ddsh"
+    data_parallel = False  # its own per-batch work does not gather the global batch (one process only)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

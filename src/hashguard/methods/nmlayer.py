@@ -142,6 +142,7 @@ class NMLayerStep(CleanStep):
     """
 
     name = "nmlayer"
+    data_parallel = False  # its own per-batch work does not gather the global batch (one process only)
 
     def __init__(
         self,

@@ -81,6 +81,7 @@ def run_training(
     """Train the experiment ``config`` into ``out_dir`` (resumable)."""
     import yaml
 
+    from hashguard.distributed.world import current_world
     from hashguard.seeding import seed_everything
 
     seed_everything(config.seed)
@@ -105,10 +106,10 @@ def run_training(
     stored = out / CONFIG_FILE
     if existing is not None and stored.is_file():
         check_same_run(stored, config)
-    else:
+    elif current_world().is_main:  # in a torchrun job rank 0 writes
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(stored, yaml.safe_dump(config.model_dump(), sort_keys=False))
-    if labeling is not None:  # the labels trained on, for the stages that read the training split later
+    if labeling is not None and current_world().is_main:  # the labels trained on, for later stages
         from hashguard.labeling.store import save_pool_labels
 
         save_pool_labels(out, labeling.labels, labeling.selected)

@@ -37,6 +37,7 @@ class CleanStep(TrainingStep):
     """One step of a hashing method's loss on a clean batch; best-epoch validation at the end of an epoch."""
 
     name = "training"
+    data_parallel = True
 
     def __init__(
         self,
@@ -67,7 +68,8 @@ class CleanStep(TrainingStep):
     def __call__(self, batch: Any, step_index: int) -> StepOutput:
         images, labels, index = (t.to(self.model.device) for t in batch)
         u = self.model(images, alpha=self.method.alpha(step_index))
-        return StepOutput(self.method(u, labels, index), size=images.shape[0])
+        u, labels, index = (self.plan.gather(t) for t in (u, labels, index))  # the global batch (one process: as is)
+        return StepOutput(self.method(u, labels, index), size=u.shape[0])
 
     def end_epoch(self, epoch: int, record: dict[str, Any]) -> dict[str, Any]:
         finished = epoch + 1

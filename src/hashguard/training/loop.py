@@ -45,10 +45,22 @@ step a generator seeded with ``derived_seed(seed, e, 2)`` and draws its order fr
 modules and the step's own state in the checkpoint, a run interrupted after any finished epoch and resumed
 ends with the same weights as an uninterrupted run on the same machine.
 
-More than one process: the order of the items of an epoch comes from a :class:`Sampler` and the epoch sums
-(loss, parts, item count) go through a :class:`Reducer` before they become means; a ``torch.distributed``
-run passes a sampler that gives each process its shard and a reducer that all-reduces the sums and says
-which process writes files, and keeps the loop.
+More than one process (``world``, a :class:`~hashguard.distributed.world.World` of ``torchrun``): data
+parallelism with the arithmetic of ``DistributedDataParallel``. Every rank draws the same global order and cuts
+the same global batches; rank ``r`` loads the ``r``-th contiguous share of each batch
+(:func:`~hashguard.distributed.sharding.shard_bounds`), so ``batch_size`` is the global batch and must be at
+least the world size. The step runs its model on its share and calls ``plan.gather`` on the outputs, labels
+and indices (:func:`~hashguard.distributed.collectives.gather_live`): the global batch in one-process order,
+with this rank's rows still carrying gradients. Its loss is then the one-process loss of the global batch,
+computed identically on every rank (memory banks and code banks see the whole batch, so they stay identical
+on every rank). After ``backward`` the gradients of ``step.sharded_parameters()`` (the parameters upstream of
+the gather: the network) are summed over ranks and the others averaged, in one all-reduce each, so every rank
+takes the one-process optimiser step. Batch norm layers of the sharded modules are synchronised
+(:mod:`hashguard.distributed.batch_norm`); every rank starts from rank 0's weights. Only rank 0 writes
+checkpoints, ``history.json`` and the log, and a checkpoint written by any world size resumes under any other.
+Dropout masks are drawn per rank (the global seed of the epoch is the same everywhere), so a model with
+dropout is equal in distribution, not bit for bit, to its one-process run. A step declares that it follows
+this contract with ``data_parallel = True``; the loop refuses more than one process for any other step.
 """
 
 from __future__ import annotations
@@ -60,6 +72,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -67,6 +80,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from hashguard.distributed.batch_norm import synchronise_batch_norm
+from hashguard.distributed.collectives import barrier, broadcast_module, gather_live, reduce_gradients, sum_floats
+from hashguard.distributed.sharding import shard_bounds
+from hashguard.distributed.world import World, current_world
 from hashguard.errors import HashguardError
 from hashguard.io_utils import atomic_write_json, check_output_directory
 from hashguard.training.state import CHECKPOINT_DIR, existing_run, optimizer_to_flat, restore_modules, write_checkpoint
@@ -97,6 +114,8 @@ class Plan:
     seed: int
     is_main: bool = True
     log: Callable[[str], None] = field(default=lambda _msg: None)
+    #: the global batch of a per-rank tensor (identity in one process; see the module docstring)
+    gather: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda tensor: tensor)
 
 
 @dataclass
@@ -113,6 +132,8 @@ class TrainingStep(ABC):
 
     name: str = "training"
     plan: Plan
+    #: True when the step gathers its outputs with ``plan.gather`` and can run on several processes
+    data_parallel: bool = False
 
     @abstractmethod
     def modules(self) -> dict[str, nn.Module]:
@@ -120,6 +141,12 @@ class TrainingStep(ABC):
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for module in self.modules().values() for p in module.parameters()]
+
+    def sharded_modules(self) -> list[nn.Module]:
+        """The modules each rank runs on its own share of the batch (upstream of ``plan.gather``): their
+        gradients are summed over ranks and their batch norm is synchronised. Default: the ``model`` module."""
+        model = self.modules().get("model")
+        return [] if model is None else [model]
 
     def start(self, plan: Plan) -> None:
         self.plan = plan
@@ -187,6 +214,28 @@ class SeededPermutation:
         return torch.randperm(self.size, generator=generator).tolist()
 
 
+class WorldReducer:
+    """Several processes: sums all-reduced over the ranks; rank 0 writes."""
+
+    def __init__(self, world: World) -> None:
+        self.world, self.is_main = world, world.is_main
+
+    def sum(self, values: dict[str, float]) -> dict[str, float]:
+        return sum_floats(values, self.world)
+
+
+@dataclass
+class GradientGroups:
+    """The parameters whose gradients are summed over ranks (the sharded network) and those averaged."""
+
+    summed: list[nn.Parameter]
+    averaged: list[nn.Parameter]
+    world: World
+
+    def reduce(self) -> None:
+        reduce_gradients(self.summed, self.averaged, self.world)
+
+
 class SingleProcess:
     """One process: sums are already totals and this process writes."""
 
@@ -232,25 +281,42 @@ def fit(
     what: str = "a training run",
     sampler: Sampler | None = None,
     reducer: Reducer | None = None,
+    world: World | None = None,
 ) -> FitResult:
     """Run ``step`` over ``dataset`` for ``settings.epochs`` epochs, checkpointing into ``out_dir``.
 
     ``identity`` (see :func:`config_digest`) must match to resume; ``make_optimizer`` builds the optimiser
     over ``step.parameters()``. ``stop_after_epoch`` pauses the run after that many epochs, exactly as an
     interruption would; ``resume=True`` continues from the newest checkpoint (``what`` names the run in the
-    refusal to overwrite one).
+    refusal to overwrite one). ``world`` (default: :func:`~hashguard.distributed.world.current_world`) runs
+    the step data-parallel over ``torchrun``'s processes (see the module docstring).
     """
     out = Path(out_dir)
-    say = log or (lambda _msg: None)
+    world = world or current_world()
+    if world.distributed and not step.data_parallel:
+        raise HashguardError(
+            f"{step.name}: this training step runs on one process only; launch it without torchrun "
+            f"(or with --nproc_per_node 1), got {world.size} processes"
+        )
+    if world.distributed and settings.batch_size < world.size:
+        raise HashguardError(
+            f"the batch size {settings.batch_size} is the global batch of {world.size} processes and must be "
+            f"at least {world.size}"
+        )
+    say = (log or (lambda _msg: None)) if world.is_main else (lambda _msg: None)
     sampler = sampler or SeededPermutation(len(dataset), settings.seed)  # type: ignore[arg-type]
-    reducer = reducer or SingleProcess()
+    reducer = reducer or (WorldReducer(world) if world.distributed else SingleProcess())
     if settings.batch_size < 1:
         raise HashguardError(f"batch size must be positive, got {settings.batch_size}")
     steps_per_epoch = batch_count(sampler.num_items(), settings.batch_size)
     if reducer.is_main:
         check_output_directory(out / CHECKPOINT_DIR)  # a file in the way fails now, not after the first epoch
+    barrier(world)
     existing = existing_run(out, resume, what)
-    step.start(Plan(out, settings.epochs, steps_per_epoch, settings.seed, reducer.is_main, say))
+    gather = partial(gather_live, world=world)
+    step.start(Plan(out, settings.epochs, steps_per_epoch, settings.seed, reducer.is_main, say, gather))
+    for module in step.sharded_modules():
+        synchronise_batch_norm(module, world)
     optimizer = make_optimizer(step.parameters())
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -261,10 +327,17 @@ def fit(
         say(f"resuming {out} after epoch {start_epoch}")
     elif resume:
         say(f"nothing to resume in {out}; starting a new run")
+    for module in step.modules().values():
+        broadcast_module(module, world)  # the same start on every rank (a no-op for one process)
+    sharded = {id(p) for module in step.sharded_modules() for p in module.parameters()}
+    parameters = step.parameters()
+    grads = GradientGroups(
+        [p for p in parameters if id(p) in sharded], [p for p in parameters if id(p) not in sharded], world
+    )
 
     end_epoch = settings.epochs if stop_after_epoch is None else min(settings.epochs, stop_after_epoch)
     for epoch in range(start_epoch, end_epoch):
-        record = _run_epoch(step, dataset, settings, optimizer, sampler, reducer, epoch, steps_per_epoch)
+        record = _run_epoch(step, dataset, settings, optimizer, sampler, reducer, epoch, steps_per_epoch, grads)
         history.append(record)
         finished = epoch + 1
         say(
@@ -280,6 +353,7 @@ def fit(
     done = epochs_done >= settings.epochs
     if done:
         step.finish(history)
+    barrier(world)  # rank 0's files are complete before any rank goes on to read them
     return FitResult(out, epochs_done, done, history)
 
 
@@ -309,20 +383,24 @@ def _run_epoch(
     reducer: Reducer,
     epoch: int,
     steps_per_epoch: int,
+    grads: GradientGroups,
 ) -> dict[str, Any]:
     """One epoch of ``step``; its history record."""
     started = time.perf_counter()
     torch.manual_seed(derived_seed(settings.seed, epoch, 1))
     generator = torch.Generator().manual_seed(derived_seed(settings.seed, epoch, 2))
-    loader = DataLoader(
-        dataset, batch_sampler=epoch_batches(sampler.order(epoch), settings.batch_size),
-        num_workers=settings.num_workers,
-    )
+    batches_of_epoch = epoch_batches(sampler.order(epoch), settings.batch_size)
+    world = grads.world
+    if world.distributed:  # this rank's contiguous share of every global batch
+        batches_of_epoch = [
+            batch[slice(*shard_bounds(len(batch), world.size, world.rank))] for batch in batches_of_epoch
+        ]
+    loader = DataLoader(dataset, batch_sampler=batches_of_epoch, num_workers=settings.num_workers)
     step.begin_epoch(epoch, generator)
     sums: dict[str, float] = {"loss": 0.0}
     count = 0
     batches: Iterable[Any] = loader
-    if settings.progress:
+    if settings.progress and world.is_main:
         from tqdm import tqdm
 
         batches = tqdm(loader, desc=f"{step.name} epoch {epoch + 1}/{settings.epochs}", leave=False, unit="batch")
@@ -347,12 +425,13 @@ def _run_epoch(
             )
         optimizer.zero_grad(set_to_none=True)
         output.loss.backward()
+        grads.reduce()
         optimizer.step()
         count += output.size
         sums["loss"] += float(output.loss.detach()) * output.size
         for key, value in output.parts.items():
             sums[key] = sums.get(key, 0.0) + value * output.size
-        if settings.progress:
+        if settings.progress and world.is_main:
             batches.set_postfix(loss=f"{sums['loss'] / max(count, 1):.4f}")  # type: ignore[attr-defined]
     totals = reducer.sum({"items": float(count), **sums})
     items = totals.pop("items")
