@@ -202,9 +202,15 @@ class PGD(PerturbationOptimizer):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "random_start": self.random_start}
 
+    #: a start drawn by the caller (U(-eps, eps) rows of a global batch split across ranks), used instead of
+    #: zero when set
+    start_noise: torch.Tensor | None = None
+
     def _run(self, model, images, loss_fn, eps, iterations, generator):  # noqa: ANN001, ANN202
         delta = torch.zeros_like(images)
-        if self.random_start:
+        if self.start_noise is not None:
+            delta = project(images, self.start_noise.to(images), eps)
+        elif self.random_start:
             delta = project(
                 images, uniform(images.shape, -eps, eps, generator, images.device, images.dtype), eps
             )
@@ -287,9 +293,15 @@ class DIFGSM(PerturbationOptimizer):
             "random_start": self.random_start,
         }
 
+    #: a start drawn by the caller (U(-eps, eps) rows of a global batch split across ranks), used instead of
+    #: zero when set
+    start_noise: torch.Tensor | None = None
+
     def _run(self, model, images, loss_fn, eps, iterations, generator):  # noqa: ANN001, ANN202
         delta = torch.zeros_like(images)
-        if self.random_start:
+        if self.start_noise is not None:
+            delta = project(images, self.start_noise.to(images), eps)
+        elif self.random_start:
             delta = project(
                 images, uniform(images.shape, -eps, eps, generator, images.device, images.dtype), eps
             )

@@ -38,7 +38,14 @@ DEFENSE_PREFIX = "defense."
 
 
 class AdversarialStep(TrainingStep):
-    """One outer step of ``defense`` on a batch and its inner attack."""
+    """One outer step of ``defense`` on a batch and its inner attack.
+
+    Under ``torchrun`` each rank attacks its share of the global batch (random starts and augmentation drawn
+    for the global batch and sliced) and the defense's outer loss is the global batch's (:class:`Batch`), so
+    the hardened model equals the one-process one up to the order of float additions.
+    """
+
+    data_parallel = True
 
     def __init__(
         self,
@@ -51,6 +58,7 @@ class AdversarialStep(TrainingStep):
     ) -> None:
         self.model, self.method, self.defense, self.train_set = model, method, defense, train_set
         self.config, self.describe, self.name = config, dict(describe or {}), defense.name
+        self.data_parallel = defense.data_parallel
         self.milestones: list[int] = []
         self.generator = torch.Generator()
         #: (N, k) one-hot pseudo-labels replacing the training labels of a method trained without labels
@@ -87,17 +95,27 @@ class AdversarialStep(TrainingStep):
         images, labels, index = batch
         device = self.model.device
         images = images.to(device)
+        span = self._span(images.shape[0])
         if self.config.augment:
-            images = augment_batch(images, self.generator)
+            images = augment_batch(images, self.generator, span)
         if self.pseudo_labels is not None:
             labels = self.pseudo_labels[index.to(device).long()]
-        batch = Batch(images, labels.to(device).float(), index.to(device))
+        batch = Batch(images, labels.to(device).float(), index.to(device), span, self.plan.gather)
         factor = lr_factor(step_index, self.milestones, self.config.lr_gamma)
         inner = self.defense.inner_loss(self.model, batch, self.generator, factor)
-        adv = run_inner_attack(self.model, batch.images, inner, self.config, self.generator)
+        adv = run_inner_attack(self.model, batch.images, inner, self.config, self.generator, span)
         self.model.train()
         outer = self.defense.outer_loss(self.model, self.method, batch, adv)
-        return StepOutput(outer.loss, outer.parts, images.shape[0])
+        return StepOutput(outer.loss, outer.parts, batch.global_size)
+
+    def _span(self, rows: int) -> tuple[int, int, int] | None:
+        """Where this rank's rows sit in the global batch (None in one process)."""
+        world = self.plan.world
+        if not world.distributed:
+            return None
+        sizes = self.plan.gather(torch.tensor([rows]))
+        start = int(sizes[: world.rank].sum())
+        return start, start + rows, int(sizes.sum())
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {f"{DEFENSE_PREFIX}{k}": v for k, v in self.defense.state_tensors().items()}

@@ -65,6 +65,8 @@ _DEMO = dict(DEMO_COMMON, epochs=4, lr=1e-3, prototype_hidden=512, prototype_lr=
 class ATRDH(Defense):
     """ATRDH (Wang et al., SIGIR 2021, "Targeted Attack and Defense for Deep Hashing")."""
 
+    data_parallel = True
+
     name = "atrdh"
     reference = "Wang et al., Targeted Attack and Defense for Deep Hashing, SIGIR 2021"
 
@@ -112,7 +114,8 @@ class ATRDH(Defense):
     ) -> LossFn:
         assert self.net is not None and self.net_optimizer is not None and self.pool is not None
         assert self.codes is not None and self.labels is not None
-        pick = torch.randint(0, self.pool.shape[0], (batch.images.shape[0],), generator=generator)
+        # drawn for the global batch (identical on every rank, so the prototype network stays identical)
+        pick = torch.randint(0, self.pool.shape[0], (batch.global_size,), generator=generator)
         targets = self.pool[pick.to(self.pool.device)]
         for group in self.net_optimizer.param_groups:
             group["lr"] = self.prototype_lr * lr_factor
@@ -122,6 +125,7 @@ class ATRDH(Defense):
         self.net.eval()
         with torch.no_grad():
             prototypes = torch.sign(self.net(targets)).to(device=batch.images.device, dtype=batch.images.dtype)
+        prototypes = batch.own(prototypes)
         self.last_prototype_loss = float(loss.detach())
 
         def inner(u: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
@@ -133,13 +137,14 @@ class ATRDH(Defense):
         self, model: nn.Module, method: HashingMethod, batch: Batch, adv_images: torch.Tensor
     ) -> OuterLoss:
         assert self.codes is not None and self.memory is not None and self.labels is not None
-        u_adv = model(adv_images, alpha=1.0)
-        u = model(batch.images, alpha=1.0)
-        hash_loss = method(u, batch.labels, batch.index)
-        index = batch.index.to(self.codes.device)
+        u_adv = batch.gather(model(adv_images, alpha=1.0))
+        u = batch.gather(model(batch.images, alpha=1.0))
+        labels, batch_index = batch.global_parts()
+        hash_loss = method(u, labels, batch_index)
+        index = batch_index.to(self.codes.device)
         self.codes[index] = sign_codes(u.detach()).float()
         self.memory[index] = u.detach().float()
-        similarity = 2 * label_similarity(batch.labels, self.labels) - 1
+        similarity = 2 * label_similarity(labels, self.labels) - 1
         inner = u_adv @ self.memory.to(u_adv.dtype).t() / u_adv.shape[1]
         pair_term = ((inner - similarity) ** 2).mean()
         loss = hash_loss + self.config.adv_weight * pair_term

@@ -10,7 +10,8 @@ that the trainer's checkpoints make a run resumable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -23,11 +24,33 @@ from hashguard.methods.base import HashingMethod
 
 @dataclass
 class Batch:
-    """One training batch: images in [0, 1] (B, C, H, W), float labels (B, C), training-split indices (B,)."""
+    """One training batch: images in [0, 1] (B, C, H, W), float labels (B, C), training-split indices (B,).
+
+    Under ``torchrun`` the batch is this rank's share of a global batch: ``span`` = (start, stop, total) places
+    it in the global batch (one process: (0, B, B)), and ``gather`` turns a per-rank tensor into the global
+    batch's, this rank's rows still carrying gradients (:func:`hashguard.distributed.collectives.gather_live`).
+    An outer loss gathers its model outputs, labels and indices and computes the global batch's loss; per-item
+    randomness is drawn for the global batch and sliced with :meth:`own`, so a defense trains the same model on
+    any number of processes.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
     index: torch.Tensor
+    span: tuple[int, int, int] | None = None
+    gather: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda tensor: tensor)
+
+    @property
+    def global_size(self) -> int:
+        return self.images.shape[0] if self.span is None else self.span[2]
+
+    def own(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a tensor of the global batch (all of it in one process)."""
+        return rows if self.span is None else rows[self.span[0] : self.span[1]]
+
+    def global_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global batch's labels and indices."""
+        return self.gather(self.labels), self.gather(self.index)
 
 
 @dataclass
@@ -43,6 +66,9 @@ class Defense:
 
     name: ClassVar[str] = ""
     reference: ClassVar[str] = ""
+    #: True when ``outer_loss`` gathers the global batch with ``batch.gather`` and per-item randomness of
+    #: ``inner_loss`` is drawn for the global batch (:class:`Batch`): the defense may run under torchrun
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, config: DefenseConfig) -> None:
         self.config = config

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from hashguard.attacks.optimizers import PGD
+from hashguard.attacks.optimizers import PGD, uniform
 from hashguard.defenses.config import DefenseConfig
 
 
@@ -56,18 +56,23 @@ def inner_modes(model: nn.Module, inner_bn: str = "update", dropout: bool = True
         model.train(was_training)
 
 
-def augment_batch(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(
+    images: torch.Tensor, generator: torch.Generator, span: tuple[int, int, int] | None = None
+) -> torch.Tensor:
     """Random crop (zero padding of max(1, round(size / 14)) pixels, crop back) and horizontal flip per image.
 
     CgAT's training augmentation (Wang et al., WWW 2023: RandomCrop + RandomHorizontalFlip on the train split);
     on already centre-cropped images the padding reproduces the 256 -> 224 crop margin. Seeded by ``generator``.
+    ``span`` (start, stop, total): ``images`` are rows ``start:stop`` of a global batch of ``total``; the draws are
+    made for the global batch and sliced, so every rank augments its rows as one process would.
     """
     b, _, h, w = images.shape
+    start, stop, total = span or (0, b, b)
     pad = max(1, round(min(h, w) / 14))
     padded = nn.functional.pad(images, (pad, pad, pad, pad))
-    tops = torch.randint(0, 2 * pad + 1, (b,), generator=generator).tolist()
-    lefts = torch.randint(0, 2 * pad + 1, (b,), generator=generator).tolist()
-    flips = (torch.rand(b, generator=generator) < 0.5).to(images.device).view(b, 1, 1, 1)
+    tops = torch.randint(0, 2 * pad + 1, (total,), generator=generator)[start:stop].tolist()
+    lefts = torch.randint(0, 2 * pad + 1, (total,), generator=generator)[start:stop].tolist()
+    flips = (torch.rand(total, generator=generator)[start:stop] < 0.5).to(images.device).view(b, 1, 1, 1)
     windows = zip(tops, lefts, strict=True)
     cropped = torch.stack([padded[i, :, t : t + h, s : s + w] for i, (t, s) in enumerate(windows)])
     return torch.where(flips, cropped.flip(-1), cropped)
@@ -79,9 +84,31 @@ def run_inner_attack(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     config: DefenseConfig,
     generator: torch.Generator,
+    span: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
-    """PGD on the perturbation only, parameters frozen, modes as ``config`` says; adversarial images out."""
+    """PGD on the perturbation only, parameters frozen, modes as ``config`` says; adversarial images out.
+
+    ``span`` (start, stop, total): ``images`` are rows ``start:stop`` of a global batch of ``total`` split across
+    ``torchrun`` ranks. The random start is drawn for the global batch and sliced, and the loss is weighted by
+    the rank's share, (stop - start) / total, so that through batch norm synchronised over the ranks every
+    rank takes the sign-gradient steps of the one-process attack on the global batch.
+    """
     pgd = PGD(step=config.step, alpha_schedule=False, alpha=1.0, random_start=config.random_start)
+    if span is not None:
+        start, stop, total = span
+        share = (stop - start) / total
+        if config.random_start:
+            noise = uniform(
+                torch.Size((total, *images.shape[1:])), -config.eps, config.eps, generator, images.device,
+                images.dtype,
+            )
+            pgd = PGD(step=config.step, alpha_schedule=False, alpha=1.0, random_start=False)
+            pgd.start_noise = noise[start:stop]
+        unweighted = loss_fn
+
+        def loss_fn(u: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+            return unweighted(u, x_adv) * share
+
     with inner_modes(model, config.inner_bn, config.inner_dropout):
         return pgd.run(
             model, images, loss_fn, eps=config.eps, iterations=config.iterations, generator=generator, keep_mode=True

@@ -46,6 +46,8 @@ from hashguard.registry import Choices
 class CodeBankDefense(Defense):
     """Adversarial training towards / away from a code computed from a bank of training sign codes."""
 
+    data_parallel = True
+
     weighting = "cosine"
 
     def __init__(
@@ -103,12 +105,13 @@ class CodeBankDefense(Defense):
         self, model: nn.Module, method: HashingMethod, batch: Batch, adv_images: torch.Tensor
     ) -> OuterLoss:
         assert self.bank is not None and self.bank_labels is not None
-        u_adv = model(adv_images, alpha=1.0)
-        u = model(batch.images, alpha=1.0)
-        hash_loss = method(u, batch.labels, batch.index)
+        u_adv = batch.gather(model(adv_images, alpha=1.0))
+        u = batch.gather(model(batch.images, alpha=1.0))
+        labels, index = batch.global_parts()
+        hash_loss = method(u, labels, index)
         if self.refresh_bank:
-            self.bank[batch.index.to(self.bank.device)] = sign_codes(u.detach()).float()
-        code = mainstay_codes(batch.labels, self.bank, self.bank_labels, weighting=self.weighting)
+            self.bank[index.to(self.bank.device)] = sign_codes(u.detach()).float()
+        code = mainstay_codes(labels, self.bank, self.bank_labels, weighting=self.weighting)
         code = code.to(device=u_adv.device, dtype=u_adv.dtype)
         adv_term = -(u_adv * code).mean()
         quant = quantisation(u_adv)

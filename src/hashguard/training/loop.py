@@ -83,7 +83,7 @@ from torch.utils.data import DataLoader, Dataset
 from hashguard.distributed.batch_norm import synchronise_batch_norm
 from hashguard.distributed.collectives import barrier, broadcast_module, gather_live, reduce_gradients, sum_floats
 from hashguard.distributed.sharding import shard_bounds
-from hashguard.distributed.world import World, current_world
+from hashguard.distributed.world import World, current_world, single_process
 from hashguard.errors import HashguardError
 from hashguard.io_utils import atomic_write_json, check_output_directory
 from hashguard.training.state import CHECKPOINT_DIR, existing_run, optimizer_to_flat, restore_modules, write_checkpoint
@@ -116,6 +116,8 @@ class Plan:
     log: Callable[[str], None] = field(default=lambda _msg: None)
     #: the global batch of a per-rank tensor (identity in one process; see the module docstring)
     gather: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda tensor: tensor)
+    #: the processes of the run (one process unless launched by torchrun)
+    world: World = field(default_factory=single_process)
 
 
 @dataclass
@@ -314,7 +316,7 @@ def fit(
     barrier(world)
     existing = existing_run(out, resume, what)
     gather = partial(gather_live, world=world)
-    step.start(Plan(out, settings.epochs, steps_per_epoch, settings.seed, reducer.is_main, say, gather))
+    step.start(Plan(out, settings.epochs, steps_per_epoch, settings.seed, reducer.is_main, say, gather, world))
     for module in step.sharded_modules():
         synchronise_batch_norm(module, world)
     optimizer = make_optimizer(step.parameters())
