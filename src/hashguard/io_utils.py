@@ -80,7 +80,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
 def atomic_write_many(writers: Mapping[str | os.PathLike[str], Callable[[str], None]]) -> None:
     """Write several files that belong together (weights and their description): every ``write(tmp_path)``
     runs first, and only when all succeeded are the temporary files moved over their targets. A failure of
-    any writer leaves every target as it was and no temporary file behind."""
+    any writer leaves every target as it was and no temporary file behind.
+
+    Under ``torchrun`` only rank 0 writes: every rank computes the same results, and on the other ranks this
+    is a no-op (so two processes never race on one file)."""
+    from hashguard.distributed.world import current_world
+
+    if not current_world().is_main:
+        return
     staged: list[tuple[str, Path]] = []
     try:
         for path, write in writers.items():

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file
-
 from launch import hashguard
+from safetensors.numpy import load_file
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 TOLERANCE = 2e-5

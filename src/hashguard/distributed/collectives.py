@@ -125,3 +125,14 @@ def barrier(world: World) -> None:
     """Wait for every rank."""
     if world.distributed:
         _dist().barrier()
+
+
+def rank0_says(flag: bool, world: World) -> bool:
+    """Rank 0's ``flag`` on every rank (so that every rank takes the same branch around collectives)."""
+    if not world.distributed:
+        return flag
+    value = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    if world.backend == "nccl":
+        value = value.cuda()
+    _dist().broadcast(value, 0)
+    return bool(value.item())

@@ -2,7 +2,12 @@
 the digest of the configuration it ran with. A rerun with the same configuration skips the stage; an
 interrupted stage (a ``stage.started.json`` but no marker) runs again, and the work it calls resumes from its
 own checkpoints (training, adversarial training). When the configuration of a stage changes, its old
-directory is kept beside the new one as ``<name>.old-<digest>`` and the stage runs from scratch."""
+directory is kept beside the new one as ``<name>.old-<digest>`` and the stage runs from scratch.
+
+Under ``torchrun`` every rank walks the same stages: rank 0 decides whether a stage is cached (its decision is
+broadcast), every rank runs the work of a stage that is not (training, adversarial training, encoding and
+attacks are sharded across the ranks inside it), rank 0 alone writes the stage's files and markers, and the
+ranks meet at the end of each stage, so a later stage (or a rerun) reads complete files."""
 
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hashguard.distributed.collectives import barrier, rank0_says
+from hashguard.distributed.world import current_world
+from hashguard.errors import HashguardError
 from hashguard.io_utils import atomic_write_json
 from hashguard.pipeline.progress import StagePlan
 
@@ -71,14 +79,26 @@ def run_stage(
 ) -> dict[str, Any]:
     """Run ``work(directory)`` unless a finished stage with the same configuration is already there."""
     key = digest(config)
+    world = current_world()
     finished = stage_done(directory, key)
+    if world.distributed:  # rank 0 decides, so that every rank runs the same collectives
+        cached = rank0_says(finished is not None, world)
+        if cached and finished is None:
+            raise HashguardError(
+                f"rank {world.rank} cannot read the finished stage {directory} that rank 0 sees: every rank must "
+                "see the same run directory (a shared file system)"
+            )
+        finished = finished if cached else None
     if finished is not None:
         if plan is not None:
             plan.finish(name, 0.0, cached=True)
         else:
             log(f"[{name}] cached ({directory})")
         return finished.get("result") or {}
-    _set_aside(directory, key, log)
+    if world.is_main:
+        _set_aside(directory, key, log)
+        directory.mkdir(parents=True, exist_ok=True)
+    barrier(world)  # the directory is in place before any rank works in it
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_json(directory / STARTED, {"key": key})
     if plan is not None:
@@ -89,6 +109,7 @@ def run_stage(
     result = work(directory) or {}
     elapsed = time.perf_counter() - started
     atomic_write_json(directory / MARKER, {"key": key, "config": config, "seconds": elapsed, "result": result})
+    barrier(world)  # rank 0's files of this stage are complete before any rank goes on
     if plan is not None:
         plan.finish(name, elapsed, cached=False)
     else:
