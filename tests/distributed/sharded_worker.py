@@ -80,9 +80,9 @@ def evaluate_all(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "tie_aware": sharded_mean_average_precision(q8, db8, ql, dl, topk=5, tie_aware=True),
     }
     # top-k over the 8-bit database in uneven shards (the first smaller than the first k), offsets derived
-    cut = [0, FIRST_SHARD, len(db8)] if world.size == 2 else [0, len(db8)]
-    if world.size > 2:
-        cut = [shard_bounds(len(db8), world.size, r)[0] for r in range(world.size)] + [len(db8)]
+    cut = [shard_bounds(len(db8), world.size, r)[0] for r in range(world.size)] + [len(db8)]
+    if world.size == 2:
+        cut[1] = FIRST_SHARD
     shard = db8[cut[world.rank] : cut[world.rank + 1]]
     for k in TOPKS:
         arrays[f"top{k}_d"], arrays[f"top{k}_i"] = sharded_search(shard, None, q8, k)
