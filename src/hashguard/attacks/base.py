@@ -207,6 +207,8 @@ class HashAttack:
     objective's theory codes. The model is in eval mode with frozen parameters during the attack and is restored
     afterwards. Randomness comes from a ``torch.Generator`` seeded with ``seed`` at construction (:meth:`reset`
     re-seeds it): a fresh attack with the same seed on the same batches gives the same result.
+    :func:`~hashguard.attacks.evaluate.evaluate_attack` re-seeds it before every query batch
+    (:meth:`seed_batch`), so there a batch's result depends on ``(seed, batch number)`` only.
 
     This base holds what every attack shares: the model, the :class:`Objective` and its
     :class:`AttackContext`, the radius ``eps``, the seed, the one-off setup and the result plumbing. How a batch
@@ -251,6 +253,17 @@ class HashAttack:
             self._ready = False
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(self.seed)
+
+    def seed_batch(self, batch: int) -> None:
+        """Re-seed the attack's generator for query batch ``batch`` (queries ``[batch*B, (batch+1)*B)`` of an
+        evaluation with batch size B) from ``(seed, batch)``, so a batch's random draws (random starts, input
+        diversity, anchor sampling) depend on its number only, not on the batches attacked before it (or on
+        another process: see :func:`hashguard.attacks.evaluate.evaluate_attack`). The one-off preparation keeps
+        the generator as :meth:`reset` seeded it."""
+        from hashguard.training.loop import derived_seed  # lazy: the training package is heavy
+
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(derived_seed(self.seed, int(batch)))
 
     def set_context(self, context: AttackContext) -> HashAttack:
         self.context = context

@@ -12,10 +12,14 @@ Metrics (docs/metrics.md, computed by :mod:`hashguard.retrieval`, ranking by (Ha
   SSIM (Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, per channel, valid region; the window shrinks to the
   image for images smaller than 11 pixels), matching ``skimage.metrics.structural_similarity`` with
   ``gaussian_weights=True, use_sample_covariance=False, data_range=1``.
+
+Under ``torchrun`` the query batches are shared out over the processes and every number equals the one-process
+run (:func:`evaluate_attack`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,10 +32,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from hashguard.attacks.base import HashAttack
 from hashguard.attacks.optimizers import uses_sign_steps
+from hashguard.distributed.collectives import gather_rows
+from hashguard.distributed.sharding import batch_shard
+from hashguard.distributed.world import World, current_world
 from hashguard.errors import ConfigError
 from hashguard.progress_bar import progress_bar, progress_scope
 from hashguard.protocol import eps_label
-from hashguard.retrieval import mean_average_precision, targeted_mean_average_precision
+from hashguard.retrieval import sharded_mean_average_precision
 
 PSNR_CAP = 100.0
 
@@ -161,6 +168,7 @@ def evaluate_attack(
     topk: int | None = None,
     limit: int | None = None,
     progress: bool | None = None,
+    world: World | None = None,
 ) -> AttackRun:
     """Attack every query of ``queries`` (in index order, batch by batch) and measure the outcome.
 
@@ -168,8 +176,26 @@ def evaluate_attack(
     ``limit`` attacks only the first ``limit`` queries. ``topk`` is the mAP cut-off (None: whole ranking).
     ``progress`` draws bars with an ETA on stderr over the query batches and over the attack's one-off training
     (THA's PrototypeNet, ProS-GAN's GAN): True always, False never, None (default) when stderr is a terminal
-    (:mod:`hashguard.progress_bar`).
+    (:mod:`hashguard.progress_bar`); in a multi-process run on rank 0 only.
+
+    Randomness: the one-off preparation (:meth:`HashAttack.setup`) draws from the generator as the attack's seed
+    left it; before query batch ``b`` (queries ``[b*B, (b+1)*B)``, B = ``batch_size``) the generator is re-seeded
+    from ``(seed, b)`` (:meth:`HashAttack.seed_batch`). An adversarial example therefore depends on the seed, the
+    attack batch size (which batch it falls in, and which other queries share that batch) and the batch number,
+    never on the batches attacked before it.
+
+    More than one process (``world``, default :func:`~hashguard.distributed.world.current_world`; a collective
+    call, every rank makes it with the same arguments): every rank runs the one-off preparation identically,
+    attacks a contiguous run of whole query batches (:func:`~hashguard.distributed.sharding.batch_shard`), and
+    the clean, adversarial and theory codes, the labels and the per-batch perceptibility sums and info counters
+    are gathered in query order; the mAP values are computed from the gathered codes (the queries shared out
+    again, :func:`~hashguard.retrieval.metrics.sharded_mean_average_precision`). Every rank returns the same
+    :class:`AttackRun`, equal to the one-process run: the world size changes no adversarial example (the batch
+    size does, as above). ``wall_time_s`` is the time spent attacking summed over the batches of every rank
+    (the one-off preparation excluded), i.e. the same measure as in one process, not the shorter elapsed time of
+    the multi-process run.
     """
+    world = world or current_world()
     n = len(queries) if limit is None else min(int(limit), len(queries))
     if n < 1:
         raise ConfigError(
@@ -186,44 +212,62 @@ def evaluate_attack(
         targets = targets[:n]
     if attack.targeted and targets is None:
         raise ConfigError(f"attack {attack.name} is targeted: target labels are needed")
-    with progress_scope(progress):
+    show = progress if world.is_main else False
+    with progress_scope(show):
         attack.setup()
-    loader = DataLoader(torch.utils.data.Subset(queries, range(n)), batch_size=batch_size, shuffle=False)
+    first, last = batch_shard(n, batch_size, world.size, world.rank)
+    loader = DataLoader(torch.utils.data.Subset(queries, range(first, last)), batch_size=batch_size, shuffle=False)
     clean, adv, theory, labels = [], [], [], []
-    sums: dict[str, float] = {}
-    info: dict[str, Any] = {}
-    elapsed = 0.0
-    batches = progress_bar(loader, total=len(loader), desc=f"{attack.name} queries", unit="batch", progress=progress)
-    for images, batch_labels, index in batches:
+    records: list[dict[str, Any]] = []  # per batch: perceptibility sums, numeric info, seconds
+    batches = progress_bar(loader, total=len(loader), desc=f"{attack.name} queries", unit="batch", progress=show)
+    for number, (images, batch_labels, index) in enumerate(batches, start=first // batch_size):
         batch_targets = None if targets is None else targets[index]
+        attack.seed_batch(number)
         device_sync(attack.device)
         start = time.perf_counter()
         out = attack.run(images, batch_labels, batch_targets)
         device_sync(attack.device)
-        elapsed += time.perf_counter() - start
+        seconds = time.perf_counter() - start
         clean.append(attack.model.encode(images).cpu())
         adv.append(out.adv_codes.cpu())
         theory.append(out.theory_codes.cpu())
         labels.append(batch_labels.float())
-        for key, value in perceptibility_sums(images.to(out.adv_images.device), out.adv_images).items():
+        records.append({
+            "sums": perceptibility_sums(images.to(out.adv_images.device), out.adv_images),
+            "info": {key: value for key, value in out.info.items() if isinstance(value, (int, float))},
+            "seconds": seconds,
+        })
+    sums: dict[str, float] = {}
+    info: dict[str, Any] = {}
+    elapsed = 0.0
+    for record in gather_records(records, world):  # every batch of every rank, in batch order
+        for key, value in record["sums"].items():
             sums[key] = max(sums.get(key, 0.0), value) if key == "linf" else sums.get(key, 0.0) + value
-        for key, value in out.info.items():
-            if isinstance(value, (int, float)):
-                info[key] = info.get(key, 0) + value
-    clean_codes, adv_codes = torch.cat(clean).numpy(), torch.cat(adv).numpy()
-    theory_codes, query_labels = torch.cat(theory).numpy(), torch.cat(labels).numpy()
+        for key, value in record["info"].items():
+            info[key] = info.get(key, 0) + value
+        elapsed += record["seconds"]
+    if not clean:  # a rank with no batch (fewer batches than ranks): empty parts of the right widths
+        image, label, _ = queries[0]
+        code = attack.model.encode(torch.as_tensor(image)[None]).cpu()[:0]
+        clean, adv, theory, labels = [code], [code], [code], [torch.as_tensor(label).float()[None][:0]]
+    clean_codes, adv_codes = (gather_rows(torch.cat(parts), world).numpy() for parts in (clean, adv))
+    theory_codes, query_labels = (gather_rows(torch.cat(parts), world).numpy() for parts in (theory, labels))
     db_codes = np.asarray(torch.as_tensor(database_codes).cpu().numpy())
     db_labels = np.asarray(torch.as_tensor(database_labels).cpu().numpy(), dtype=np.float32)
     count = sums.pop("count")
     percept = {"linf": sums["linf"], **{k: v / count for k, v in sums.items() if k != "linf"}}
+
+    def score(codes: np.ndarray, relevance: np.ndarray) -> float:
+        return sharded_mean_average_precision(codes, db_codes, relevance, db_labels, topk, world=world)
+
     result = AttackResult(
         attack=attack.name,
         targeted=attack.targeted,
         params=attack.params(),
         num_queries=n,
         topk=topk,
-        clean_map=mean_average_precision(clean_codes, db_codes, query_labels, db_labels, topk),
-        adv_map=mean_average_precision(adv_codes, db_codes, query_labels, db_labels, topk),
+        clean_map=score(clean_codes, query_labels),
+        adv_map=score(adv_codes, query_labels),
         bits_flipped=float((clean_codes != adv_codes).sum(axis=1).mean()),
         perceptibility=percept,
         wall_time_s=elapsed,
@@ -232,14 +276,33 @@ def evaluate_attack(
     target_array = None if targets is None else targets.numpy()
     if attack.targeted:
         assert target_array is not None
-        result.clean_tmap = targeted_mean_average_precision(clean_codes, db_codes, target_array, db_labels, topk)
-        result.adv_tmap = targeted_mean_average_precision(adv_codes, db_codes, target_array, db_labels, topk)
-        result.theory_tmap = targeted_mean_average_precision(theory_codes, db_codes, target_array, db_labels, topk)
+        result.clean_tmap = score(clean_codes, target_array)
+        result.adv_tmap = score(adv_codes, target_array)
+        result.theory_tmap = score(theory_codes, target_array)
     else:
-        result.theory_map = mean_average_precision(theory_codes, db_codes, query_labels, db_labels, topk)
+        result.theory_map = score(theory_codes, query_labels)
     if any(math.isnan(v) for v in percept.values()):
         raise ConfigError(f"attack {attack.name} produced NaN perturbations")
     return AttackRun(result, clean_codes, adv_codes, theory_codes, query_labels, target_array)
+
+
+def gather_records(records: list[dict[str, Any]], world: World) -> list[dict[str, Any]]:
+    """Every rank's list of JSON-able records (numbers, strings, lists, dicts), concatenated in rank order.
+
+    Sent as JSON text (floats round-trip exactly), so ranks may hold different keys and different numbers of
+    records. A collective call; one process: ``records`` itself.
+    """
+    if not world.distributed:
+        return records
+    payload = torch.frombuffer(bytearray(json.dumps(records).encode("utf-8")), dtype=torch.uint8)
+    sizes = gather_rows(torch.tensor([payload.numel()], dtype=torch.int64), world).tolist()
+    data = gather_rows(payload, world).numpy().tobytes()
+    gathered: list[dict[str, Any]] = []
+    offset = 0
+    for size in sizes:
+        gathered.extend(json.loads(data[offset : offset + size].decode("utf-8")))
+        offset += size
+    return gathered
 
 
 def device_sync(device: torch.device) -> None:

@@ -26,6 +26,8 @@ from hashguard.retrieval.metrics import (
     precision_at_n,
     precision_recall_curve,
     precision_recall_within_radius,
+    sharded_average_precisions,
+    sharded_mean_average_precision,
     targeted_mean_average_precision,
     tie_aware_mean_average_precision,
 )
@@ -50,6 +52,8 @@ __all__ = [
     "precision_recall_curve",
     "precision_recall_within_radius",
     "save_codes",
+    "sharded_average_precisions",
+    "sharded_mean_average_precision",
     "targeted_mean_average_precision",
     "tie_aware_mean_average_precision",
     "unpack_codes",

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,10 +46,15 @@ from hashguard.errors import ConfigError, DataError
 from hashguard.retrieval import _kernels
 from hashguard.retrieval.codes import as_codes, as_labels, pack_codes, pack_labels
 
+if TYPE_CHECKING:
+    from hashguard.distributed.world import World
+
 __all__ = [
     "TIE_RULE",
     "average_precisions",
     "mean_average_precision",
+    "sharded_average_precisions",
+    "sharded_mean_average_precision",
     "tie_aware_mean_average_precision",
     "targeted_mean_average_precision",
     "precision_at_n",
@@ -220,6 +225,64 @@ def mean_average_precision(
         DataError: non-+-1 codes, code-length or label-width mismatch, row-count mismatch, empty inputs.
     """
     return float(average_precisions(query_codes, db_codes, query_labels, db_labels, topk).mean())
+
+
+def sharded_average_precisions(
+    query_codes: Any,
+    db_codes: Any,
+    query_labels: Any,
+    db_labels: Any,
+    topk: int | None = None,
+    tie_aware: bool = False,
+    world: World | None = None,
+) -> np.ndarray:
+    """:func:`average_precisions` with the queries shared out over the ranks of a multi-process run.
+
+    Every rank checks the whole input, computes the APs of its contiguous query shard
+    (:func:`~hashguard.distributed.sharding.shard_bounds`) against the whole database, and the APs are gathered
+    in query order, so every rank returns the same array as a one-process :func:`average_precisions` (each AP
+    depends on its own query only). ``world`` (a :class:`~hashguard.distributed.world.World`, default the
+    current one) makes it a collective call: every rank must make it with the same inputs. One process:
+    :func:`average_precisions`.
+    """
+    from hashguard.distributed.collectives import gather_array
+    from hashguard.distributed.sharding import shard_bounds
+    from hashguard.distributed.world import current_world
+
+    world = world or current_world()
+    p = _prepare(query_codes, db_codes, query_labels, db_labels)
+    k = _check_topk(topk, p.n_db)
+    start, stop = shard_bounds(p.n_query, world.size, world.rank)
+    shard = _Prepared(
+        q=p.q[start:stop],
+        db=p.db,
+        ql=p.ql[start:stop],
+        dl=p.dl,
+        bits=p.bits,
+        n_query=stop - start,
+        n_db=p.n_db,
+        n_query_unlabeled=0,  # not used by the AP
+    )
+    ap = np.ascontiguousarray(_run(shard, k, np.zeros(0, np.int64)).ap[:, 2 if tie_aware else 0])
+    return gather_array(ap, world)
+
+
+def sharded_mean_average_precision(
+    query_codes: Any,
+    db_codes: Any,
+    query_labels: Any,
+    db_labels: Any,
+    topk: int | None = None,
+    tie_aware: bool = False,
+    world: World | None = None,
+) -> float:
+    """mAP@k (:func:`mean_average_precision`, or the tie-aware one) with the queries shared out over the ranks of
+    a multi-process run: the mean of :func:`sharded_average_precisions`, taken on the gathered per-query APs, so
+    it equals the one-process value. A collective call (see :func:`sharded_average_precisions`); pass target
+    labels as ``query_labels`` for the targeted t-mAP."""
+    return float(
+        sharded_average_precisions(query_codes, db_codes, query_labels, db_labels, topk, tie_aware, world).mean()
+    )
 
 
 def tie_aware_mean_average_precision(
