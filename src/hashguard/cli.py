@@ -83,9 +83,12 @@ def _run_in_world(args: argparse.Namespace) -> int:
         with open(os.devnull, "w") as sink, contextlib.ExitStack() as stack:
             if not current.is_main:
                 stack.enter_context(contextlib.redirect_stdout(sink))
-            return args.handler(args)
-    finally:
-        worlds.stop()
+            result = args.handler(args)
+    except BaseException:
+        worlds.abandon()
+        raise
+    worlds.stop()
+    return result
 
 
 def one_line_usage_errors(parser: argparse.ArgumentParser) -> None:

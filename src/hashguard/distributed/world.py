@@ -106,13 +106,25 @@ def use(world: World) -> None:
     _current = world
 
 
+def abandon() -> None:
+    """Forget the process group without a goodbye, after an error on this rank: the other ranks may be waiting
+    in a collective this rank will never join, so it must not wait for them; ``torchrun`` stops them when this
+    process exits."""
+    global _current
+    _current = None
+
+
 def stop() -> None:
-    """End the process group this module started (a no-op for one process)."""
+    """End the process group this module started, once every rank got here (a no-op for one process)."""
     global _current
     if _current is not None and _current.distributed:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            # every rank reaches the end before any tears its connections down: a Gloo rank whose peer closed
+            # the connections while it was still finishing could abort ("terminate called without an active
+            # exception")
+            dist.barrier()
             dist.destroy_process_group()
     _current = None
 
