@@ -113,7 +113,7 @@ class AdversarialStep(TrainingStep):
         world = self.plan.world
         if not world.distributed:
             return None
-        sizes = self.plan.gather(torch.tensor([rows]))
+        (sizes,) = self.plan.gather(torch.tensor([rows]))
         start = int(sizes[: world.rank].sum())
         return start, start + rows, int(sizes.sum())
 

@@ -137,9 +137,9 @@ class ATRDH(Defense):
         self, model: nn.Module, method: HashingMethod, batch: Batch, adv_images: torch.Tensor
     ) -> OuterLoss:
         assert self.codes is not None and self.memory is not None and self.labels is not None
-        u_adv = batch.gather(model(adv_images, alpha=1.0))
-        u = batch.gather(model(batch.images, alpha=1.0))
-        labels, batch_index = batch.global_parts()
+        u_adv, u, labels, batch_index = batch.gather_outputs(
+            model(adv_images, alpha=1.0), model(batch.images, alpha=1.0)
+        )
         hash_loss = method(u, labels, batch_index)
         index = batch_index.to(self.codes.device)
         self.codes[index] = sign_codes(u.detach()).float()

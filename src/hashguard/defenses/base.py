@@ -27,7 +27,7 @@ class Batch:
     """One training batch: images in [0, 1] (B, C, H, W), float labels (B, C), training-split indices (B,).
 
     Under ``torchrun`` the batch is this rank's share of a global batch: ``span`` = (start, stop, total) places
-    it in the global batch (one process: (0, B, B)), and ``gather`` turns a per-rank tensor into the global
+    it in the global batch (one process: (0, B, B)), and ``gather`` turns per-rank tensors into the global
     batch's, this rank's rows still carrying gradients (:func:`hashguard.distributed.collectives.gather_live`).
     An outer loss gathers its model outputs, labels and indices and computes the global batch's loss; per-item
     randomness is drawn for the global batch and sliced with :meth:`own`, so a defense trains the same model on
@@ -38,7 +38,7 @@ class Batch:
     labels: torch.Tensor
     index: torch.Tensor
     span: tuple[int, int, int] | None = None
-    gather: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda tensor: tensor)
+    gather: Callable[..., tuple[torch.Tensor, ...]] = field(default=lambda *tensors: tensors)
 
     @property
     def global_size(self) -> int:
@@ -48,9 +48,10 @@ class Batch:
         """This rank's rows of a tensor of the global batch (all of it in one process)."""
         return rows if self.span is None else rows[self.span[0] : self.span[1]]
 
-    def global_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The global batch's labels and indices."""
-        return self.gather(self.labels), self.gather(self.index)
+    def gather_outputs(self, *outputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The global batch's ``outputs`` (model outputs of this rank's rows), labels and indices, in one
+        exchange: ``(*outputs, labels, index)``."""
+        return self.gather(*outputs, self.labels, self.index)
 
 
 @dataclass

@@ -105,9 +105,7 @@ class CodeBankDefense(Defense):
         self, model: nn.Module, method: HashingMethod, batch: Batch, adv_images: torch.Tensor
     ) -> OuterLoss:
         assert self.bank is not None and self.bank_labels is not None
-        u_adv = batch.gather(model(adv_images, alpha=1.0))
-        u = batch.gather(model(batch.images, alpha=1.0))
-        labels, index = batch.global_parts()
+        u_adv, u, labels, index = batch.gather_outputs(model(adv_images, alpha=1.0), model(batch.images, alpha=1.0))
         hash_loss = method(u, labels, index)
         if self.refresh_bank:
             self.bank[index.to(self.bank.device)] = sign_codes(u.detach()).float()

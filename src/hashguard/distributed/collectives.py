@@ -60,19 +60,33 @@ def gather_array(array: np.ndarray, world: World) -> np.ndarray:
     return gather_rows(torch.from_numpy(np.ascontiguousarray(array)), world).numpy()
 
 
-def gather_live(tensor: torch.Tensor, world: World) -> torch.Tensor:
-    """The global batch of a data-parallel step: every rank's rows in rank order, where this rank's own rows
-    are ``tensor`` itself (gradients flow back into them) and the other ranks' rows are constants.
+def gather_live(*tensors: torch.Tensor, world: World) -> tuple[torch.Tensor, ...]:
+    """The global batch of a data-parallel step: for each of ``tensors`` (this rank's rows, any trailing shape,
+    floats or integers up to 2**53), every rank's rows in rank order, where this rank's own rows are the tensor
+    itself (gradients flow back into them) and the other ranks' rows are constants. One exchange of row counts
+    and one all-gather carry every tensor (packed as float64 columns, which hold float32 and the indices
+    exactly).
 
-    A loss of the global batch computed from it on every rank gives each rank the gradient of that loss
-    with respect to its own items; summing the parameter gradients over ranks
-    (:func:`reduce_gradients`) then gives the gradient of the one-process run.
+    A loss of the global batch computed from them on every rank gives each rank the gradient of that loss
+    with respect to its own items; summing the parameter gradients over ranks (:func:`reduce_gradients`) then
+    gives the gradient of the one-process run.
     """
     if not world.distributed:
-        return tensor
-    parts = _gathered_pieces(tensor, world)
-    parts[world.rank] = tensor
-    return torch.cat(parts)
+        return tensors
+    rows = tensors[0].shape[0]
+    if any(t.shape[0] != rows for t in tensors):
+        raise ValueError("gather_live: every tensor needs one row per item of this rank's share")
+    flat = [t.detach().reshape(rows, -1).to(torch.float64) for t in tensors]
+    widths = [f.shape[1] for f in flat]
+    pieces = _gathered_pieces(torch.cat(flat, dim=1), world)
+    out: list[torch.Tensor] = []
+    column = 0
+    for tensor, width in zip(tensors, widths, strict=True):
+        parts = [piece[:, column : column + width].reshape(-1, *tensor.shape[1:]).to(tensor.dtype) for piece in pieces]
+        parts[world.rank] = tensor
+        out.append(torch.cat(parts))
+        column += width
+    return tuple(out)
 
 
 def sum_floats(values: dict[str, float], world: World) -> dict[str, float]:
@@ -86,26 +100,25 @@ def sum_floats(values: dict[str, float], world: World) -> dict[str, float]:
 
 
 def reduce_gradients(summed: Iterable[nn.Parameter], averaged: Iterable[nn.Parameter], world: World) -> None:
-    """All-reduce gradients in one flat buffer per group: ``summed`` parameters get the sum over ranks (each
-    rank holds its own items' share), ``averaged`` ones the mean (each rank already holds the whole gradient,
-    e.g. a loss's own parameters computed on the gathered batch, so the mean only keeps them identical)."""
+    """All-reduce gradients in one flat buffer: ``summed`` parameters get the sum over ranks (each rank holds its
+    own items' share), ``averaged`` ones the mean (each rank already holds the whole gradient, e.g. a loss's own
+    parameters computed on the gathered batch, so the mean only keeps them identical). The buffer has the
+    gradients' dtype (float32 for a float32 model)."""
     if not world.distributed:
         return
-    dist = _dist()
-    for group, scale in ((list(summed), 1.0), (list(averaged), 1.0 / world.size)):
-        with_grad = [p for p in group if p.grad is not None]
-        if not with_grad:
-            continue
-        grads = [p.grad for p in with_grad]
-        device = _comm_device(world, grads[0])
-        flat = torch.cat([g.detach().reshape(-1).to(device=device, dtype=torch.float64) for g in grads])
-        dist.all_reduce(flat)
-        flat.mul_(scale)
-        offset = 0
-        for grad in grads:
-            n = grad.numel()
-            grad.copy_(flat[offset : offset + n].view_as(grad).to(grad.dtype))
-            offset += n
+    groups = [([p for p in summed if p.grad is not None], 1.0),
+              ([p for p in averaged if p.grad is not None], 1.0 / world.size)]
+    grads = [(p.grad, scale) for group, scale in groups for p in group]
+    if not grads:
+        return
+    device = _comm_device(world, grads[0][0])
+    flat = torch.cat([(g.detach() * scale).reshape(-1).to(device) for g, scale in grads])
+    _dist().all_reduce(flat)
+    offset = 0
+    for grad, _ in grads:
+        n = grad.numel()
+        grad.copy_(flat[offset : offset + n].view_as(grad))
+        offset += n
 
 
 def broadcast_module(module: nn.Module, world: World, source: int = 0) -> None:

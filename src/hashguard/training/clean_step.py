@@ -68,7 +68,7 @@ class CleanStep(TrainingStep):
     def __call__(self, batch: Any, step_index: int) -> StepOutput:
         images, labels, index = (t.to(self.model.device) for t in batch)
         u = self.model(images, alpha=self.method.alpha(step_index))
-        u, labels, index = (self.plan.gather(t) for t in (u, labels, index))  # the global batch (one process: as is)
+        u, labels, index = self.plan.gather(u, labels, index)  # the global batch (one process: as is)
         return StepOutput(self.method(u, labels, index), size=u.shape[0])
 
     def end_epoch(self, epoch: int, record: dict[str, Any]) -> dict[str, Any]:

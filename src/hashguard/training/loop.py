@@ -54,7 +54,7 @@ and indices (:func:`~hashguard.distributed.collectives.gather_live`): the global
 with this rank's rows still carrying gradients. Its loss is then the one-process loss of the global batch,
 computed identically on every rank (memory banks and code banks see the whole batch, so they stay identical
 on every rank). After ``backward`` the gradients of ``step.sharded_parameters()`` (the parameters upstream of
-the gather: the network) are summed over ranks and the others averaged, in one all-reduce each, so every rank
+the gather: the network) are summed over ranks and the others averaged, in one all-reduce, so every rank
 takes the one-process optimiser step. Batch norm layers of the sharded modules are synchronised
 (:mod:`hashguard.distributed.batch_norm`); every rank starts from rank 0's weights. Only rank 0 writes
 checkpoints, ``history.json`` and the log, and a checkpoint written by any world size resumes under any other.
@@ -114,8 +114,8 @@ class Plan:
     seed: int
     is_main: bool = True
     log: Callable[[str], None] = field(default=lambda _msg: None)
-    #: the global batch of a per-rank tensor (identity in one process; see the module docstring)
-    gather: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda tensor: tensor)
+    #: the global batch of per-rank tensors, as a tuple (as given in one process; see the module docstring)
+    gather: Callable[..., tuple[torch.Tensor, ...]] = field(default=lambda *tensors: tensors)
     #: the processes of the run (one process unless launched by torchrun)
     world: World = field(default_factory=single_process)
 
