@@ -7,7 +7,11 @@ Three launches of the same work, side by side in one run:
 
 * ``1 proc x 1 thread``: one process, ``OMP_NUM_THREADS=1`` (the per-core reference);
 * ``1 proc x 2 threads``: one process using both cores through intra-op threads (what a plain run gets);
-* ``2 procs x 1 thread``: ``torchrun --nproc_per_node 2``, Gloo, one thread each.
+* ``2 procs x 1 thread``: ``torchrun --nproc_per_node 2``, Gloo, one thread each;
+* control, ``2 lone procs``: two independent one-process runs of the whole work at the same time, no
+  communication; their summed throughput is the most two processes can get from this machine, so
+  ``2 procs / 2 lone`` is the efficiency of the data-parallel run itself (communication, synchronised batch
+  norm, waiting for the slower rank), whatever the machine does to two busy processes.
 
 The work (every random choice seeded; the demo-mnist digits, the small CNN, 32 bits, CSQ):
 
@@ -22,8 +26,8 @@ The work (every random choice seeded; the demo-mnist digits, the small CNN, 32 b
 
 Each figure is the best of ``--repeats`` timed repetitions after one warm-up; ranks meet at a barrier before
 and after each timed region. Every launch checks that it computed the same results (trained-weight checksum to
-1e-4, codes and mAP exactly) as the one-process reference. Never run as a test; prints a Markdown table with
-the machine's load average.
+1e-3 relative, attacked codes' mAP, code checksum and mAP exactly) as the one-process reference. Never run
+as a test; prints a Markdown table with the machine's load average.
 """
 
 from __future__ import annotations
@@ -97,7 +101,8 @@ def worker(quick: bool, repeats: int, out: Path) -> None:
         step = CleanStep(model, method, train_set, config, seed=0)  # type: ignore[arg-type]
         with tempfile.TemporaryDirectory() as tmp:
             fit(step, train_set, LoopSettings(epochs=2, batch_size=64, seed=0), shared_directory(tmp, world),
-                identity="bench", make_optimizer=lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9), log=None)
+                identity="bench", make_optimizer=lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9),
+                log=None)
         return float(sum(p.double().sum() for p in model.parameters()))
 
     best_train, checksum = _best(train_once, repeats, world)
@@ -170,6 +175,25 @@ def launch(nproc: int, threads: int, quick: bool, repeats: int, out: Path) -> di
     return json.loads(out.read_text())
 
 
+def launch_lone_pair(quick: bool, repeats: int, folder: Path) -> list[dict]:
+    """Two one-process runs of the whole work started together (the control of the module docstring)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(HERE)]))
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    outs = [folder / f"lone-{i}.json" for i in range(2)]
+    processes = [
+        subprocess.Popen([sys.executable, __file__, "--worker", "--repeats", str(repeats), "--out", str(out)]
+                         + (["--quick"] if quick else []), env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+        for out in outs
+    ]
+    for process in processes:
+        _, err = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"a lone run failed:\n{err[-3000:]}")
+    return [json.loads(out.read_text()) for out in outs]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a quarter of every size")
@@ -187,22 +211,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for label, nproc, threads in LAUNCHES:
             runs[label] = launch(nproc, threads, args.quick, args.repeats, Path(tmp) / f"{nproc}-{threads}.json")
+        lone = launch_lone_pair(args.quick, args.repeats, Path(tmp))
     reference = runs[LAUNCHES[0][0]]["results"]
     print(f"load average before: {load_before}; after: {load_text()}; {os.cpu_count()} CPUs"
           f"{' (quick sizes)' if args.quick else ''}\n")
-    header = "| work | unit | " + " | ".join(label for label, _, _ in LAUNCHES) + " | 2 procs / 1x1 | 2 procs / 1x2 |"
+    header = ("| work | unit | " + " | ".join(label for label, _, _ in LAUNCHES)
+              + " | 2 lone procs (sum) | 2 procs / 1x1 | 2 procs / 1x2 | 2 procs / 2 lone |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for work in ("train", "encode", "attack", "map"):
         rates = [runs[label]["results"][work]["rate"] for label, _, _ in LAUNCHES]
-        cells = " | ".join(f"{rate:,.0f}" for rate in rates)
-        ratios = f"{rates[2] / rates[0]:.2f}x | {rates[2] / rates[1]:.2f}x"
+        ceiling = sum(run["results"][work]["rate"] for run in lone)
+        cells = " | ".join(f"{rate:,.0f}" for rate in [*rates, ceiling])
+        ratios = f"{rates[2] / rates[0]:.2f}x | {rates[2] / rates[1]:.2f}x | {rates[2] / ceiling:.2f}"
         print(f"| {work} | {reference[work]['unit']} | {cells} | {ratios} |")
     print()
     for label, _, _ in LAUNCHES[1:]:
         for work in ("train", "encode", "attack", "map"):
             got, want = runs[label]["results"][work]["check"], reference[work]["check"]
-            tolerance = 1e-4 * max(1.0, abs(want)) if work == "train" else 0.0
+            # training: a checksum of the weights, which float reordering moves in the last digits (SGD, 2 epochs)
+            tolerance = 1e-3 * max(1.0, abs(want)) if work == "train" else 0.0
             verdict = "same" if abs(got - want) <= tolerance else f"DIFFERENT ({got!r} vs {want!r})"
             print(f"- {label}, {work}: result {verdict} as 1 proc x 1 thread")
 
