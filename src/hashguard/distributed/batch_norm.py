@@ -19,14 +19,13 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from hashguard.distributed.world import World
+from hashguard.distributed.world import World, communication_device
 
 
 def _all_reduce(tensor: torch.Tensor, world: World) -> torch.Tensor:
     import torch.distributed as dist
 
-    device = tensor.device if world.backend == "nccl" else torch.device("cpu")
-    moved = tensor.to(device)
+    moved = tensor.to(communication_device(world))
     dist.all_reduce(moved)
     return moved.to(tensor.device)
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hashguard.distributed.world import World
+from hashguard.distributed.world import World, communication_device
 
 
 def _dist():  # noqa: ANN202 - the torch.distributed module
@@ -23,8 +23,8 @@ def _dist():  # noqa: ANN202 - the torch.distributed module
 
 
 def _comm_device(world: World, tensor: torch.Tensor) -> torch.device:
-    """NCCL moves CUDA tensors only; Gloo CPU tensors (and CUDA ones, but CPU is the safe choice)."""
-    return tensor.device if world.backend == "nccl" else torch.device("cpu")
+    """Where ``tensor`` travels for a collective (:func:`~hashguard.distributed.world.communication_device`)."""
+    return communication_device(world)
 
 
 def _gathered_pieces(tensor: torch.Tensor, world: World) -> list[torch.Tensor]:
@@ -94,9 +94,9 @@ def sum_floats(values: dict[str, float], world: World) -> dict[str, float]:
     if not world.distributed:
         return dict(values)
     keys = sorted(values)
-    total = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    total = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=communication_device(world))
     _dist().all_reduce(total)
-    return dict(zip(keys, total.tolist(), strict=True))
+    return dict(zip(keys, total.cpu().tolist(), strict=True))
 
 
 def reduce_gradients(summed: Iterable[nn.Parameter], averaged: Iterable[nn.Parameter], world: World) -> None:
@@ -144,8 +144,6 @@ def rank0_says(flag: bool, world: World) -> bool:
     """Rank 0's ``flag`` on every rank (so that every rank takes the same branch around collectives)."""
     if not world.distributed:
         return flag
-    value = torch.tensor([1 if flag else 0], dtype=torch.int64)
-    if world.backend == "nccl":
-        value = value.cuda()
+    value = torch.tensor([1 if flag else 0], dtype=torch.int64, device=communication_device(world))
     _dist().broadcast(value, 0)
     return bool(value.item())

@@ -129,6 +129,14 @@ def stop() -> None:
     _current = None
 
 
+def communication_device(world: World) -> torch.device:
+    """Where tensors must be for a collective: the rank's own GPU under NCCL (which moves CUDA tensors only),
+    the CPU under Gloo."""
+    if world.backend == "nccl":
+        return torch.device("cuda", world.local_rank)
+    return torch.device("cpu")
+
+
 def default_device(world: World) -> str | None:
     """The device a rank should use under ``device: auto``: its own GPU under NCCL, else None (no opinion)."""
     if world.distributed and world.backend == "nccl":
