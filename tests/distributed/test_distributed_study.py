@@ -92,3 +92,29 @@ def test_a_study_on_two_processes_gives_the_one_process_results_and_shares_its_c
     assert again.returncode == 0, again.stderr
     assert "running" not in again.stdout.replace("report", "")
     assert again.stdout.count("cached") >= 3
+
+
+def test_encode_and_search_on_two_processes_give_the_one_process_files(trained, tmp_path):
+    """``hashguard encode`` shares whole batches out (codes bit-identical) and ``hashguard search query`` shares the
+    database out, merging the per-shard top-k lists (the same neighbours and distances, ties included: 16-bit
+    codes of 600 items have many equal distances)."""
+    for split, nproc in (("query", 1), ("database", 1), ("database", 2)):
+        done = hashguard(["encode", str(trained), "--split", split, "--out", str(tmp_path / f"{split}{nproc}.npz")],
+                         tmp_path, nproc=nproc)
+        assert done.returncode == 0, done.stderr
+    one, two = np.load(tmp_path / "database1.npz"), np.load(tmp_path / "database2.npz")
+    np.testing.assert_array_equal(one["codes"], two["codes"])
+    np.testing.assert_array_equal(one["labels"], two["labels"])
+    built = hashguard(["search", "build", "--codes", str(tmp_path / "database1.npz"), "--out",
+                       str(tmp_path / "db.hgidx")], tmp_path)
+    assert built.returncode == 0, built.stderr
+    answers = []
+    for nproc in (1, 2):
+        out = tmp_path / f"answers{nproc}.json"
+        done = hashguard(["search", "query", "--index", str(tmp_path / "db.hgidx"), "--codes",
+                          str(tmp_path / "query1.npz"), "-k", "25", "--out", str(out)], tmp_path, nproc=nproc)
+        assert done.returncode == 0, done.stderr
+        answers.append(json.loads(out.read_text())["results"])
+    assert answers[0] == answers[1]
+    distances = [d for result in answers[0] for d in result["distances"]]
+    assert len(distances) > len(set(distances))  # ties were there to be broken

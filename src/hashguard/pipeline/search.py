@@ -100,10 +100,24 @@ def query_index(
         k = 10 if k is None else k
         if k < 1:
             raise ConfigError(f"-k must be positive, not {k}")
-        dist, ids = index.search(queries, k)
+        dist, ids = _search(index, queries, k)
         payload["k"] = int(k)
         for i in range(queries.shape[0]):
             keep = ids[i] >= 0
             results.append({"query": i, "ids": ids[i][keep].tolist(), "distances": dist[i][keep].tolist()})
     payload["results"] = results
     return payload
+
+
+def _search(index: HammingIndex, queries: Any, k: int) -> tuple[Any, Any]:
+    """Top-k of ``queries``; under ``torchrun`` with the exact backend each rank searches its contiguous shard of
+    the database and the lists merge under the (distance, index) rule (the same result as one search)."""
+    from hashguard.distributed.sharding import shard_bounds
+    from hashguard.distributed.topk import sharded_search
+    from hashguard.distributed.world import current_world
+
+    world = current_world()
+    if not world.distributed or index.backend != "exact":
+        return index.search(queries, k)
+    start, stop = shard_bounds(index.ntotal, world.size, world.rank)
+    return sharded_search(index.reconstruct()[start:stop], start, queries, k, world)
