@@ -32,3 +32,21 @@ def hashguard(args: list[str], cwd: Path, nproc: int = 1, env: dict[str, str] | 
                     "--master_port", str(free_port())]
     command = [sys.executable, *launcher, "-m", "hashguard", *args]
     return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def spawn_ranks(worker, folder: Path, size: int = 2, timeout_s: float = 120) -> None:  # noqa: ANN001 - a function
+    """Run ``worker(rank, size, port, folder)`` in ``size`` spawned processes (a Gloo group on a free port);
+    fail the test when they do not finish within ``timeout_s``."""
+    import time
+
+    import pytest
+    import torch.multiprocessing as mp
+
+    context = mp.spawn(worker, args=(size, free_port(), str(folder)), nprocs=size, join=False)
+    deadline = time.monotonic() + timeout_s
+    while not context.join(timeout=max(deadline - time.monotonic(), 0.1)):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                if process.is_alive():
+                    process.terminate()
+            pytest.fail(f"the {size} ranks did not finish within {timeout_s} s")

@@ -8,15 +8,13 @@ Both sides use one torch thread, so the one-process reference computes its convo
 from __future__ import annotations
 
 import json
-import socket
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sharded_worker
 import torch
-import torch.multiprocessing as mp
+from launch import spawn_ranks
 
 from hashguard.attacks import select_target_labels
 from hashguard.distributed.world import current_world
@@ -26,12 +24,6 @@ from hashguard.testing import small_cnn_model, torch_threads
 pytestmark = pytest.mark.filterwarnings("ignore")
 SIZE = 2
 TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _write_inputs(folder: Path, splits) -> None:
@@ -58,17 +50,6 @@ def _write_inputs(folder: Path, splits) -> None:
     )
 
 
-def _spawn(folder: Path) -> None:
-    context = mp.spawn(sharded_worker.worker, args=(SIZE, _free_port(), str(folder)), nprocs=SIZE, join=False)
-    deadline = time.monotonic() + TIMEOUT_S
-    while not context.join(timeout=max(deadline - time.monotonic(), 0.1)):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                if process.is_alive():
-                    process.terminate()
-            pytest.fail(f"the {SIZE} ranks did not finish within {TIMEOUT_S} s")
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, tiny_splits):
     folder = tmp_path_factory.mktemp("sharded")
@@ -80,7 +61,7 @@ def results(tmp_path_factory, tiny_splits):
         patch.setenv("OMP_NUM_THREADS", "1")
         for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
             patch.delenv(key, raising=False)
-        _spawn(folder)
+        spawn_ranks(sharded_worker.worker, folder, SIZE, TIMEOUT_S)
 
     def load(name: str) -> tuple[dict[str, np.ndarray], dict]:
         with np.load(folder / f"{name}.npz") as archive:

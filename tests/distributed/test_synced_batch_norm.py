@@ -11,14 +11,11 @@ statistics. Without the synchronisation the per-rank batch statistics change the
 
 from __future__ import annotations
 
-import socket
-import time
-
 import batch_norm_worker
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
+from launch import spawn_ranks
 
 from hashguard.testing import torch_threads
 
@@ -27,25 +24,12 @@ SIZE = 2
 TIMEOUT_S = 120
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def steps(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bn")
     with torch_threads(1):
         batch_norm_worker.single(folder)
-    context = mp.spawn(batch_norm_worker.worker, args=(SIZE, _free_port(), str(folder)), nprocs=SIZE, join=False)
-    deadline = time.monotonic() + TIMEOUT_S
-    while not context.join(timeout=max(deadline - time.monotonic(), 0.1)):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                if process.is_alive():
-                    process.terminate()
-            pytest.fail(f"the {SIZE} ranks did not finish within {TIMEOUT_S} s")
+    spawn_ranks(batch_norm_worker.worker, folder, SIZE, TIMEOUT_S)
 
     def load(name: str) -> dict[str, np.ndarray]:
         with np.load(folder / f"{name}.npz") as archive:
