@@ -70,8 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_in_world(args: argparse.Namespace) -> int:
     """Run the command's handler; under ``torchrun`` (``WORLD_SIZE`` > 1) inside the process group, with the
-    standard output of every rank but 0 silenced (errors still reach stderr)."""
+    standard output of every rank but 0 silenced (errors still reach stderr). ``--precision`` and
+    ``--channels-last`` set the forward-pass runtime (:mod:`hashguard.precision`) for the command."""
     from hashguard.distributed import world as worlds
+    from hashguard.precision import Runtime, from_environment, set_runtime
+
+    if getattr(args, "precision", None) is not None or getattr(args, "channels_last", None):
+        environment = from_environment()
+        set_runtime(Runtime(args.precision or environment.precision,
+                            bool(args.channels_last) or environment.channels_last))
 
     current = worlds.start()
     if not current.distributed:

@@ -66,6 +66,11 @@ def add_device_argument(parser: argparse.ArgumentParser, default: str | None = "
     """``--device D``."""
     shown = f"default: {default}" if default else note
     parser.add_argument("--device", default=default, metavar="DEVICE", help=f"{DEVICE_HELP}; {shown}")
+    parser.add_argument("--precision", choices=("float32", "bf16"), default=None,
+                        help="forward passes in float32 (default) or bfloat16 mixed precision (torch.autocast; "
+                        "for accelerators; codes may differ in a few bits; default: HASHGUARD_PRECISION or float32)")
+    parser.add_argument("--channels-last", action="store_true", default=None,
+                        help="channels-last memory format for images and convolution weights (for accelerators)")
 
 
 def add_batch_size_argument(parser: argparse.ArgumentParser, default: int | None, help: str) -> None:

@@ -17,6 +17,7 @@ from torch import nn
 
 from hashguard.errors import ConfigError
 from hashguard.models.backbones import BACKBONES, build_backbone, wants_rgb_imagenet
+from hashguard.precision import current_runtime
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -172,8 +173,17 @@ class HashModel(CodesFromLogits):
         if self.spec.network_channels != x.shape[1]:
             x = x.expand(-1, self.spec.network_channels, -1, -1)
         x = (x - self.mean) / self.std
-        return self.hash_norm(self.backbone(x))
-
+        runtime = current_runtime()
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+            if not getattr(self, "_channels_last", False):
+                self.backbone.to(memory_format=torch.channels_last)
+                self._channels_last = True
+        if runtime.precision == "float32":
+            return self.hash_norm(self.backbone(x))
+        with runtime.autocast(x.device):  # bfloat16 network, float32 logits (hashguard.precision)
+            features = self.backbone(x)
+        return self.hash_norm(features.float())
 
 
 def sign_codes(values: torch.Tensor) -> torch.Tensor:

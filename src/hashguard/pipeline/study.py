@@ -77,7 +77,16 @@ def _train_key(config: StudyConfig, splits: DatasetSplits) -> Any:
     dumped = experiment.model_dump(exclude={"device": True, "train": {"progress", "num_workers"}})
     if experiment.labels.budget is None:  # every label: the same key as a study cached before label budgets
         dumped.pop("labels")
-    return {"experiment": dumped, "data": splits.fingerprint()}
+    return {"experiment": dumped, "data": splits.fingerprint(), **_runtime_key()}
+
+
+def _runtime_key() -> dict[str, Any]:
+    """The forward-pass runtime in a stage key when it is not the default (float32, contiguous), so a bf16 study
+    never reuses float32 results or the other way round (:mod:`hashguard.precision`)."""
+    from hashguard.precision import Runtime, current_runtime
+
+    runtime = current_runtime()
+    return {} if runtime == Runtime() else {"runtime": runtime.describe()}
 
 
 def _num_queries(config: StudyConfig, splits: DatasetSplits) -> int:
@@ -271,7 +280,7 @@ def _identity(
     identity, found = study_identity(opened.model, opened.meta, directory, config.cache_identity,
                                      fit_set.fingerprint(), splits.fingerprint())
     log(f"cache identity of {what}: {found.mode} fingerprint {found.short} (cache_identity: {config.cache_identity})")
-    return identity
+    return {**identity, **_runtime_key()}
 
 
 def _defense_base(identity: dict[str, Any], opened: OpenedCheckpoint) -> dict[str, Any]:
