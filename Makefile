@@ -17,7 +17,7 @@ endif
 DEMO_CONFIG ?= configs/demo.yaml
 DEMO_OUT    ?= runs/demo
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-all clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,11 @@ test: $(VENV)/.test-ready
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest tests
 
+# one table of every speed goal beside its reference (benchmarks/speed_table.py); bench-all: every script, quick
 bench: $(VENV)/.test-ready
+	$(BIN)/python benchmarks/speed_table.py
+
+bench-all: $(VENV)/.test-ready
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script --quick || exit 1; done
 
 clean:
