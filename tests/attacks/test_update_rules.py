@@ -421,3 +421,18 @@ def test_projection_onto_the_ball_and_the_unit_interval():
     expected[0, 0, 0, 0] = 0.93
     expected[1, 0, 0, 0] = 0.0
     assert torch.allclose(adv, expected, rtol=0, atol=1e-12)
+
+
+def test_in_place_projection_gives_the_projection_bit_for_bit():
+    """The optimizers' in-place projection (project_) is the same arithmetic as project, so it changes no number;
+    it also lands in the eps ball and in [0, 1] when delta starts far outside both."""
+    from hashguard.attacks.threat import project, project_
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 3, 8, 8, generator=generator)
+    delta = (torch.rand(4, 3, 8, 8, generator=generator) - 0.5) * 3
+    expected = project(images, delta, 8 / 255)
+    result = project_(images, delta.clone(), 8 / 255)
+    assert torch.equal(result, expected)
+    assert float(result.abs().max()) <= 8 / 255 + 1e-7
+    assert float((images + result).min()) >= 0 and float((images + result).max()) <= 1

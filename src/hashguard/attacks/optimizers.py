@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashguard.attacks.threat import LossFn, check_images, finalize, frozen_eval, project
+from hashguard.attacks.threat import LossFn, check_images, finalize, frozen_eval, project, project_
 from hashguard.errors import ConfigError
 from hashguard.registry import Registry
 
@@ -216,7 +216,7 @@ class PGD(PerturbationOptimizer):
             )
         for i in range(iterations):
             grad = self.gradient(model, images, delta, loss_fn, self.alpha_at(i, iterations))
-            delta = project(images, delta - self.step * grad.sign(), eps)
+            delta = project_(images, delta.sub_(grad.sign_(), alpha=self.step), eps)
         return delta
 
 
@@ -315,8 +315,8 @@ class DIFGSM(PerturbationOptimizer):
             grad = self.gradient(
                 model, images, delta, loss_fn, self.alpha_at(i, iterations), transform if use_di else None
             )
-            momentum = self.decay * momentum + grad / _mean_abs(grad)
-            delta = project(images, delta - self.step * momentum.sign(), eps)
+            momentum.mul_(self.decay).add_(grad.div_(_mean_abs(grad)))
+            delta = project_(images, delta.sub_(momentum.sign(), alpha=self.step), eps)
         return delta
 
 
@@ -360,8 +360,8 @@ class NIFGSM(PerturbationOptimizer):
         for i in range(iterations):
             delta_nes = delta - self.decay * self.step * velocity
             grad = self.lookahead_gradient(model, images, delta_nes, loss_fn, self.alpha_at(i, iterations))
-            velocity = self.decay * velocity + grad / _mean_abs(grad)
-            delta = project(images, delta - self.step * velocity.sign(), eps)
+            velocity.mul_(self.decay).add_(grad.div_(_mean_abs(grad)))
+            delta = project_(images, delta.sub_(velocity.sign(), alpha=self.step), eps)
         return delta
 
 
@@ -468,7 +468,7 @@ class VMIFGSM(PerturbationOptimizer):
                 noise = uniform(images.shape, -radius, radius, generator, images.device, images.dtype)
                 neighbours += self.gradient(model, images, delta + noise, loss_fn, alpha)
             variance = neighbours / self.samples - grad
-            delta = project(images, delta - self.step * momentum.sign(), eps)
+            delta = project_(images, delta.sub_(momentum.sign(), alpha=self.step), eps)
         return delta
 
 
@@ -498,7 +498,7 @@ class SGDMomentum(PerturbationOptimizer):
         for i in range(iterations):
             grad = self.gradient(model, images, delta, loss_fn, self.alpha_at(i, iterations))
             buffer = grad if buffer is None else self.momentum * buffer + grad
-            delta = project(images, delta - self.step * buffer, eps)
+            delta = project_(images, delta - self.step * buffer, eps)
         return delta
 
 
@@ -539,7 +539,7 @@ class Adam(PerturbationOptimizer):
             step = i + 1
             m_hat = first / (1 - self.beta1**step)
             v_hat = second / (1 - self.beta2**step)
-            delta = project(images, delta - self.step * m_hat / (v_hat.sqrt() + 1e-8), eps)
+            delta = project_(images, delta - self.step * m_hat / (v_hat.sqrt() + 1e-8), eps)
         return delta
 
 

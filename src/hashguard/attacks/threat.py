@@ -78,6 +78,13 @@ def project(images: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tens
     return (images + delta).clamp(0.0, 1.0) - images
 
 
+def project_(images: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
+    """:func:`project` in place on ``delta`` (the same operations in the same order, so the same numbers) for
+    the inner loops of the optimizers, which would otherwise allocate three image-sized temporaries per step;
+    returns ``delta``."""
+    return delta.clamp_(-eps, eps).add_(images).clamp_(0.0, 1.0).sub_(images)
+
+
 def finalize(images: torch.Tensor, delta: torch.Tensor, eps: float) -> torch.Tensor:
     """The adversarial images, clipped once more so that rounding cannot leave the ball or [0, 1]."""
     return clip_to_ball(images + delta, images, eps)
