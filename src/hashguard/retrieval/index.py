@@ -262,7 +262,7 @@ class HammingIndex:
             self.last_plan = {**info, "mean_work": float(work.mean()) if work.size else 0.0}
             return d, i
         # auto: a query doing more MIH work than a scan of the database costs falls back to the scan
-        max_work = max(1, n // MIH_UNIT_COST)
+        max_work = int(min(n / max(MIH_UNIT_COST, 1e-9), 2**62)) + 1
         sample = q[np.linspace(0, q.shape[0] - 1, min(AUTO_SAMPLE, q.shape[0])).astype(np.int64)]
         _, _, fb, work = tables.search(sample, db, self.bits, k, max_work)
         est = float(np.where(fb, max_work, work).mean()) * MIH_UNIT_COST
