@@ -59,7 +59,7 @@ def test_scan_and_mih_equal_brute_force(bits, kind):
             np.testing.assert_array_equal(i, ri, err_msg=f"{method} k={k}")
         assert index.last_plan["method"] == "scan"  # k >= n always scans
         index.search(q, 5)
-        assert index.last_plan["method"] == method
+        assert index.last_plan["method"] == (method if search_kernels.HAVE_NUMBA else "scan")
 
 
 @pytest.mark.parametrize("budget", [30_000, 60_000])
@@ -94,7 +94,8 @@ def test_memory_accounting_within_budget():
     rng = np.random.default_rng(3)
     index = HammingIndex(32, method="mih", mih_memory=5_000_000)
     index.add(rand_codes(rng, 4000, 32))
-    index.search(rand_codes(rng, 3, 32), 4)
+    assert index.memory_bytes()["mih"] == 0  # built lazily
+    index._tables()
     mem = index.memory_bytes()
     assert mem["codes"] == 4000 * 8
     layout = index._mih.plan

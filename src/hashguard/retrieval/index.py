@@ -241,11 +241,15 @@ class HammingIndex:
         n = self._n
         db = self._codes
         scan_plan = {"method": "scan"}
-        if method == "scan" or n == 0 or k >= n or not search_kernels.HAVE_NUMBA:
-            self.last_plan = scan_plan
-            return search_kernels.scan_topk(q, db, self.bits, k)
-        if method == "auto" and n < AUTO_MIN_ITEMS:
-            self.last_plan = {**scan_plan, "reason": f"fewer than {AUTO_MIN_ITEMS} codes"}
+        reason = ""
+        if method == "scan" or n == 0 or k >= n:
+            reason = "asked for" if method == "scan" else "k covers the database"
+        elif method == "auto" and n < AUTO_MIN_ITEMS:
+            reason = f"fewer than {AUTO_MIN_ITEMS} codes"
+        elif not search_kernels.HAVE_NUMBA:
+            reason = "multi-index hashing needs numba"
+        if reason:
+            self.last_plan = {**scan_plan, "reason": reason}
             return search_kernels.scan_topk(q, db, self.bits, k)
         tables = self._tables()
         if tables is None:
