@@ -3,7 +3,7 @@
 Both return, per query, the first ``k`` database items in ascending (distance, index) order -- ties included
 -- as ``(distances int32 Q x k, ids int64 Q x k)``; columns past the database size hold -1.
 
-* :func:`scan_topk`: queries in blocks of up to 16 against tiles of 2,048 database codes (a tile stays in L1
+* :func:`scan_topk`: queries in blocks of up to 32 against tiles of 2,048 database codes (a tile stays in L1
   while the block's queries pass over it). Per query a buffer keeps the items that can still be in the top k:
   once ``k`` items at distance ``<= t`` have been seen, a later item (larger index) needs distance ``< t``
   to enter, so almost every item costs one XOR + popcount + compare. The buffer is pruned back to ``k`` items
@@ -43,7 +43,7 @@ if os.environ.get("HASHGUARD_NO_NUMBA", "") not in ("1", "true", "yes"):
     except Exception:  # pragma: no cover - numba missing or broken
         HAVE_NUMBA = False
 
-_QBLOCK = 16
+_QBLOCK = 32
 _TILE = 2048
 _SHIFT = 40  # (distance << 40) | index sorts by (distance, index) for databases under 2^40 items
 
