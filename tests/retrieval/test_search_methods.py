@@ -149,6 +149,15 @@ def test_auto_choice_is_visible_and_exact(monkeypatch):
     for got in ((d, i), (d2, i2)):
         np.testing.assert_array_equal(got[0], rd)
         np.testing.assert_array_equal(got[1], ri)
+    # make MIH look dear: auto scans, frees the tables and remembers the choice for this size and k
+    monkeypatch.setattr(index_mod, "MIH_UNIT_COST", 10**9)
+    d3, i3 = index.search(q, 5)
+    if search_kernels.HAVE_NUMBA:
+        assert index.last_plan["method"] == "scan" and "sampled" in index.last_plan["reason"]
+        assert index.memory_bytes()["mih"] == 0
+        index.search(q, 5)
+        assert "earlier queries" in index.last_plan["reason"]
+    np.testing.assert_array_equal(i3, ri)
     with pytest.raises(ConfigError, match="search method"):
         HammingIndex(bits, method="lsh")
 

@@ -12,8 +12,10 @@ Ids are insertion positions (0-based, in the order codes were added). Backends:
   past the database size hold distance -1 and id -1. ``method`` picks the algorithm, never the answer:
   ``"scan"`` (a filtered linear scan), ``"mih"`` (multi-index hashing, Norouzi, Punjani and Fleet, CVPR 2012;
   see :mod:`hashguard.retrieval.mih`) or ``"auto"`` (default: MIH when the database is large enough, its
-  tables fit ``mih_memory`` bytes and a sample of the queries shows it does less work than a scan; the
-  choice of the last search is in :attr:`HammingIndex.last_plan` and the repr).
+  tables fit ``mih_memory`` bytes and a sample of the queries shows it does less work than a scan --
+  otherwise the tables are freed and the scan is kept until the database size or k changes; the choice of
+  the last search is in :attr:`HammingIndex.last_plan` and the repr). Adding codes in chunks costs O(N) in
+  total (the packed codes grow geometrically; the tables are rebuilt, O(N), by the next search using them).
 * ``flat``: FAISS ``IndexBinaryFlat``; exact distances, but which members of a tie group straddling the k-th
   position are returned is FAISS's choice. Rows are re-sorted by (distance, id).
 * ``ivf``: FAISS ``IndexBinaryIVF`` (approximate; trained on the first ``add``; ``nlist`` lists, at most
@@ -114,6 +116,7 @@ class HammingIndex:
         self._buf = np.zeros((0, (self.bits + 63) // 64), np.uint64)
         self._n = 0
         self._mih: MultiIndexTables | None = None
+        self._auto_scan: tuple[int, int] | None = None  # (ntotal, k) for which "auto" found the scan cheaper
         #: how the last exact search ran: method, and for MIH its layout and measured work
         self.last_plan: dict[str, Any] = {}
         #: free-form JSON-able description of what was indexed (e.g. where the codes came from), kept in the file
@@ -142,6 +145,7 @@ class HammingIndex:
         self._buf = np.ascontiguousarray(codes, np.uint64)
         self._n = int(self._buf.shape[0])
         self._mih = None
+        self._auto_scan = None
 
     def __len__(self) -> int:
         return self.ntotal
@@ -246,6 +250,8 @@ class HammingIndex:
             reason = "asked for" if method == "scan" else "k covers the database"
         elif method == "auto" and n < AUTO_MIN_ITEMS:
             reason = f"fewer than {AUTO_MIN_ITEMS} codes"
+        elif method == "auto" and self._auto_scan == (n, k):
+            reason = "a sample of earlier queries found the scan cheaper"
         elif not search_kernels.HAVE_NUMBA:
             reason = "multi-index hashing needs numba"
         if reason:
@@ -271,6 +277,9 @@ class HammingIndex:
         _, _, fb, work = tables.search(sample, db, self.bits, k, max_work)
         est = float(np.where(fb, max_work, work).mean()) * MIH_UNIT_COST
         if est > 0.5 * n:
+            # scanning wins on these codes: free the tables and scan until the database or k changes
+            self._mih = None
+            self._auto_scan = (n, k)
             self.last_plan = {**scan_plan, "reason": f"sampled MIH cost {est:.0f} > half a scan ({n} codes)"}
             return search_kernels.scan_topk(q, db, self.bits, k)
         d, i, fb, work = tables.search(q, db, self.bits, k, max_work)
