@@ -284,10 +284,10 @@ if HAVE_NUMBA:
                         f += 1
                     if r == 0 or wk > max_work:
                         break
-                    # next b-bit mask with r set bits (Gosper)
-                    c = x & -x
-                    y = x + c
-                    x = (((y ^ x) >> 2) // c) | y
+                    # next b-bit mask with r set bits (Gosper's hack, without the division)
+                    tz = _popcnt(np.uint64((x & -x) - 1))
+                    t = x | (x - 1)
+                    x = (t + 1) | (((~t & (t + 1)) - 1) >> (tz + 1))
                 if wk > max_work:
                     break
             if wk > max_work:
