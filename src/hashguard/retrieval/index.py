@@ -1,4 +1,4 @@
-"""Hamming search indexes behind one interface: exact (numba counting sort) and FAISS binary indexes.
+"""Hamming search indexes behind one interface: exact (filtered scan or multi-index hashing) and FAISS binary indexes.
 
 >>> index = HammingIndex(bits=64, backend="exact")      # or "flat", "ivf", "hnsw"
 >>> index.add(db_codes)                                   # +-1 codes, N x 64
