@@ -42,7 +42,7 @@ def database(kind, rng, n, bits):
     return rand_codes(rng, n, bits) if kind == "random" else clustered(rng, n, bits)
 
 
-@pytest.mark.parametrize("bits", [8, 48, 64, 100])
+@pytest.mark.parametrize("bits", [8, 48, 64, 100, 200])
 @pytest.mark.parametrize("kind", ["random", "clustered"])
 def test_scan_and_mih_equal_brute_force(bits, kind):
     rng = np.random.default_rng(bits + (kind == "random"))

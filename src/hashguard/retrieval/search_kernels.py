@@ -45,7 +45,6 @@ if os.environ.get("HASHGUARD_NO_NUMBA", "") not in ("1", "true", "yes"):
 
 _QBLOCK = 32
 _TILE = 2048
-_SHIFT = 40  # (distance << 40) | index sorts by (distance, index) for databases under 2^40 items
 
 
 def _jit(fn, parallel: bool = False):
@@ -68,7 +67,8 @@ if HAVE_NUMBA:
 
     @numba.njit(cache=True, nogil=True)
     def _emit(bd, bi, f, kk, K1, qi, out_d, out_i):
-        """Write the first ``kk`` buffered items in (distance, index) order; ``-1`` past them."""
+        """Write the first ``kk`` buffered items in (distance, index) order; ``-1`` past them. The sort key
+        ``(distance << 40) | index`` orders by (distance, index) for databases under 2^40 items."""
         cnt = np.zeros(K1 + 1, np.int64)
         for t in range(f):
             cnt[bd[t]] += 1
@@ -377,6 +377,8 @@ def scan_topk(q: np.ndarray, db: np.ndarray, bits: int, k: int) -> tuple[np.ndar
         try:
             nthr = num_threads()
             qb = max(1, min(_QBLOCK, Q // (2 * nthr) if Q >= 2 * nthr else 1))
+            # per-block buffers hold qb * (2k + tile) items of 12 bytes: keep them under ~32 MB for large k
+            qb = max(1, min(qb, (32 << 20) // ((2 * min(int(k), n) + _TILE) * 12)))
             _nb_scan_j(q, db.reshape(-1), n, int(k), 64 * q.shape[1] + 1, qb, out_d, out_i)
             return out_d, out_i
         except Exception as exc:  # pragma: no cover
