@@ -123,9 +123,13 @@ def test_chunked_add_equals_one_add_and_grows_geometrically():
     assert chunked.ntotal == 3000
     # geometric capacity: few reallocations for 402 adds
     assert len(buffers) <= 12, len(buffers)
+    assert chunked.memory_bytes()["buffer_spare"] > 0
     for k in (1, 50):
         for a, b in zip(one.search(q, k), chunked.search(q, k), strict=True):
             np.testing.assert_array_equal(a, b)
+    # with tables built, nothing but the tables is held beyond the packed codes
+    if search_kernels.HAVE_NUMBA:  # without numba MIH is not used and no tables are built
+        assert chunked.memory_bytes()["buffer_spare"] == 0 and chunked.memory_bytes()["mih"] > 0
     np.testing.assert_array_equal(chunked.reconstruct(), db)
 
 

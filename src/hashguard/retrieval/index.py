@@ -236,6 +236,10 @@ class HammingIndex:
     def _tables(self) -> MultiIndexTables | None:
         if self._mih is None or self._mih.n != self._n:
             layout = plan(self.bits, self._n, self.params["mih_memory"])
+            if layout is not None and self._buf.shape[0] > self._n:
+                # drop the growth capacity (an O(N) copy, like the build) so that only the tables, within
+                # mih_memory, are held beyond the packed codes
+                self._buf = self._buf[: self._n].copy()
             self._mih = None if layout is None else MultiIndexTables(layout, self._codes)
         return self._mih
 
