@@ -37,6 +37,9 @@ def register(subparsers: Any) -> None:
     build.add_argument("--codes", required=True, help="database code file (.npz from `hashguard encode`)")
     build.add_argument("--out", required=True, help="index file to write (e.g. db.hgidx)")
     build.add_argument("--backend", choices=BACKENDS, default="exact", help="search backend (default: exact)")
+    build.add_argument("--method", choices=("auto", "scan", "mih"), default="auto",
+                       help="exact backend: linear scan, multi-index hashing, or auto (chooses by size and a sample "
+                       "of the queries; default)")
     build.add_argument("--nlist", type=positive_int, default=None, help="ivf: number of lists (default ~4 sqrt(N))")
     build.add_argument("--nprobe", type=positive_int, default=16, help="ivf: lists probed per query (default 16)")
     build.add_argument("--hnsw-m", type=positive_int, default=32, help="hnsw: links per node (default 32)")
@@ -77,6 +80,7 @@ def _build(args: argparse.Namespace) -> int:
         hnsw_m=args.hnsw_m,
         ef_search=args.ef_search,
         seed=args.seed,
+        method=args.method,
     )
     source = f"; the {index.info['codes']}, not the network's encoding" if is_learned(index) else ""
     print(f"indexed {index.ntotal} codes of {index.bits} bits ({args.backend}) -> {args.out}{source}")

@@ -48,17 +48,19 @@ def build_index(
     hnsw_m: int = 32,
     ef_search: int = 128,
     seed: int = 0,
+    method: str = "auto",
     warn: Warn | None = print_warnings,
 ) -> HammingIndex:
-    """Index the codes of the code file ``codes`` with ``backend`` and save the index to ``out``; collapsed
-    codes give ``warn`` a warning line."""
+    """Index the codes of the code file ``codes`` with ``backend`` (and, for the exact backend, the search
+    ``method``: auto, scan or mih) and save the index to ``out``; collapsed codes give ``warn`` a warning line."""
     for name, value in (("nlist", nlist), ("nprobe", nprobe), ("hnsw_m", hnsw_m), ("ef_search", ef_search)):
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, not {value}")
     codeset = load_codes(codes)
     _check_health(codeset, f"the codes of {codes}", warn)
     index = HammingIndex(
-        codeset.bits, backend, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search, seed=seed
+        codeset.bits, backend, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search, seed=seed,
+        method=method,
     )
     index.add(codeset.codes)
     index.info = {"codes_file": str(codes), "codes": str(codeset.meta.get("codes", "network"))}
