@@ -153,6 +153,7 @@ HAVE_NUMBA = False
 if os.environ.get("HASHGUARD_NO_NUMBA", "") not in ("1", "true", "yes"):
     try:
         import numba
+        from llvmlite import ir
         from numba import prange, types
         from numba.extending import intrinsic
 
@@ -177,6 +178,16 @@ if HAVE_NUMBA:
 
         def codegen(context, builder, signature, args):
             return builder.ctpop(args[0])
+
+        return sig, codegen
+
+    @intrinsic
+    def _cttz(typingctx, x):
+        """Number of trailing zero bits of a non-zero ``uint64`` (one instruction)."""
+        sig = types.int64(types.uint64)
+
+        def codegen(context, builder, signature, args):
+            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
 
         return sig, codegen
 
@@ -292,10 +303,33 @@ if HAVE_NUMBA:
         return True
 
     @numba.njit(cache=True, nogil=True)
+    def _count_bits(bm, lo, hi):
+        """Number of set bits at positions lo..hi-1 of the bitmap ``bm`` (bit j of word w = position 64 w + j)."""
+        if hi <= lo:
+            return 0
+        one = np.uint64(1)
+        wl = lo >> 6
+        wh = (hi - 1) >> 6
+        x = bm[wl] >> np.uint64(lo & 63)
+        if wl == wh:
+            n = hi - lo
+            if n < 64:
+                x &= (one << np.uint64(n)) - one
+            return _popcnt(x)
+        tot = _popcnt(x)
+        for w in range(wl + 1, wh):
+            tot += _popcnt(bm[w])
+        x = bm[wh]
+        last = hi - 64 * wh
+        if last < 64:
+            x &= (one << np.uint64(last)) - one
+        return tot + _popcnt(x)
+
+    @numba.njit(cache=True, nogil=True)
     def _positions(buf, N, c, keys, shift):
         """One pass over items i < N in index order: c[d] counts the items at distance d, and each relevant
-        item leaves the key d << 32 | (its 0-based position among the items at distance d). Returns the number
-        of keys."""
+        item leaves the key p << shift | d, p = its 0-based position among the items at distance d (``int32``
+        keys when they fit: half the memory traffic when most items are relevant). Returns the number of keys."""
         mask = (1 << shift) - 1
         nr = 0
         for i in range(N):
@@ -303,7 +337,7 @@ if HAVE_NUMBA:
             d = v & mask
             p = c[d]
             c[d] = p + 1
-            keys[nr] = (d << 32) | p  # written always, kept only when relevant: no branch to mispredict
+            keys[nr] = (p << shift) | d  # written always, kept only when relevant: no branch to mispredict
             nr += v >> shift
         return nr
 
@@ -314,7 +348,7 @@ if HAVE_NUMBA:
     tie_ap = _jit(tie_ap)
 
     def _nb_pass(
-        q, db, ql, dl, dbw, dlw, bproto, shift, prefix, full, want_hist, n_levels, floor_mode,
+        q, db, ql, dl, dbw, dlw, inv, bproto, kproto, shift, prefix, full, want_hist, n_levels, floor_mode,
         out_cnt, out_rcnt, out_bits, out_ap_all, out_pr, n_blocks,
     ):  # fmt: skip
         Q = q.shape[0]
@@ -325,7 +359,7 @@ if HAVE_NUMBA:
         half = 1 << shift
         one = np.uint64(1)
         zero = np.uint64(0)
-        low32 = (1 << 32) - 1
+        kmask = (1 << shift) - 1
         n_words = (N + 63) // 64
         for blk in prange(n_blocks):
             lo = blk * Q // n_blocks
@@ -335,10 +369,9 @@ if HAVE_NUMBA:
             h = np.zeros((4, 2 * half), np.int32)
             c = np.zeros(K1, np.int64)
             off = np.zeros(K1, np.int64)
-            keys = np.empty(N + 1, np.int64)
+            keys = np.empty(N + 1, kproto.dtype)
             cand = np.empty(N + 1 if prefix > 0 and not full else 0, np.int32)
             bm = np.zeros(n_words, np.uint64)
-            need = np.zeros(n_levels, np.int64)
             for qi in range(lo, hi):
                 # 1. distance d and relevance r of every item as one value d | r << shift
                 if W == 1 and WL == 1:
@@ -369,31 +402,21 @@ if HAVE_NUMBA:
                 acc = 0
                 for d in range(K1):
                     out_cnt[qi, d] = c[d]
-                    out_rcnt[qi, d] = 0
                     off[d] = acc
                     acc += c[d]
-                for t in range(nr):
-                    out_rcnt[qi, keys[t] >> 32] += 1
                 bm[:] = 0
                 for t in range(nr):
                     key = keys[t]
-                    r = off[key >> 32] + (key & low32)
+                    r = off[key & kmask] + (key >> shift)
                     bm[r >> 6] |= one << np.uint64(r & 63)
-                lvl = 0
-                for i in range(n_levels):
-                    if floor_mode:
-                        need[i] = (nr * (i + 1)) // n_levels
-                    else:
-                        need[i] = (nr * (i + 1) + n_levels - 1) // n_levels
-                    if nr == 0:
-                        out_pr[qi, i] = np.nan
-                        lvl = n_levels
-                    elif need[i] == 0:
-                        out_pr[qi, i] = 1.0
-                        lvl = i + 1
+                for d in range(K1):  # relevant items per distance = set bits in that distance's rank range
+                    out_rcnt[qi, d] = _count_bits(bm, off[d], off[d] + c[d])
+                # AP over the whole ranking: set bits in rank order, two sums (odd / even hits) so that the
+                # additions do not wait on each other; top-``prefix`` bits copied on the way
                 pw = (prefix + 63) // 64
                 cum = 0
-                s_all = 0.0
+                s_even = 0.0
+                s_odd = 0.0
                 for w in range(n_words):
                     x = bm[w]
                     if w < pw:
@@ -402,17 +425,41 @@ if HAVE_NUMBA:
                             out_bits[qi, w] = x & ((one << np.uint64(prefix - base)) - one)
                         else:
                             out_bits[qi, w] = x
-                    while x != zero:  # set bits, lowest first: rank order
-                        low = x & (~x + one)
-                        x ^= low
-                        r = 64 * w + _popcnt(low - one) + 1
+                    while x != zero:
+                        r = 64 * w + _cttz(x) + 1
+                        x &= x - one
                         cum += 1
-                        s_all += cum / r
-                        while lvl < n_levels and need[lvl] == cum:
-                            out_pr[qi, lvl] = cum / r
-                            lvl += 1
+                        s_odd += cum * inv[r]
+                        if x == zero:
+                            break
+                        r = 64 * w + _cttz(x) + 1
+                        x &= x - one
+                        cum += 1
+                        s_even += cum * inv[r]
+                # precision at recall levels: the rank of the n-th relevant item for each needed n, found by
+                # skipping whole words by their popcount
+                w = 0
+                seen = 0  # set bits in words before w
+                for i in range(n_levels):
+                    if nr == 0:
+                        out_pr[qi, i] = np.nan
+                        continue
+                    if floor_mode:
+                        need = (nr * (i + 1)) // n_levels
+                    else:
+                        need = (nr * (i + 1) + n_levels - 1) // n_levels
+                    if need == 0:
+                        out_pr[qi, i] = 1.0
+                        continue
+                    while seen + _popcnt(bm[w]) < need:
+                        seen += _popcnt(bm[w])
+                        w += 1
+                    x = bm[w]
+                    for _ in range(need - seen - 1):  # drop the lower set bits before the needed one
+                        x &= x - one
+                    out_pr[qi, i] = need / (64 * w + _cttz(x) + 1)
                 if full:
-                    out_ap_all[qi] = s_all / nr if nr > 0 else 0.0
+                    out_ap_all[qi] = (s_odd + s_even) / nr if nr > 0 else 0.0
 
     def _nb_ap_bits(bits, k, out):
         Q = bits.shape[0]
@@ -672,16 +719,20 @@ def rank_pass(
         return outs
     if _use_numba():
         shift, bproto = _pass_layout(bits)
+        kproto = np.zeros(1, np.int32 if (N << shift) < 2**31 else np.int64)
         # first words as 1-D contiguous arrays: the one-word loop then compiles to vector code
         dbw = np.ascontiguousarray(db[:, 0])
         dlw = np.ascontiguousarray(dl[:, 0])
+        # reciprocals of the ranks: a multiplication per relevant item instead of a division
+        inv = np.zeros(N + 1 if full or prefix else 1, np.float64)
+        inv[1:] = 1.0 / np.arange(1, inv.shape[0], dtype=np.float64)
         nthr = numba.get_num_threads()
         # small blocks handed out one at a time: a thread slowed by other work on the machine takes fewer
         n_blocks = min(Q, 16 * nthr)
         try:
             with numba.parallel_chunksize(1):
                 _nb_pass_j(
-                    q, db, ql, dl, dbw, dlw, bproto, shift, prefix, bool(full), bool(hist), n_levels,
+                    q, db, ql, dl, dbw, dlw, inv, bproto, kproto, shift, prefix, bool(full), bool(hist), n_levels,
                     bool(floor_mode),
                     *outs, n_blocks,
                 )  # fmt: skip
