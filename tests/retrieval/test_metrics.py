@@ -381,9 +381,10 @@ def test_bad_inputs_raise_data_error():
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _sparse_path_taken(q, db, ql, dl, bits, k) -> tuple[int, int]:
-    """(candidates listed for query 0, database size) as the numba pass computes them for a top-k ranking: the
-    listed-candidates path runs when 8 * candidates <= N (and candidates >= k)."""
+def _sparse_path_taken(q, db, ql, dl, bits, k) -> int:
+    """The candidates the numba pass lists for query 0 in a top-k ranking (asserting that it does list them: the
+    guessed cut is tried when 8 * (1.25 k + 1024) <= N). The listed candidates are ranked when there are at least
+    k of them and at most N / 8; otherwise the whole database is ranked."""
     from hashguard.retrieval.metrics import _prepare
 
     p = _prepare(q, db, ql, dl)
@@ -395,9 +396,10 @@ def _sparse_path_taken(q, db, ql, dl, bits, k) -> tuple[int, int]:
         _kernels._fill_w1(p.q[0, 0], p.ql[0, 0], dbw, dlw, buf, shift)
     else:
         _kernels._fill_generic(p.q, p.db, p.ql, p.dl, 0, buf, shift)
-    G = _kernels._guess_cut(buf, N, shift, bits + 1, np.zeros(bits + 1, np.int64), k + k // 4 + 1024)
-    cand = np.empty(N + 1, np.int32)
-    return _kernels._candidates(buf, N, shift, G, cand), N
+    target = k + k // 4 + 1024
+    assert 8 * target <= N
+    G = _kernels._guess_cut(buf, N, shift, bits + 1, np.zeros(bits + 1, np.int64), target)
+    return _kernels._candidates(buf, N, shift, G, np.empty(N + 1, np.int32))
 
 
 @pytest.mark.parametrize(
@@ -409,8 +411,8 @@ def test_top_k_paths_match_reference_on_a_large_database(bits, n_classes):
     rng = np.random.default_rng(21 + bits)
     q, db, ql, dl = random_case(rng, 6, 24_000, bits, n_classes, p_label=0.2)
     if _kernels.HAVE_NUMBA and bits == 16:
-        nc, n = _sparse_path_taken(q, db, ql, dl, bits, 1000)
-        assert 1000 <= nc and 8 * nc <= n  # these sizes do take the listed-candidates path
+        nc = _sparse_path_taken(q, db, ql, dl, bits, 1000)
+        assert 1000 <= nc and 8 * nc <= db.shape[0]  # these sizes do take the listed-candidates path
     for topk in (1, 37, 1000, None):
         _, aps = ref_map(q, db, ql, dl, topk)
         np.testing.assert_allclose(average_precisions(q, db, ql, dl, topk=topk), aps, atol=1e-12, rtol=0)
@@ -426,7 +428,7 @@ def test_top_k_when_the_sampled_cut_falls_short():
     # every 16th item (the ones a 1-in-16 sample sees) is at distance 0, every other item at distance 8: the
     # sample predicts 16 times more close items than there are, the guessed cut holds fewer than k items and
     # the pass must fall back to ranking the whole database
-    bits, n = 16, 16_000
+    bits, n = 16, 48_000
     q = np.ones((1, bits), np.int8)
     db = np.ones((n, bits), np.int8)
     db[np.arange(n) % 16 != 0, :8] = -1
@@ -434,9 +436,9 @@ def test_top_k_when_the_sampled_cut_falls_short():
     dl = (rng.random((n, 3)) < 0.3).astype(float)
     ql = np.array([[1.0, 0.0, 1.0]])
     if _kernels.HAVE_NUMBA:
-        nc, _ = _sparse_path_taken(q, db, ql, dl, bits, 1500)
-        assert nc == 1000 < 1500
-    for topk in (999, 1000, 1001, 1500):
+        nc = _sparse_path_taken(q, db, ql, dl, bits, 3500)
+        assert 8 * nc <= n and nc == 3000 < 3500
+    for topk in (2999, 3000, 3001, 3500):
         _, aps = ref_map(q, db, ql, dl, topk)
         assert average_precisions(q, db, ql, dl, topk=topk)[0] == pytest.approx(aps[0], abs=1e-12)
 

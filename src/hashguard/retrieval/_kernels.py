@@ -391,10 +391,12 @@ if HAVE_NUMBA:
                     # ``prefix`` matter. A sample guesses a distance G past that bucket (with a margin); the items
                     # at distance <= G are listed and ranked. If the guess falls short, or G takes in a large part
                     # of the database, the whole ranking below is used instead.
-                    G = _guess_cut(buf, N, shift, K1, c, prefix + prefix // 4 + 1024)
-                    nc = _candidates(buf, N, shift, G, cand)
-                    if 8 * nc <= N and _top_bits_candidates(buf, cand, nc, shift, G, c, off, prefix, out_bits[qi]):
-                        continue
+                    target = prefix + prefix // 4 + 1024
+                    if 8 * target <= N:
+                        G = _guess_cut(buf, N, shift, K1, c, target)
+                        nc = _candidates(buf, N, shift, G, cand)
+                        if 8 * nc <= N and _top_bits_candidates(buf, cand, nc, shift, G, c, off, prefix, out_bits[qi]):
+                            continue
                 # 2b. the whole ranking: positions inside each distance group, then ranks = group start +
                 # position, marked in a bitmap of the N ranks that is read in rank order
                 c[:] = 0
