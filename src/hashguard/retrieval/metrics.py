@@ -44,7 +44,7 @@ import numpy as np
 
 from hashguard.errors import ConfigError, DataError
 from hashguard.retrieval import _kernels
-from hashguard.retrieval.codes import as_codes, as_labels, pack_codes, pack_labels
+from hashguard.retrieval.codes import as_codes, as_labels, pack_labels
 
 if TYPE_CHECKING:
     from hashguard.distributed.world import World
@@ -83,6 +83,16 @@ class _Prepared:
     n_query_unlabeled: int
 
 
+def _pack_checked(codes: np.ndarray) -> np.ndarray:
+    """:func:`~hashguard.retrieval.codes.pack_codes` to ``uint64`` words for codes :func:`as_codes` has already
+    checked (the same layout, without checking a second time)."""
+    packed = np.packbits(codes > 0, axis=1)
+    n_bytes = packed.shape[1]
+    padded = np.zeros((packed.shape[0], (n_bytes + 7) // 8 * 8), dtype=np.uint8)
+    padded[:, :n_bytes] = packed
+    return padded.view(np.uint64)
+
+
 def _prepare(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any) -> _Prepared:
     qc = as_codes(query_codes, "query_codes")
     dc = as_codes(db_codes, "db_codes")
@@ -101,8 +111,8 @@ def _prepare(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any)
             f"label width mismatch: query labels have {ql.shape[1]} classes, database labels {dl.shape[1]}"
         )
     return _Prepared(
-        q=pack_codes(qc, "uint64"),
-        db=pack_codes(dc, "uint64"),
+        q=_pack_checked(qc),
+        db=_pack_checked(dc),
         ql=pack_labels(ql),
         dl=pack_labels(dl),
         bits=int(qc.shape[1]),
