@@ -159,26 +159,46 @@ def test_targeted_map_uses_target_labels():
     assert expected != pytest.approx(ref_map(q, db, ql, dl, 25)[0])
 
 
-def test_numpy_fallback_matches_numba_kernel():
+def _pass_both_ways(q, db, ql, dl, bits, **kw):
+    """rank_pass through the dispatcher (numba when present) and through the NumPy version."""
+    args = [pack_codes(q), pack_codes(db), pack_labels(ql > 0), pack_labels(dl > 0)]
+    fast = _kernels.rank_pass(*args, bits, **kw)
+    Q, K1 = q.shape[0], bits + 1
+    prefix = min(kw.get("prefix", 0), db.shape[0])
+    levels = kw.get("n_levels", 0) if kw.get("full") else 0
+    slow = (
+        np.zeros((Q, K1), np.int64),
+        np.zeros((Q, K1), np.int64),
+        np.zeros((Q, (prefix + 63) // 64), np.uint64),
+        np.zeros(Q),
+        np.zeros((Q, levels)),
+    )
+    _kernels._np_pass(*args, prefix, bool(kw.get("full")), levels, bool(kw.get("floor_mode")), *slow)
+    return fast, slow
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"prefix": 0},
+        {"prefix": 40},
+        {"prefix": 40, "hist": False},
+        {"prefix": 10_000},
+        {"full": True, "n_levels": 20},
+        {"full": True, "n_levels": 7, "floor_mode": True, "prefix": 33},
+    ],
+)
+def test_numpy_fallback_matches_numba_kernel(kw):
     rng = np.random.default_rng(7)
     q, db, ql, dl = random_case(rng, 30, 150, 12, 5)
-    args = [pack_codes(q), pack_codes(db), pack_labels(ql > 0), pack_labels(dl > 0)]
-    H = _kernels.harmonic_table(db.shape[0])
-    ns = np.array([1, 10, 100, 500], np.int64)
-    outs = []
-    for fn in (_kernels._np_eval, None):
-        ap = np.zeros((30, 4))
-        pn = np.zeros((30, 4))
-        pr = np.zeros((30, 20))
-        cnt = np.zeros((30, 13), np.int64)
-        rcnt = np.zeros((30, 13), np.int64)
-        if fn is None:
-            ap, pn, pr, cnt, rcnt = _kernels.eval_queries(*args, 12, 40, ns, 20, False)
-        else:
-            fn(*args, H, 40, ns, 20, False, ap, pn, pr, cnt, rcnt)
-        outs.append((ap, pn, pr, cnt, rcnt))
-    for a, b in zip(*outs, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-12)
+    fast, slow = _pass_both_ways(q, db, ql, dl, 12, **kw)
+    hist = kw.get("hist", True) or kw.get("full") or not kw.get("prefix")
+    for i, (a, b) in enumerate(zip(fast, slow, strict=True)):
+        if i < 2 and not hist:
+            continue  # not asked for: unspecified
+        np.testing.assert_allclose(a, b, atol=1e-12, rtol=0)
+    if _kernels.HAVE_NUMBA:
+        assert not _kernels._NUMBA_BROKEN  # the numba kernels compiled and ran: no silent fallback
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -354,3 +374,117 @@ def test_bad_inputs_raise_data_error():
         mean_average_precision(q, db, ql[:4], dl)
     with pytest.raises(HashguardError):
         mean_average_precision(q, db, ql, dl, topk=0)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the fast paths of the ranking pass and the evaluator
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _sparse_path_taken(q, db, ql, dl, bits, k) -> int:
+    """The candidates the numba pass lists for query 0 in a top-k ranking (asserting that it does list them: the
+    guessed cut is tried when 8 * (1.25 k + 1024) <= N). The listed candidates are ranked when there are at least
+    k of them and at most N / 8; otherwise the whole database is ranked."""
+    from hashguard.retrieval.metrics import _prepare
+
+    p = _prepare(q, db, ql, dl)
+    shift, proto = _kernels._pass_layout(bits)
+    N = db.shape[0]
+    buf = np.empty((N + 7) // 8 * 8, proto.dtype)
+    if p.q.shape[1] == 1 and p.ql.shape[1] == 1:
+        dbw, dlw = np.ascontiguousarray(p.db[:, 0]), np.ascontiguousarray(p.dl[:, 0])
+        _kernels._fill_w1(p.q[0, 0], p.ql[0, 0], dbw, dlw, buf, shift)
+    else:
+        _kernels._fill_generic(p.q, p.db, p.ql, p.dl, 0, buf, shift)
+    target = k + k // 4 + 1024
+    assert 8 * target <= N
+    G = _kernels._guess_cut(buf, N, shift, bits + 1, np.zeros(bits + 1, np.int64), target)
+    return _kernels._candidates(buf, N, shift, G, np.empty(N + 1, np.int32))
+
+
+@pytest.mark.parametrize(
+    "bits,n_classes",
+    # one word; codes of two words (K not a multiple of 64); two-byte buffer and labels of two words (C > 64)
+    [(16, 5), (70, 3), (130, 70)],
+)
+def test_top_k_paths_match_reference_on_a_large_database(bits, n_classes):
+    rng = np.random.default_rng(21 + bits)
+    q, db, ql, dl = random_case(rng, 6, 24_000, bits, n_classes, p_label=0.2)
+    if _kernels.HAVE_NUMBA and bits == 16:
+        nc = _sparse_path_taken(q, db, ql, dl, bits, 1000)
+        assert 1000 <= nc and 8 * nc <= db.shape[0]  # these sizes do take the listed-candidates path
+    for topk in (1, 37, 1000, None):
+        _, aps = ref_map(q, db, ql, dl, topk)
+        np.testing.assert_allclose(average_precisions(q, db, ql, dl, topk=topk), aps, atol=1e-12, rtol=0)
+    got = precision_at_n(q, db, ql, dl, ns=[1, 10, 999, 1000])
+    D = ref_distances(q, db)
+    rel = ref_relevance(ql, dl)
+    for n in (1, 10, 999, 1000):
+        expect = np.mean([rel[i, np.argsort(D[i], kind="stable")[:n]].mean() for i in range(q.shape[0])])
+        assert got[n] == pytest.approx(expect, abs=1e-12)
+
+
+def test_top_k_when_the_sampled_cut_falls_short():
+    # every 16th item (the ones a 1-in-16 sample sees) is at distance 0, every other item at distance 8: the
+    # sample predicts 16 times more close items than there are, the guessed cut holds fewer than k items and
+    # the pass must fall back to ranking the whole database
+    bits, n = 16, 48_000
+    q = np.ones((1, bits), np.int8)
+    db = np.ones((n, bits), np.int8)
+    db[np.arange(n) % 16 != 0, :8] = -1
+    rng = np.random.default_rng(5)
+    dl = (rng.random((n, 3)) < 0.3).astype(float)
+    ql = np.array([[1.0, 0.0, 1.0]])
+    if _kernels.HAVE_NUMBA:
+        nc = _sparse_path_taken(q, db, ql, dl, bits, 3500)
+        assert 8 * nc <= n and nc == 3000 < 3500
+    for topk in (2999, 3000, 3001, 3500):
+        _, aps = ref_map(q, db, ql, dl, topk)
+        assert average_precisions(q, db, ql, dl, topk=topk)[0] == pytest.approx(aps[0], abs=1e-12)
+
+
+def test_evaluator_answers_equal_the_functions_and_reuse_the_pass():
+    from hashguard.retrieval import RetrievalEvaluator
+
+    rng = np.random.default_rng(31)
+    q, db, ql, dl = random_case(rng, 25, 400, 10, 6)
+    ev = RetrievalEvaluator(q, db, ql, dl)
+    report = ev.evaluate(topk=50, ns=[5, 20, 100], pr_levels=10, radius=2, include_per_query=True)
+    assert ev.passes == 1
+    kw = {"topk": 50, "ns": [5, 20, 100], "pr_levels": 10, "radius": 2, "include_per_query": True}
+    assert report == evaluate_retrieval(q, db, ql, dl, **kw)
+    # everything below is answered from what the first pass kept
+    for topk in (1, 7, 50, None):
+        for tie in (False, True):
+            np.testing.assert_array_equal(
+                ev.average_precisions(topk, tie_aware=tie), average_precisions(q, db, ql, dl, topk, tie_aware=tie)
+            )
+    assert ev.mean_average_precision(20) == mean_average_precision(q, db, ql, dl, 20)
+    assert ev.precision_at_n([3, 100]) == precision_at_n(q, db, ql, dl, [3, 100])
+    for radius in (0, 3, 10):
+        assert ev.precision_recall_within_radius(radius) == precision_recall_within_radius(q, db, ql, dl, radius)
+    assert ev.precision_recall_curve(10, empty="zero") == precision_recall_curve(q, db, ql, dl, 10, empty="zero")
+    assert ev.passes == 1
+    # beyond what is kept: one more pass each, same answers as the functions
+    assert ev.mean_average_precision(300) == mean_average_precision(q, db, ql, dl, 300)
+    assert ev.passes == 2
+    assert ev.precision_recall_curve(8, "floor") == precision_recall_curve(q, db, ql, dl, 8, "floor")
+    assert ev.passes == 3
+    assert ev.nbytes > 25 * 11 * 16  # at least the two histograms
+
+
+def test_evaluator_in_any_order_and_k_beyond_the_database():
+    from hashguard.retrieval import RetrievalEvaluator
+
+    rng = np.random.default_rng(32)
+    q, db, ql, dl = random_case(rng, 15, 120, 8, 4, multi=False)
+    ev = RetrievalEvaluator(q, db, ql, dl)
+    assert ev.mean_average_precision(500) == pytest.approx(ref_map(q, db, ql, dl, None)[0], abs=1e-12)
+    assert ev.mean_average_precision(10) == pytest.approx(ref_map(q, db, ql, dl, 10)[0], abs=1e-12)
+    assert ev.passes == 2  # the whole ranking, then a top-10 ranking (the whole ranking keeps no rank bits)
+    assert ev.mean_average_precision(10, tie_aware=True) == tie_aware_mean_average_precision(q, db, ql, dl, 10)
+    assert ev.passes == 2
+    with pytest.raises(HashguardError):
+        ev.mean_average_precision(0)
+    with pytest.raises(HashguardError):
+        ev.precision_recall_curve(rounding="up")

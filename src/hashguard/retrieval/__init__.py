@@ -20,6 +20,7 @@ from hashguard.retrieval.index import BACKENDS, HammingIndex, load_index
 from hashguard.retrieval.metrics import (
     DEFAULT_NS,
     TIE_RULE,
+    RetrievalEvaluator,
     average_precisions,
     evaluate_retrieval,
     mean_average_precision,
@@ -38,6 +39,7 @@ __all__ = [
     "TIE_RULE",
     "CodeSet",
     "HammingIndex",
+    "RetrievalEvaluator",
     "as_codes",
     "average_precisions",
     "evaluate_retrieval",

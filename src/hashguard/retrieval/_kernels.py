@@ -15,7 +15,17 @@ import warnings
 
 import numpy as np
 
-__all__ = ["HAVE_NUMBA", "eval_queries", "topk_search", "range_search", "harmonic_table", "tie_ap"]
+__all__ = [
+    "HAVE_NUMBA",
+    "rank_pass",
+    "ap_from_bits",
+    "hits_from_bits",
+    "tie_aware_aps",
+    "topk_search",
+    "range_search",
+    "harmonic_table",
+    "tie_ap",
+]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -135,72 +145,6 @@ def harmonic_table(n: int) -> np.ndarray:
     return H
 
 
-def _finish_query(
-    cnt, rcnt, rel_d, rel_p, rel_j, nr, ranks, H, k, ns, n_levels, floor_mode, out_ap, out_pn, out_pr, qi
-):
-    """Per-query metrics from one pass: the distance histogram ``cnt`` and, for the ``nr`` relevant items in
-    index order, their distance ``rel_d`` and 1-based position ``rel_p`` inside their group of equal distance.
-    Fills ``rcnt`` (relevant histogram) and uses ``rel_j`` / ``ranks`` as work space.
-
-    out_ap[qi] = [AP@k, AP@all, tieAP@k, tieAP@all]. ranks[t] becomes the 1-based rank of the (t+1)-th
-    relevant item in the stable order.
-    """
-    K1 = cnt.shape[0]
-    n_db = 0
-    for d in range(K1):
-        n_db += cnt[d]
-        rcnt[d] = 0
-    for t in range(nr):  # rel_j[t]: rank of relevant item t among the relevant items of its group
-        d = rel_d[t]
-        rcnt[d] += 1
-        rel_j[t] = rcnt[d]
-    a = np.empty(K1, np.int64)
-    b = np.empty(K1, np.int64)
-    sa = 0
-    sb = 0
-    for d in range(K1):
-        a[d] = sa
-        b[d] = sb
-        sa += cnt[d]
-        sb += rcnt[d]
-    for t in range(nr):
-        d = rel_d[t]
-        ranks[b[d] + rel_j[t] - 1] = a[d] + rel_p[t]
-    s_k = 0.0
-    s_all = 0.0
-    r_k = 0
-    for t in range(nr):
-        v = (t + 1.0) / ranks[t]
-        s_all += v
-        if ranks[t] <= k:
-            s_k += v
-            r_k += 1
-    out_ap[qi, 0] = s_k / r_k if r_k > 0 else 0.0
-    out_ap[qi, 1] = s_all / nr if nr > 0 else 0.0
-    out_ap[qi, 2] = tie_ap(cnt, rcnt, H, k)
-    out_ap[qi, 3] = tie_ap(cnt, rcnt, H, n_db)
-    for t in range(ns.shape[0]):
-        N = ns[t]
-        lo = 0
-        hi = nr
-        while lo < hi:  # number of ranks <= N (ranks are increasing)
-            mid = (lo + hi) // 2
-            if ranks[mid] <= N:
-                lo = mid + 1
-            else:
-                hi = mid
-        out_pn[qi, t] = lo / (N if N < n_db else n_db)
-    for i in range(n_levels):
-        if nr == 0:
-            out_pr[qi, i] = np.nan
-            continue
-        if floor_mode:
-            need = (nr * (i + 1)) // n_levels
-        else:
-            need = (nr * (i + 1) + n_levels - 1) // n_levels
-        out_pr[qi, i] = 1.0 if need == 0 else need / ranks[need - 1]
-
-
 # --------------------------------------------------------------------------------------------------------
 # numba
 # --------------------------------------------------------------------------------------------------------
@@ -209,6 +153,7 @@ HAVE_NUMBA = False
 if os.environ.get("HASHGUARD_NO_NUMBA", "") not in ("1", "true", "yes"):
     try:
         import numba
+        from llvmlite import ir
         from numba import prange, types
         from numba.extending import intrinsic
 
@@ -236,6 +181,16 @@ if HAVE_NUMBA:
 
         return sig, codegen
 
+    @intrinsic
+    def _cttz(typingctx, x):
+        """Number of trailing zero bits of a non-zero ``uint64`` (one instruction)."""
+        sig = types.int64(types.uint64)
+
+        def codegen(context, builder, signature, args):
+            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+        return sig, codegen
+
     @numba.njit(inline="always", cache=True)
     def _dist(q, db, qi, i, W):
         if W == 1:
@@ -255,92 +210,135 @@ if HAVE_NUMBA:
         return False
 
     @numba.njit(cache=True, nogil=True)
-    def _scan_generic(q, db, ql, dl, qi, W, WL, N, n4, c, rel_d, rel_p):
-        c[:, :] = 0
-        nr = 0
-        for i in range(0, n4, 4):
-            d0 = _dist(q, db, qi, i, W)
-            d1 = _dist(q, db, qi, i + 1, W)
-            d2 = _dist(q, db, qi, i + 2, W)
-            d3 = _dist(q, db, qi, i + 3, W)
-            r0 = _rel(ql, dl, qi, i, WL)
-            r1 = _rel(ql, dl, qi, i + 1, WL)
-            r2 = _rel(ql, dl, qi, i + 2, WL)
-            r3 = _rel(ql, dl, qi, i + 3, WL)
-            if r0:
-                rel_d[nr] = d0
-                rel_p[nr] = c[0, d0] + c[1, d0] + c[2, d0] + c[3, d0] + 1
-                nr += 1
-            if r1:
-                rel_d[nr] = d1
-                rel_p[nr] = c[0, d1] + c[1, d1] + c[2, d1] + c[3, d1] + (d0 == d1) + 1
-                nr += 1
-            if r2:
-                rel_d[nr] = d2
-                rel_p[nr] = c[0, d2] + c[1, d2] + c[2, d2] + c[3, d2] + (d0 == d2) + (d1 == d2) + 1
-                nr += 1
-            if r3:
-                rel_d[nr] = d3
-                rel_p[nr] = (
-                    c[0, d3] + c[1, d3] + c[2, d3] + c[3, d3] + (d0 == d3) + (d1 == d3) + (d2 == d3) + 1
-                )
-                nr += 1
-            c[0, d0] += 1
-            c[1, d1] += 1
-            c[2, d2] += 1
-            c[3, d3] += 1
-        for i in range(n4, N):
-            d0 = _dist(q, db, qi, i, W)
-            if _rel(ql, dl, qi, i, WL):
-                rel_d[nr] = d0
-                rel_p[nr] = c[0, d0] + c[1, d0] + c[2, d0] + c[3, d0] + 1
-                nr += 1
-            c[0, d0] += 1
-        return nr
+    def _fill_w1(qw, qlw, dbw, dlw, buf, shift):
+        """buf[i] = d(q, i) | rel(q, i) << shift for one-word codes and labels (1-D views; vectorises)."""
+        for i in range(dbw.shape[0]):
+            buf[i] = _popcnt(qw ^ dbw[i]) | (np.int64((qlw & dlw[i]) != 0) << shift)
 
     @numba.njit(cache=True, nogil=True)
-    def _scan_w1(qw, qlw, dbw, dlw, N, n4, c, rel_d, rel_p):
-        """_scan_generic for one-word codes and labels (1-D views: lets LLVM keep everything in registers)."""
-        c[:, :] = 0
-        nr = 0
+    def _fill_generic(q, db, ql, dl, qi, buf, shift):
+        """:func:`_fill_w1` for codes or labels of several 64-bit words."""
+        W = q.shape[1]
+        WL = ql.shape[1]
+        for i in range(db.shape[0]):
+            d = 0
+            for w in range(W):
+                d += _popcnt(q[qi, w] ^ db[i, w])
+            r = 0
+            for w in range(WL):
+                if (ql[qi, w] & dl[i, w]) != 0:
+                    r = 1
+                    break
+            buf[i] = d | (r << shift)
+
+    @numba.njit(cache=True, nogil=True)
+    def _hist4(buf, N, h):
+        """h[s, v] = how often value v occurs at positions i < N, i = s (mod 4) of ``buf``: four interleaved
+        counter streams break the store->load chain of one histogram when neighbours fall in the same bucket."""
+        h[:, :] = 0
+        n4 = N - N % 4
         for i in range(0, n4, 4):
-            d0 = _popcnt(qw ^ dbw[i])
-            d1 = _popcnt(qw ^ dbw[i + 1])
-            d2 = _popcnt(qw ^ dbw[i + 2])
-            d3 = _popcnt(qw ^ dbw[i + 3])
-            r0 = (qlw & dlw[i]) != 0
-            r1 = (qlw & dlw[i + 1]) != 0
-            r2 = (qlw & dlw[i + 2]) != 0
-            r3 = (qlw & dlw[i + 3]) != 0
-            if r0:
-                rel_d[nr] = d0
-                rel_p[nr] = c[0, d0] + c[1, d0] + c[2, d0] + c[3, d0] + 1
-                nr += 1
-            if r1:
-                rel_d[nr] = d1
-                rel_p[nr] = c[0, d1] + c[1, d1] + c[2, d1] + c[3, d1] + (d0 == d1) + 1
-                nr += 1
-            if r2:
-                rel_d[nr] = d2
-                rel_p[nr] = c[0, d2] + c[1, d2] + c[2, d2] + c[3, d2] + (d0 == d2) + (d1 == d2) + 1
-                nr += 1
-            if r3:
-                rel_d[nr] = d3
-                rel_p[nr] = (
-                    c[0, d3] + c[1, d3] + c[2, d3] + c[3, d3] + (d0 == d3) + (d1 == d3) + (d2 == d3) + 1
-                )
-                nr += 1
-            c[0, d0] += 1
-            c[1, d1] += 1
-            c[2, d2] += 1
-            c[3, d3] += 1
+            h[0, buf[i]] += 1
+            h[1, buf[i + 1]] += 1
+            h[2, buf[i + 2]] += 1
+            h[3, buf[i + 3]] += 1
         for i in range(n4, N):
-            d0 = _popcnt(qw ^ dbw[i])
-            if (qlw & dlw[i]) != 0:
-                rel_d[nr] = d0
-                rel_p[nr] = c[0, d0] + c[1, d0] + c[2, d0] + c[3, d0] + 1
-                nr += 1
-            c[0, d0] += 1
+            h[0, buf[i]] += 1
+
+    @numba.njit(cache=True, nogil=True)
+    def _guess_cut(buf, N, shift, K1, hs, target):
+        """The smallest distance G at which a 1-in-16 sample of the items predicts at least ``target`` items
+        at distance <= G (K1 - 1 when none does)."""
+        mask = (1 << shift) - 1
+        hs[:] = 0
+        for i in range(0, N, 16):
+            hs[buf[i] & mask] += 1
+        n_s = (N + 15) // 16
+        acc = 0
+        for d in range(K1):
+            acc += hs[d]
+            if acc * N >= target * n_s:
+                return d
+        return K1 - 1
+
+    @numba.njit(cache=True, nogil=True)
+    def _candidates(buf, N, shift, G, cand):
+        """cand[:n] = the indices of the items at distance <= G, ascending; returns n. Branch-free: every
+        index is written and only kept when it qualifies."""
+        mask = (1 << shift) - 1
+        nc = 0
+        for i in range(N):
+            cand[nc] = i
+            nc += (buf[i] & mask) <= G
+        return nc
+
+    @numba.njit(cache=True, nogil=True)
+    def _top_bits_candidates(buf, cand, nc, shift, G, cc, off, limit, bits_row):
+        """Rank the candidates (every item at distance <= G, in index order) by (distance, index) and set bit r
+        of ``bits_row`` for every relevant item of 0-based rank r < limit. Returns False, touching nothing,
+        when the candidates are fewer than ``limit`` (the top ``limit`` reaches past distance G)."""
+        one = np.uint64(1)
+        mask = (1 << shift) - 1
+        if nc < limit:
+            return False
+        cc[: G + 1] = 0
+        for t in range(nc):
+            cc[buf[cand[t]] & mask] += 1
+        acc = 0
+        dstar = G
+        for d in range(G + 1):
+            off[d] = acc
+            acc += cc[d]
+            if acc >= limit:
+                dstar = d
+                break
+        for t in range(nc):
+            v = buf[cand[t]]
+            d = v & mask
+            if d <= dstar:
+                p = off[d]
+                off[d] = p + 1
+                if (v >> shift) != 0 and p < limit:
+                    bits_row[p >> 6] |= one << np.uint64(p & 63)
+        return True
+
+    @numba.njit(cache=True, nogil=True)
+    def _count_bits(bm, lo, hi):
+        """Number of set bits at positions lo..hi-1 of the bitmap ``bm`` (bit j of word w = position 64 w + j)."""
+        if hi <= lo:
+            return 0
+        one = np.uint64(1)
+        wl = lo >> 6
+        wh = (hi - 1) >> 6
+        x = bm[wl] >> np.uint64(lo & 63)
+        if wl == wh:
+            n = hi - lo
+            if n < 64:
+                x &= (one << np.uint64(n)) - one
+            return _popcnt(x)
+        tot = _popcnt(x)
+        for w in range(wl + 1, wh):
+            tot += _popcnt(bm[w])
+        x = bm[wh]
+        last = hi - 64 * wh
+        if last < 64:
+            x &= (one << np.uint64(last)) - one
+        return tot + _popcnt(x)
+
+    @numba.njit(cache=True, nogil=True)
+    def _positions(buf, N, c, keys, shift):
+        """One pass over items i < N in index order: c[d] counts the items at distance d, and each relevant
+        item leaves the key p << shift | d, p = its 0-based position among the items at distance d (``int32``
+        keys when they fit: half the memory traffic when most items are relevant). Returns the number of keys."""
+        mask = (1 << shift) - 1
+        nr = 0
+        for i in range(N):
+            v = buf[i]
+            d = v & mask
+            p = c[d]
+            c[d] = p + 1
+            keys[nr] = (p << shift) | d  # written always, kept only when relevant: no branch to mispredict
+            nr += v >> shift
         return nr
 
     # jit the shared helpers in place: jitted callers resolve these globals to the compiled versions
@@ -348,60 +346,146 @@ if HAVE_NUMBA:
     _log_comb = _jit(_log_comb)
     _cut_term = _jit(_cut_term)
     tie_ap = _jit(tie_ap)
-    _finish_query = _jit(_finish_query)
 
-    def _nb_eval(
-        q, db, ql, dl, H, k, ns, n_levels, floor_mode, out_ap, out_pn, out_pr, out_cnt, out_rcnt, nthr
-    ):
+    def _nb_pass(
+        q, db, ql, dl, dbw, dlw, inv, bproto, kproto, shift, prefix, full, want_hist, n_levels, floor_mode,
+        out_cnt, out_rcnt, out_bits, out_ap_all, out_pr, n_blocks,
+    ):  # fmt: skip
         Q = q.shape[0]
-        W = q.shape[1]
         N = db.shape[0]
+        W = q.shape[1]
         WL = ql.shape[1]
         K1 = out_cnt.shape[1]
-        nb = min(Q, 8 * nthr)
-        for blk in prange(nb):
-            lo = blk * Q // nb
-            hi = (blk + 1) * Q // nb
-            rel_d = np.empty(N, np.int32)
-            rel_p = np.empty(N, np.int32)
-            rel_j = np.empty(N, np.int32)
-            ranks = np.empty(N, np.int64)
-            cnt = np.zeros(K1, np.int64)
-            rcnt = np.zeros(K1, np.int64)
-            # 4 interleaved counter streams (item i counts in stream i % 4): breaks the store->load chain of
-            # a single histogram; the in-group position of an item is the sum of the 4 streams' counts.
-            c = np.zeros((4, K1), np.int32)
-            n4 = N - N % 4
-            dbw = db[:, 0]
-            dlw = dl[:, 0]
+        half = 1 << shift
+        one = np.uint64(1)
+        zero = np.uint64(0)
+        kmask = (1 << shift) - 1
+        n_words = (N + 63) // 64
+        for blk in prange(n_blocks):
+            lo = blk * Q // n_blocks
+            hi = (blk + 1) * Q // n_blocks
+            # scratch reused by every query of the block (no per-query allocation); buf padded to whole words
+            buf = np.empty((N + 7) // 8 * 8, bproto.dtype)
+            h = np.zeros((4, 2 * half), np.int32)
+            c = np.zeros(K1, np.int64)
+            off = np.zeros(K1, np.int64)
+            keys = np.empty(N + 1, kproto.dtype)
+            cand = np.empty(N + 1 if prefix > 0 and not full else 0, np.int32)
+            bm = np.zeros(n_words, np.uint64)
             for qi in range(lo, hi):
+                # 1. distance d and relevance r of every item as one value d | r << shift
                 if W == 1 and WL == 1:
-                    nr = _scan_w1(q[qi, 0], ql[qi, 0], dbw, dlw, N, n4, c, rel_d, rel_p)
+                    _fill_w1(q[qi, 0], ql[qi, 0], dbw, dlw, buf, shift)
                 else:
-                    nr = _scan_generic(q, db, ql, dl, qi, W, WL, N, n4, c, rel_d, rel_p)
+                    _fill_generic(q, db, ql, dl, qi, buf, shift)
+                if not full:
+                    if want_hist or prefix == 0:
+                        _hist4(buf, N, h)
+                        for d in range(K1):
+                            rc = h[0, d + half] + h[1, d + half] + h[2, d + half] + h[3, d + half]
+                            out_cnt[qi, d] = h[0, d] + h[1, d] + h[2, d] + h[3, d] + rc
+                            out_rcnt[qi, d] = rc
+                    if prefix == 0:
+                        continue
+                    # 2a. top-``prefix`` ranking: only the items up to the distance bucket holding rank
+                    # ``prefix`` matter. A sample guesses a distance G past that bucket (with a margin); the items
+                    # at distance <= G are listed and ranked. If the guess falls short, or G takes in a large part
+                    # of the database, the whole ranking below is used instead.
+                    target = prefix + prefix // 4 + 1024
+                    if 8 * target <= N:
+                        G = _guess_cut(buf, N, shift, K1, c, target)
+                        nc = _candidates(buf, N, shift, G, cand)
+                        if 8 * nc <= N and _top_bits_candidates(buf, cand, nc, shift, G, c, off, prefix, out_bits[qi]):
+                            continue
+                # 2b. the whole ranking: positions inside each distance group, then ranks = group start +
+                # position, marked in a bitmap of the N ranks that is read in rank order
+                c[:] = 0
+                nr = _positions(buf, N, c, keys, shift)
+                acc = 0
                 for d in range(K1):
-                    cnt[d] = c[0, d] + c[1, d] + c[2, d] + c[3, d]
-                _finish_query(
-                    cnt,
-                    rcnt,
-                    rel_d,
-                    rel_p,
-                    rel_j,
-                    nr,
-                    ranks,
-                    H,
-                    k,
-                    ns,
-                    n_levels,
-                    floor_mode,
-                    out_ap,
-                    out_pn,
-                    out_pr,
-                    qi,
-                )
-                for d in range(K1):
-                    out_cnt[qi, d] = cnt[d]
-                    out_rcnt[qi, d] = rcnt[d]
+                    out_cnt[qi, d] = c[d]
+                    off[d] = acc
+                    acc += c[d]
+                bm[:] = 0
+                for t in range(nr):
+                    key = keys[t]
+                    r = off[key & kmask] + (key >> shift)
+                    bm[r >> 6] |= one << np.uint64(r & 63)
+                for d in range(K1):  # relevant items per distance = set bits in that distance's rank range
+                    out_rcnt[qi, d] = _count_bits(bm, off[d], off[d] + c[d])
+                # AP over the whole ranking: set bits in rank order, two sums (odd / even hits) so that the
+                # additions do not wait on each other; top-``prefix`` bits copied on the way
+                pw = (prefix + 63) // 64
+                cum = 0
+                s_even = 0.0
+                s_odd = 0.0
+                for w in range(n_words):
+                    x = bm[w]
+                    if w < pw:
+                        base = 64 * w
+                        if prefix - base < 64:
+                            out_bits[qi, w] = x & ((one << np.uint64(prefix - base)) - one)
+                        else:
+                            out_bits[qi, w] = x
+                    while x != zero:
+                        r = 64 * w + _cttz(x) + 1
+                        x &= x - one
+                        cum += 1
+                        s_odd += cum * inv[r]
+                        if x == zero:
+                            break
+                        r = 64 * w + _cttz(x) + 1
+                        x &= x - one
+                        cum += 1
+                        s_even += cum * inv[r]
+                # precision at recall levels: the rank of the n-th relevant item for each needed n, found by
+                # skipping whole words by their popcount
+                w = 0
+                seen = 0  # set bits in words before w
+                for i in range(n_levels):
+                    if nr == 0:
+                        out_pr[qi, i] = np.nan
+                        continue
+                    if floor_mode:
+                        need = (nr * (i + 1)) // n_levels
+                    else:
+                        need = (nr * (i + 1) + n_levels - 1) // n_levels
+                    if need == 0:
+                        out_pr[qi, i] = 1.0
+                        continue
+                    while seen + _popcnt(bm[w]) < need:
+                        seen += _popcnt(bm[w])
+                        w += 1
+                    x = bm[w]
+                    for _ in range(need - seen - 1):  # drop the lower set bits before the needed one
+                        x &= x - one
+                    out_pr[qi, i] = need / (64 * w + _cttz(x) + 1)
+                if full:
+                    out_ap_all[qi] = (s_odd + s_even) / nr if nr > 0 else 0.0
+
+    def _nb_ap_bits(bits, k, out):
+        Q = bits.shape[0]
+        nw = (k + 63) // 64
+        one = np.uint64(1)
+        zero = np.uint64(0)
+        for qi in prange(Q):
+            cum = 0
+            s = 0.0
+            for w in range(nw):
+                x = bits[qi, w]
+                base = 64 * w
+                if k - base < 64:  # drop the ranks past k
+                    x &= (one << np.uint64(k - base)) - one
+                while x != zero:  # set bits, lowest first: rank order
+                    low = x & (~x + one)
+                    x ^= low
+                    cum += 1
+                    s += cum / (base + _popcnt(low - one) + 1.0)
+            out[qi] = s / cum if cum > 0 else 0.0
+
+    def _nb_tie(cnt, rcnt, H, k, out):
+        for qi in prange(cnt.shape[0]):
+            out[qi] = tie_ap(cnt[qi], rcnt[qi], H, k)
 
     def _nb_topk(q, db, K1, k, out_d, out_i, nthr):
         Q = q.shape[0]
@@ -495,7 +579,9 @@ if HAVE_NUMBA:
                 out_d[pos] = d
                 out_i[pos] = idx[t]
 
-    _nb_eval_j = _jit(_nb_eval, parallel=True)
+    _nb_pass_j = _jit(_nb_pass, parallel=True)
+    _nb_ap_bits_j = _jit(_nb_ap_bits, parallel=True)
+    _nb_tie_j = _jit(_nb_tie, parallel=True)
     _nb_topk_j = _jit(_nb_topk, parallel=True)
     _nb_range_count_j = _jit(_nb_range_count, parallel=True)
     _nb_range_fill_j = _jit(_nb_range_fill, parallel=True)
@@ -527,7 +613,8 @@ def _np_rel(ql: np.ndarray, dl: np.ndarray) -> np.ndarray:
     return ((ql[:, None, :] & dl[None, :, :]) != 0).any(axis=-1)
 
 
-def _np_eval(q, db, ql, dl, H, k, ns, n_levels, floor_mode, out_ap, out_pn, out_pr, out_cnt, out_rcnt):
+def _np_pass(q, db, ql, dl, prefix, full, n_levels, floor_mode, out_cnt, out_rcnt, out_bits, out_ap_all, out_pr):
+    """NumPy version of the ranking pass (stable ``argsort``); same outputs as the numba kernel."""
     K1 = out_cnt.shape[1]
     N = db.shape[0]
     step = max(1, (1 << 22) // max(1, N))
@@ -538,46 +625,35 @@ def _np_eval(q, db, ql, dl, H, k, ns, n_levels, floor_mode, out_ap, out_pn, out_
             qi = s + r
             d = D[r]
             rel = REL[r]
-            cnt = np.bincount(d, minlength=K1).astype(np.int64)
-            rcnt = np.bincount(d[rel], minlength=K1).astype(np.int64)
-            order = np.argsort(d, kind="stable")
-            ranks = np.nonzero(rel[order])[0].astype(np.int64) + 1
+            out_cnt[qi] = np.bincount(d, minlength=K1)
+            out_rcnt[qi] = np.bincount(d[rel], minlength=K1)
+            if not (full or prefix > 0):
+                continue
+            ranks = np.nonzero(rel[np.argsort(d, kind="stable")])[0].astype(np.int64) + 1
+            top = ranks[ranks <= prefix] - 1
+            np.bitwise_or.at(out_bits[qi], top >> 6, np.left_shift(np.uint64(1), (top & 63).astype(np.uint64)))
+            if not full:
+                continue
             nr = ranks.shape[0]
-            # feed _finish_query through its (d, p, j) interface: recover within-group positions
-            pos_in_group = np.empty(N, np.int32)
-            sorted_d = d[order]
-            starts = np.concatenate(([0], np.cumsum(cnt)[:-1]))
-            pos_in_group[order] = np.arange(N) - starts[sorted_d] + 1
-            rel_idx = np.nonzero(rel)[0]
-            rel_d = d[rel_idx].astype(np.int32)
-            rel_p = pos_in_group[rel_idx]
-            rel_j = np.empty(nr, np.int32)
-            seen = np.zeros(K1, np.int64)
-            for t in range(nr):
-                seen[rel_d[t]] += 1
-                rel_j[t] = seen[rel_d[t]]
-            buf = np.empty(max(nr, 1), np.int64)
-            _finish_query(
-                cnt,
-                rcnt,
-                rel_d,
-                rel_p,
-                rel_j,
-                nr,
-                buf,
-                H,
-                k,
-                ns,
-                n_levels,
-                floor_mode,
-                out_ap,
-                out_pn,
-                out_pr,
-                qi,
-            )
-            out_cnt[qi] = cnt
-            out_rcnt[qi] = rcnt
+            # cumsum adds in rank order, as the kernel does
+            out_ap_all[qi] = np.cumsum(np.arange(1, nr + 1) / ranks)[-1] / nr if nr else 0.0
+            if n_levels:
+                if nr == 0:
+                    out_pr[qi] = np.nan
+                    continue
+                lv = np.arange(1, n_levels + 1, dtype=np.int64)
+                need = (nr * lv) // n_levels if floor_mode else (nr * lv + n_levels - 1) // n_levels
+                out_pr[qi] = np.where(need == 0, 1.0, need / ranks[np.maximum(need, 1) - 1])
 
+
+def _np_ap_bits(bits: np.ndarray, k: int, out: np.ndarray) -> None:
+    for s in range(0, bits.shape[0], 256):
+        b = np.unpackbits(bits[s : s + 256].view(np.uint8), axis=1, count=k, bitorder="little").astype(bool)
+        cum = np.cumsum(b, axis=1)
+        terms = np.where(b, cum / np.arange(1, k + 1), 0.0)
+        tot = np.cumsum(terms, axis=1)[:, -1] if k else np.zeros(b.shape[0])  # rank order, as the kernel
+        hits = cum[:, -1] if k else np.zeros(b.shape[0], np.int64)
+        out[s : s + 256] = np.where(hits > 0, tot / np.maximum(hits, 1), 0.0)
 
 def _np_topk(q, db, K1, k, out_d, out_i):
     N = db.shape[0]
@@ -597,47 +673,130 @@ def _np_topk(q, db, K1, k, out_d, out_i):
 # --------------------------------------------------------------------------------------------------------
 
 
-def eval_queries(q, db, ql, dl, bits, k, ns, n_levels, floor_mode):
-    """Run the single-pass evaluation kernel on packed codes ``q``/``db`` and packed labels ``ql``/``dl``.
+def _pass_layout(bits: int) -> tuple[int, np.ndarray]:
+    """(shift, buffer dtype witness): distance d and relevance r share one buffer value d | r << shift,
+    2**shift > bits (one byte per item up to 127 bits)."""
+    shift = max(1, int(bits).bit_length())
+    bdt = np.uint8 if shift < 8 else np.uint16 if shift < 16 else np.uint32
+    return shift, np.zeros(1, bdt)
 
-    Returns ``(ap[Q, 4], pn[Q, len(ns)], pr[Q, n_levels], cnt[Q, bits+1], rcnt[Q, bits+1])``.
+
+def rank_pass(
+    q: np.ndarray,
+    db: np.ndarray,
+    ql: np.ndarray,
+    dl: np.ndarray,
+    bits: int,
+    prefix: int = 0,
+    full: bool = False,
+    n_levels: int = 0,
+    floor_mode: bool = False,
+    hist: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over the database per query, on packed codes ``q``/``db`` and packed labels ``ql``/``dl``.
+
+    Returns ``(cnt, rcnt, topbits, ap_all, pr)``:
+
+    * ``cnt[Q, bits+1]`` / ``rcnt[Q, bits+1]``: items / relevant items at each Hamming distance (``int64``).
+      Filled when ``hist`` or ``full`` or ``prefix == 0``; otherwise unspecified (a top-``prefix`` ranking
+      alone does not need them and is faster without them).
+    * ``topbits[Q, ceil(prefix/64)]`` (``uint64``): bit j of word w is set when the item at rank 64 w + j + 1
+      of the (distance, index) ranking is relevant, for ranks <= ``prefix``.
+    * with ``full``: ``ap_all[Q]`` (AP over the whole ranking) and, when ``n_levels`` > 0, ``pr[Q, n_levels]``
+      (precision at recall levels i / n_levels, n_i = floor or ceil of T i / n_levels, computed in integers;
+      precision 1 when n_i = 0; NaN when the query has no relevant item). Zeros otherwise.
     """
     Q = q.shape[0]
     N = db.shape[0]
     K1 = bits + 1
-    H = harmonic_table(N)
-    ns = np.ascontiguousarray(ns, dtype=np.int64)
-    out_ap = np.zeros((Q, 4), np.float64)
-    out_pn = np.zeros((Q, ns.shape[0]), np.float64)
-    out_pr = np.zeros((Q, n_levels), np.float64)
+    prefix = int(min(max(prefix, 0), N))
+    n_levels = int(n_levels) if full else 0
     out_cnt = np.zeros((Q, K1), np.int64)
     out_rcnt = np.zeros((Q, K1), np.int64)
-    args = (
-        q,
-        db,
-        ql,
-        dl,
-        H,
-        int(k),
-        ns,
-        int(n_levels),
-        bool(floor_mode),
-        out_ap,
-        out_pn,
-        out_pr,
-        out_cnt,
-        out_rcnt,
-    )
-    if Q and _use_numba():
+    out_bits = np.zeros((Q, (prefix + 63) // 64), np.uint64)
+    out_ap_all = np.zeros(Q, np.float64)
+    out_pr = np.zeros((Q, n_levels), np.float64)
+    outs = (out_cnt, out_rcnt, out_bits, out_ap_all, out_pr)
+    if Q == 0 or N == 0:
+        return outs
+    if _use_numba():
+        shift, bproto = _pass_layout(bits)
+        kproto = np.zeros(1, np.int32 if (N << shift) < 2**31 else np.int64)
+        # first words as 1-D contiguous arrays: the one-word loop then compiles to vector code
+        dbw = np.ascontiguousarray(db[:, 0])
+        dlw = np.ascontiguousarray(dl[:, 0])
+        # reciprocals of the ranks: a multiplication per relevant item instead of a division
+        inv = np.zeros(N + 1 if full or prefix else 1, np.float64)
+        inv[1:] = 1.0 / np.arange(1, inv.shape[0], dtype=np.float64)
+        nthr = numba.get_num_threads()
+        # small blocks handed out one at a time: a thread slowed by other work on the machine takes fewer
+        n_blocks = min(Q, 16 * nthr)
         try:
-            _nb_eval_j(*args, numba.get_num_threads())
-            return out_ap, out_pn, out_pr, out_cnt, out_rcnt
+            with numba.parallel_chunksize(1):
+                _nb_pass_j(
+                    q, db, ql, dl, dbw, dlw, inv, bproto, kproto, shift, prefix, bool(full), bool(hist), n_levels,
+                    bool(floor_mode),
+                    *outs, n_blocks,
+                )  # fmt: skip
+            return outs
         except Exception as exc:  # pragma: no cover
             _numba_failed(exc)
-    if Q:
-        _np_eval(*args)
-    return out_ap, out_pn, out_pr, out_cnt, out_rcnt
+    _np_pass(q, db, ql, dl, prefix, bool(full), n_levels, bool(floor_mode), *outs)  # histograms always
+    return outs
 
+
+def ap_from_bits(topbits: np.ndarray, k: int) -> np.ndarray:
+    """Per-query AP@k from the relevance bits of the top ranks (``k`` <= 64 * columns), summed in rank order."""
+    out = np.zeros(topbits.shape[0], np.float64)
+    k = int(k)
+    if topbits.shape[0] == 0:
+        return out
+    if k > 64 * topbits.shape[1]:
+        raise ValueError(f"k = {k} exceeds the {64 * topbits.shape[1]} ranks kept")
+    if _use_numba():
+        try:
+            _nb_ap_bits_j(topbits, k, out)
+            return out
+        except Exception as exc:  # pragma: no cover
+            _numba_failed(exc)
+    _np_ap_bits(topbits, k, out)
+    return out
+
+
+def hits_from_bits(topbits: np.ndarray, ns: np.ndarray) -> np.ndarray:
+    """hits[q, t] = number of relevant items among the top ``ns[t]`` ranks (each ``ns[t]`` <= 64 * columns)."""
+    hits = np.zeros((topbits.shape[0], len(ns)), np.int64)
+    for t, n in enumerate(ns):
+        n = int(n)
+        full, rem = divmod(n, 64)
+        if full:
+            hits[:, t] = _popcount_words(topbits[:, :full])
+        if rem:
+            last = topbits[:, full] & np.uint64((1 << rem) - 1)
+            hits[:, t] += _popcount_words(last[:, None])
+    return hits
+
+
+def _popcount_words(x: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x).sum(axis=1, dtype=np.int64)
+    return np.unpackbits(np.ascontiguousarray(x).view(np.uint8), axis=1).sum(axis=1, dtype=np.int64)  # pragma: no cover
+
+
+def tie_aware_aps(cnt: np.ndarray, rcnt: np.ndarray, H: np.ndarray, k: int) -> np.ndarray:
+    """Per-query tie-aware AP@k (:func:`tie_ap`) from the distance histograms of all and of relevant items."""
+    out = np.zeros(cnt.shape[0], np.float64)
+    if cnt.shape[0] == 0:
+        return out
+    if _use_numba():
+        try:
+            _nb_tie_j(cnt, rcnt, H, int(k), out)
+            return out
+        except Exception as exc:  # pragma: no cover
+            _numba_failed(exc)
+    for qi in range(cnt.shape[0]):
+        out[qi] = tie_ap(cnt[qi], rcnt[qi], H, int(k))
+    return out
 
 def topk_search(q: np.ndarray, db: np.ndarray, bits: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k by (distance, index). Columns past the database size hold distance -1 and id -1."""
