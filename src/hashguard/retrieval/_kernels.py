@@ -21,7 +21,6 @@ __all__ = [
     "ap_from_bits",
     "hits_from_bits",
     "tie_aware_aps",
-    "topk_search",
     "range_search",
     "harmonic_table",
     "tie_ap",
@@ -487,52 +486,6 @@ if HAVE_NUMBA:
         for qi in prange(cnt.shape[0]):
             out[qi] = tie_ap(cnt[qi], rcnt[qi], H, k)
 
-    def _nb_topk(q, db, K1, k, out_d, out_i, nthr):
-        Q = q.shape[0]
-        W = q.shape[1]
-        N = db.shape[0]
-        nb = min(Q, 8 * nthr)
-        for blk in prange(nb):
-            lo = blk * Q // nb
-            hi = (blk + 1) * Q // nb
-            dist = np.empty(N, np.int32)
-            cnt = np.zeros(K1, np.int64)
-            off = np.zeros(K1, np.int64)
-            for qi in range(lo, hi):
-                cnt[:] = 0
-                for i in range(N):
-                    d = 0
-                    for w in range(W):
-                        d += _popcnt(q[qi, w] ^ db[i, w])
-                    dist[i] = d
-                    cnt[d] += 1
-                kk = k if k < N else N
-                acc = 0
-                dstar = K1 - 1
-                for d in range(K1):
-                    off[d] = acc
-                    if acc + cnt[d] >= kk:
-                        dstar = d
-                        break
-                    acc += cnt[d]
-                room = kk - off[dstar]
-                for i in range(N):
-                    d = dist[i]
-                    if d < dstar:
-                        pos = off[d]
-                        off[d] = pos + 1
-                        out_d[qi, pos] = d
-                        out_i[qi, pos] = i
-                    elif d == dstar and room > 0:
-                        pos = off[d]
-                        off[d] = pos + 1
-                        out_d[qi, pos] = d
-                        out_i[qi, pos] = i
-                        room -= 1
-                for t in range(kk, out_d.shape[1]):
-                    out_d[qi, t] = -1
-                    out_i[qi, t] = -1
-
     def _nb_range_count(q, db, radius, K1, counts):
         Q = q.shape[0]
         W = q.shape[1]
@@ -582,7 +535,6 @@ if HAVE_NUMBA:
     _nb_pass_j = _jit(_nb_pass, parallel=True)
     _nb_ap_bits_j = _jit(_nb_ap_bits, parallel=True)
     _nb_tie_j = _jit(_nb_tie, parallel=True)
-    _nb_topk_j = _jit(_nb_topk, parallel=True)
     _nb_range_count_j = _jit(_nb_range_count, parallel=True)
     _nb_range_fill_j = _jit(_nb_range_fill, parallel=True)
 
@@ -654,24 +606,6 @@ def _np_ap_bits(bits: np.ndarray, k: int, out: np.ndarray) -> None:
         tot = np.cumsum(terms, axis=1)[:, -1] if k else np.zeros(b.shape[0])  # rank order, as the kernel
         hits = cum[:, -1] if k else np.zeros(b.shape[0], np.int64)
         out[s : s + 256] = np.where(hits > 0, tot / np.maximum(hits, 1), 0.0)
-
-def _np_topk(q, db, K1, k, out_d, out_i):
-    N = db.shape[0]
-    kk = min(k, N)
-    step = max(1, (1 << 22) // max(1, N))
-    for s in range(0, q.shape[0], step):
-        D = _np_dist(q[s : s + step], db)
-        order = np.argsort(D, axis=1, kind="stable")[:, :kk]
-        out_i[s : s + step, :kk] = order
-        out_d[s : s + step, :kk] = np.take_along_axis(D, order, axis=1)
-    out_i[:, kk:] = -1
-    out_d[:, kk:] = -1
-
-
-# --------------------------------------------------------------------------------------------------------
-# dispatch
-# --------------------------------------------------------------------------------------------------------
-
 
 def _pass_layout(bits: int) -> tuple[int, np.ndarray]:
     """(shift, buffer dtype witness): distance d and relevance r share one buffer value d | r << shift,
@@ -797,26 +731,6 @@ def tie_aware_aps(cnt: np.ndarray, rcnt: np.ndarray, H: np.ndarray, k: int) -> n
     for qi in range(cnt.shape[0]):
         out[qi] = tie_ap(cnt[qi], rcnt[qi], H, int(k))
     return out
-
-def topk_search(q: np.ndarray, db: np.ndarray, bits: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k by (distance, index). Columns past the database size hold distance -1 and id -1."""
-    Q = q.shape[0]
-    out_d = np.empty((Q, k), np.int32)
-    out_i = np.empty((Q, k), np.int64)
-    if Q and k:
-        if db.shape[0] == 0:
-            out_d[:] = -1
-            out_i[:] = -1
-            return out_d, out_i
-        if _use_numba():
-            try:
-                _nb_topk_j(q, db, bits + 1, int(k), out_d, out_i, numba.get_num_threads())
-                return out_d, out_i
-            except Exception as exc:  # pragma: no cover
-                _numba_failed(exc)
-        _np_topk(q, db, bits + 1, int(k), out_d, out_i)
-    return out_d, out_i
-
 
 def range_search(q: np.ndarray, db: np.ndarray, bits: int, radius: int):
     """All items within Hamming distance ``<= radius``; FAISS-style ``(lims, distances, ids)``, each query's
