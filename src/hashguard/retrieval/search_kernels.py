@@ -25,45 +25,24 @@ used; results are identical.
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
 
+# numba, its cached-jit helper and the popcount intrinsic are the metrics kernels' (HASHGUARD_NO_NUMBA=1 turns
+# both off)
+from hashguard.retrieval._kernels import HAVE_NUMBA, _jit
+
 __all__ = ["HAVE_NUMBA", "scan_topk", "mih_topk", "mih_build_table", "num_threads"]
-
-HAVE_NUMBA = False
-if os.environ.get("HASHGUARD_NO_NUMBA", "") not in ("1", "true", "yes"):
-    try:
-        import numba
-        from numba import prange, types
-        from numba.extending import intrinsic
-
-        HAVE_NUMBA = True
-    except Exception:  # pragma: no cover - numba missing or broken
-        HAVE_NUMBA = False
 
 _QBLOCK = 32
 _TILE = 2048
 
-
-def _jit(fn, parallel: bool = False):
-    try:
-        return numba.njit(parallel=parallel, cache=True, nogil=True)(fn)
-    except Exception:  # pragma: no cover - no writable cache locator
-        return numba.njit(parallel=parallel, cache=False, nogil=True)(fn)
-
-
 if HAVE_NUMBA:
+    import numba
+    from numba import prange
 
-    @intrinsic
-    def _popcnt(typingctx, x):
-        sig = types.int64(types.uint64)
-
-        def codegen(context, builder, signature, args):
-            return builder.ctpop(args[0])
-
-        return sig, codegen
+    from hashguard.retrieval._kernels import _popcnt
 
     @numba.njit(cache=True, nogil=True)
     def _emit(bd, bi, f, kk, K1, qi, out_d, out_i):
