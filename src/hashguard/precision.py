@@ -18,6 +18,7 @@ Set them with ``--precision bf16`` / ``--channels-last`` on every command that r
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,8 +51,10 @@ class Runtime:
         return f"{self.precision}{', channels-last' if self.channels_last else ''}"
 
 
+@functools.lru_cache(maxsize=1)
 def from_environment() -> Runtime:
-    """The runtime ``HASHGUARD_PRECISION`` and ``HASHGUARD_CHANNELS_LAST`` ask for (default float32, contiguous)."""
+    """The runtime ``HASHGUARD_PRECISION`` and ``HASHGUARD_CHANNELS_LAST`` ask for (default float32, contiguous),
+    read once per process: every forward pass asks for the runtime in force."""
     flag = os.environ.get("HASHGUARD_CHANNELS_LAST", "").strip().lower()
     return Runtime(os.environ.get("HASHGUARD_PRECISION", "float32").strip() or "float32",
                    flag in ("1", "true", "yes", "on"))

@@ -97,8 +97,7 @@ def run_stage(
         return finished.get("result") or {}
     if world.is_main:
         _set_aside(directory, key, log)
-        directory.mkdir(parents=True, exist_ok=True)
-    barrier(world)  # the directory is in place before any rank works in it
+    barrier(world)  # an old directory is set aside before any rank works in its place
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_json(directory / STARTED, {"key": key})
     if plan is not None:
