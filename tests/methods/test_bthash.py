@@ -276,3 +276,16 @@ def test_beats_random_codes_without_labels(demo_splits, source: str, monkeypatch
     # the loader handed every batch of every epoch, and not one training label among them
     assert len(seen) == epochs * math.ceil(items / 32) and all(labels.numel() == 0 for labels in seen)
     assert trained > random + margin, f"{source}: BTHash {trained:.3f} vs random codes {random:.3f} (margin {margin})"
+
+
+def test_shipped_training_config_is_a_label_free_bthash_run() -> None:
+    """configs/train-bthash-demo.yaml validates, names BTHash with its parameters, holds no validation split out
+    (its mAP would need labels) and keeps the last epoch."""
+    from hashguard.config import load_experiment_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "train-bthash-demo.yaml"
+    config = load_experiment_config(path)
+    assert config.method.name == "bthash" and config.data.source == "demo-mnist"
+    assert config.train.val_fraction == 0.0 and config.train.select == "last"
+    method = build_method(config.method.name, config.model.bits, 10, 100, **config.method.params)
+    assert isinstance(method, BTHash) and not method.flip and method.clusters is None
