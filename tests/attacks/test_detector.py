@@ -114,3 +114,17 @@ def test_a_hashvfl_checkpoint_gives_its_class_targets(tmp_path):
             assert np.array_equal(codes, reference.numpy())
         else:
             assert codes is None
+
+
+def test_defend_with_a_detector_name_points_to_detect(tmp_path, capsys):
+    """``hashguard defend --defense hamming-detector`` trains nothing: one line naming ``hashguard detect``; the
+    alias is the detector's own name there as well."""
+    assert build_detector("hamming-detector").name == "hamming"
+    for name in ("hamming-detector", "Hamming"):
+        code = main(["defend", str(tmp_path / "no-checkpoint"), "--defense", name, "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert "query detector, not a defense" in err and "hashguard detect" in err and "--detector hamming" in err
+    assert not (tmp_path / "out").exists()
+    assert main(["defend", str(tmp_path / "x"), "--defense", "nope", "--out", str(tmp_path / "out")]) == 2
+    assert "unknown defense 'nope'" in capsys.readouterr().err

@@ -100,6 +100,24 @@ def test_representation_changes_keep_the_functional_fingerprint(tmp_path):
     assert reference.mode == "functional" and strict.mode == "weights" and len(reference.digest) == 64
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_copy_has_the_same_fingerprints():
+    """Weights moved to the GPU (and trained there) are fingerprinted like their CPU twin: the hash is taken of a
+    float64 CPU copy, and moving tensors between devices is exact; the model stays on its device."""
+    model = tiny_model()
+    on_gpu = copy.deepcopy(model).to("cuda")
+    assert functional_fingerprint(on_gpu).digest == functional_fingerprint(model).digest
+    assert weights_fingerprint(on_gpu).digest == weights_fingerprint(model).digest
+    assert on_gpu.mean.device.type == "cuda"
+    optimizer = torch.optim.SGD(on_gpu.parameters(), lr=0.01)
+    on_gpu.train()
+    on_gpu(torch.rand(4, 1, 16, 16, device="cuda")).pow(2).mean().backward()
+    optimizer.step()
+    assert functional_fingerprint(on_gpu.eval()).digest != functional_fingerprint(model).digest
+    back = copy.deepcopy(on_gpu).cpu()
+    assert functional_fingerprint(back).digest == functional_fingerprint(on_gpu).digest
+
+
 def test_fingerprinting_leaves_the_model_as_it_was():
     model = tiny_model().train()
     before = {key: value.clone() for key, value in model.state_dict().items()}

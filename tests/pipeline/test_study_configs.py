@@ -89,3 +89,14 @@ def test_report_sample_card_names_are_the_registries():
     from hashguard.report.sample import sample_card
 
     assert sample_card()["names"] == display_names()
+
+
+def test_the_demo_study_runs_query_detection_with_the_adaptive_attack():
+    """``make demo`` (configs/demo.yaml) shows the report's query-detection section: the Hamming detector (after
+    HashVFL, Qiu et al., IEEE TIFS 2024) against every attack, and the detector-aware attack's row."""
+    from hashguard.pipeline.detection_stage import adaptive_params, check_detection
+
+    config = load_study_config(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
+    assert config.detection.enabled and config.detection.adaptive and config.detection.detector == "hamming"
+    check_detection(config)  # the detector and the adaptive attack's settings build
+    assert adaptive_params(config)["iterations"] == config.attacks.params_for("mainstay")["iterations"]

@@ -34,6 +34,7 @@ SMALL = {
                                                                           "iterations": 2}}],
                  "sweep": False},
     "report": {"grid_queries": 1, "grid_topk": 3},
+    "detection": {"enabled": True},  # the detector-aware attack is one more stage per model, keyed by identity
 }
 
 
@@ -90,7 +91,8 @@ def test_a_resaved_copy_with_aliased_attack_spellings_reuses_every_stage(first_r
     assert not log.stages("done in"), log.stages("done in")
     cached = log.stages("cached")
     for stage in ("clean evaluation", "attack mainstay (undefended)", "attack hag (undefended)", "retrieval grid",
-                  "defend saat", "clean evaluation (saat)", "attack hag (saat)"):
+                  "defend saat", "clean evaluation (saat)", "attack hag (saat)",
+                  "attack mainstay-adaptive (undefended)", "attack mainstay-adaptive (saat)"):
         assert any(line.split("] ")[1].startswith(stage) for line in cached), stage
     assert again["models"] == card["models"]
 

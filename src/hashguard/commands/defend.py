@@ -36,7 +36,30 @@ def _epilog() -> str:
         + "\n\n--set keys every defense shares (DefenseConfig): " + shared
         + "\npresets: " + ", ".join(presets) + " (paper: the protocol recipe, default; demo: the CPU recipe for the "
         "demo digits, inner attack in eval mode, fewer epochs, eps 32/255); --set overrides either.\n"
-        "every paper recipe runs the inner attack in train mode (inner_bn update, inner_dropout true)"
+        "every paper recipe runs the inner attack in train mode (inner_bn update, inner_dropout true)\n"
+        "query detectors (hamming) change no weight: they are run by `hashguard detect` (docs/detection.md)"
+    )
+
+
+def refuse_detector(name: str) -> None:
+    """A query detector named as a defense (``--defense hamming-detector``): one line pointing to ``hashguard
+    detect``. A detector after HashVFL (Qiu et al., IEEE TIFS 2024) rejects queries and trains no model."""
+    from hashguard.defenses import DEFENSES
+    from hashguard.detectors import DETECTORS
+    from hashguard.errors import ConfigError
+
+    try:
+        DEFENSES.key(name)
+        return
+    except ConfigError:
+        pass
+    try:
+        detector = DETECTORS.key(name)
+    except ConfigError:
+        return  # neither: the defense registry's own message follows
+    raise ConfigError(
+        f"{name!r} is a query detector, not a defense (it changes no weight, it rejects queries): run "
+        f"`hashguard detect CHECKPOINT_DIR --attack-result DIR --detector {detector}` (docs/detection.md)"
     )
 
 
@@ -69,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None:
         overrides.append(f"batch_size={args.batch_size}")
     # validate the defense and every setting before anything is loaded or written
+    refuse_detector(args.defense)
     build_defense_config(args.defense, None, overrides, args.preset)
     result = defend(
         args.checkpoint,

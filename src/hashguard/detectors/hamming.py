@@ -20,7 +20,8 @@ from hashguard.registry import Choices, Range
 from hashguard.retrieval.detection import DEFAULT_FPR, nearest_hamming
 
 
-@DETECTORS.register("hamming", display="Hamming detector", reference="Qiu et al., IEEE TIFS 2024")
+@DETECTORS.register("hamming", aliases=("hamming-detector",), display="Hamming detector",
+                    reference="Qiu et al., IEEE TIFS 2024")
 class HammingDetector(Detector):
     """Score = Hamming distance of the query code to the nearest reference code (Qiu et al., IEEE TIFS 2024)."""
 
