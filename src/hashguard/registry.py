@@ -234,8 +234,9 @@ class Entry(Generic[T]):
     def describe(self, verbose: bool = False) -> str:
         """One line (name, summary, reference); with ``verbose`` one more line per parameter."""
         line = self.name + (f": {self.summary}" if self.summary else "")
-        if self.reference and self.reference not in self.summary:
-            line += f" ({self.reference})"
+        missing = [part.strip() for part in self.reference.split(";") if part.strip() not in self.summary]
+        if self.reference and missing:
+            line += f" ({'; '.join(part for part in missing if part)})"
         if not verbose:
             return line
         details = [f"    {p.describe()}" for p in self.parameters()]
@@ -290,7 +291,7 @@ class Registry(Mapping[str, Entry[T]]):
                 key,
                 target,
                 self.kind,
-                summary if summary is not None else (doc.splitlines()[0] if doc else ""),
+                summary if summary is not None else " ".join(doc.split("\n\n")[0].split()),
                 reference or getattr(target, "reference", ""),
                 tuple(aliases),
                 {k: dict(v) for k, v in (presets or {}).items()},

@@ -90,3 +90,18 @@ def test_unknown_and_duplicate_names():
         toys.entry("nope")
     with pytest.raises(TypeError, match="registered twice"):
         toys.register("plain")(lambda size: None)
+
+
+def test_summary_is_the_whole_first_paragraph_and_references_are_not_repeated() -> None:
+    toys = Registry("toy")
+
+    @toys.register("wrapped", reference="A et al., X 2020; B et al., Y 2021")
+    class Wrapped:
+        """A summary that wraps onto a second line and cites (A et al., X
+        2020).
+
+        Details that are not part of the summary."""
+
+    entry = toys.entry("wrapped")
+    assert entry.summary == "A summary that wraps onto a second line and cites (A et al., X 2020)."
+    assert entry.describe() == f"wrapped: {entry.summary} (B et al., Y 2021)"
