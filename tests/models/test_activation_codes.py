@@ -331,3 +331,15 @@ def test_activation_codes_beat_random_codes_on_multi_label_grids():
         database, _ = encode(codes, splits.database)
         score = mean_average_precision(query, database, query_labels, db_labels)
         assert score > chance + margin, (variant, score, chance)
+
+
+def test_list_methods_points_to_the_training_free_encoder(capsys):
+    """Not a registered method (no loss), but ``hashguard list methods`` names the command that builds one."""
+    from hashguard.cli import main
+
+    assert main(["list", "methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "python -m hashguard.activation_codes" in lines[-1]
+    assert not any(line.startswith("activation") for line in lines)  # no method entry of that name
+    assert main(["list", "methods", "csq"]) == 0  # a filtered listing shows the matches alone
+    assert "activation_codes" not in capsys.readouterr().out
