@@ -1,9 +1,9 @@
 """Activation-code diagnostics of an undefended and a SAAT-hardened network: redundancy, categorisation and ReLU
 flips under the mainstay attack, per demo source and seed.
 
-    .venv/bin/python benchmarks/bench_activation_codes.py [--seeds 0,1,2] [--sources demo-mnist,demo-mnist-multi]
-        [--bits 16] [--train-items 500] [--epochs 3] [--finetune-epochs 2] [--queries 200] [--database 1000]
-        [--flip-queries 20] [--iterations 10] [--json-out FILE]
+    .venv/bin/python benchmarks/bench_activation_codes.py [--quick] [--seeds 0,1,2]
+        [--sources demo-mnist,demo-mnist-multi] [--bits 16] [--train-items 500] [--epochs 3] [--finetune-epochs 2]
+        [--queries 200] [--database 1000] [--flip-queries 20] [--iterations 10] [--json-out FILE]
 
 He, Lei, Ji and Tao ("Neural networks behave as hash encoders: An empirical study", arXiv 2101.05490, 2021) read
 the binarised ReLU pattern of a trained network as a hash code. For every (source, seed) this script trains CSQ
@@ -22,7 +22,9 @@ number of epochs as the hardened one, so that extra training is not mistaken for
 * the mean number of ReLU units (all sites) that the non-targeted mainstay attack switches on the first
   ``--flip-queries`` queries, at eps 8/255 and 32/255 (``--iterations`` sign steps of eps/8).
 
-Every random choice is seeded; torch runs on ``--threads`` threads (default 1). Never run as a test.
+``--quick`` shrinks every size (seed 0, 200 training items, 2 + 1 epochs, 50 queries, 300 database items, flips on
+5 queries with 3 steps): a smoke run whose numbers mean nothing. Every random choice is seeded; torch runs on
+``--threads`` threads (default 1). Never run as a test.
 """
 
 from __future__ import annotations
@@ -162,19 +164,26 @@ def print_table(rows: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; quick 0)")
     parser.add_argument("--sources", default=",".join(SOURCES))
     parser.add_argument("--bits", type=int, default=16)
-    parser.add_argument("--train-items", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=3, help="CSQ epochs of the base model")
-    parser.add_argument("--finetune-epochs", type=int, default=2, help="epochs of the clean fine-tune and of SAAT")
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--database", type=int, default=1000)
-    parser.add_argument("--flip-queries", type=int, default=20)
-    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--train-items", type=int, default=None, help="default 500; quick 200")
+    parser.add_argument("--epochs", type=int, default=None, help="CSQ epochs of the base model (default 3; quick 2)")
+    parser.add_argument("--finetune-epochs", type=int, default=None,
+                        help="epochs of the clean fine-tune and of SAAT (default 2; quick 1)")
+    parser.add_argument("--queries", type=int, default=None, help="default 200; quick 50")
+    parser.add_argument("--database", type=int, default=None, help="default 1000; quick 300")
+    parser.add_argument("--flip-queries", type=int, default=None, help="default 20; quick 5")
+    parser.add_argument("--iterations", type=int, default=None, help="attack steps (default 10; quick 3)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
+    defaults = {"seeds": ("0,1,2", "0"), "train_items": (500, 200), "epochs": (3, 2), "finetune_epochs": (2, 1),
+                "queries": (200, 50), "database": (1000, 300), "flip_queries": (20, 5), "iterations": (10, 3)}
+    for key, (full, small) in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, small if args.quick else full)
     sources = parse_list(args.sources, SOURCES)
     seeds = [int(seed) for seed in parse_list(args.seeds)]
     torch.set_num_threads(args.threads)
