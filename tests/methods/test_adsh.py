@@ -353,6 +353,25 @@ def test_saat_bank_is_v_with_mainstay_from_database(adsh_checkpoint, tmp_path: P
     assert provenance["mainstay_from"] == "database" and provenance["config"]["mainstay_from"] == "database"
 
 
+@pytest.mark.parametrize("defense", ["atrdh", "cgat"])
+def test_atrdh_and_cgat_train_the_query_network_against_the_base_v(adsh_checkpoint, tmp_path: Path,
+                                                                   defense: str) -> None:
+    """ATRDH and CgAT harden an ADSH model like SAAT: the query network changes, V and the protocol are kept."""
+    from hashguard.defenses.api import defend
+
+    base, method, train, _ = adsh_checkpoint
+    hard = tmp_path / defense
+    defend(base, defense, hard, {"epochs": 1, "train_items": 32, "progress": False}, preset="demo", train_set=train,
+           device="cpu", log=None)
+    tensors, _ = read_checkpoint(latest_checkpoint(hard))
+    assert torch.equal(tensors["method.V"], method.V[:32])  # the ADSH loss of the defense is against the base's V
+    assert torch.equal(load_database_codes(hard)[0], load_database_codes(base)[0])
+    meta = json.loads((hard / "model.json").read_text())
+    assert meta["adsh"]["protocol"] == "adsh" and meta["defense"]["name"] == defense
+    before, after = load_state_file(base / "model.safetensors"), load_state_file(hard / "model.safetensors")
+    assert any(not torch.equal(before[key], after[key]) for key in before)
+
+
 def test_non_adsh_checkpoint_refuses_mainstay_from_database(demo_splits, tmp_path: Path, capsys) -> None:
     from hashguard.cli import main
     from hashguard.errors import ConfigError

@@ -211,8 +211,10 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tiny, tmp_path)
     assert is_signs(method.column_codes) and (method.column_index >= 0).all()
 
 
-def test_defend_runs_on_a_ddsh_checkpoint(tiny, tmp_path, capsys) -> None:
-    """SAAT hardens a DDSH model from the CLI; the method's columns are filled from the model's codes."""
+@pytest.mark.parametrize("defense", ["saat", "atrdh", "cgat"])
+def test_defend_runs_on_a_ddsh_checkpoint(tiny, tmp_path, capsys, defense: str) -> None:
+    """SAAT, ATRDH and CgAT harden a DDSH model from the CLI; the method's columns are filled from the model's
+    codes, and the network's weights change."""
     from hashguard.cli import main
     from hashguard.models import load_model
     from hashguard.models.checkpoint import save_model
@@ -224,7 +226,7 @@ def test_defend_runs_on_a_ddsh_checkpoint(tiny, tmp_path, capsys) -> None:
         extra={"training": {"seed": 0, "config": {"val_fraction": 0.0}}, "data": {"source": "demo-mnist", "seed": 0}},
     )
     out = tmp_path / "saat"
-    argv = ["defend", str(base), "--defense", "saat", "--out", str(out), "--preset", "demo", "--set", "epochs=1",
+    argv = ["defend", str(base), "--defense", defense, "--out", str(out), "--preset", "demo", "--set", "epochs=1",
             "--set", "train_items=64", "--set", "progress=false", "--device", "cpu"]
     code = main(argv)
     captured = capsys.readouterr()
@@ -233,7 +235,9 @@ def test_defend_runs_on_a_ddsh_checkpoint(tiny, tmp_path, capsys) -> None:
     assert meta["method"]["name"] == "ddsh" and meta["method"]["params"] == method.params()
     history = json.loads((out / "history.json").read_text())
     assert len(history) == 1 and np.isfinite(history[0]["loss"])
-    assert hardened.bits == 8
+    assert hardened.bits == 8 and meta["defense"]["name"] == defense
+    before, after = model.state_dict(), hardened.state_dict()
+    assert any(not torch.equal(before[key].cpu(), after[key].cpu()) for key in before)
 
 
 #: gap of DDSH's mAP over random codes' (demo recipe of tests/methods/conftest.py, 16 bits, m = 100, a coding

@@ -224,6 +224,21 @@ def test_checkpoint_round_trip(trained, tmp_path, variant):
         load_model(tmp_path / "ac")
 
 
+def test_defend_refuses_an_activation_code_model_naming_its_source(trained, tiny_splits, tmp_path):
+    """No loss to harden: one error line that names the source network, and nothing written."""
+    from hashguard.defenses import defend
+
+    model, images = trained
+    codes = fit_activation_codes(model, images[:100], BITS, layers=[FC])
+    base_meta = {"num_classes": 10, "data": {"source": "demo-mnist", "seed": 0}, "method": {"name": "csq"}}
+    save_activation_code_model(tmp_path / "ac", codes, base_meta=base_meta, source=str(tmp_path / "csq-run"))
+    with pytest.raises(CheckpointError, match=r"activation-code model .*harden the network .*csq-run") as caught:
+        defend(tmp_path / "ac", "saat", tmp_path / "out", {"epochs": 1, "progress": False}, preset="demo",
+               train_set=tiny_splits.train, device="cpu", log=None)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "out").exists()
+
+
 def test_layer_choice_errors_are_one_line(trained):
     model, images = trained
     with pytest.raises(ConfigError, match="no ReLU site named 'fc.9'"):
@@ -316,3 +331,15 @@ def test_activation_codes_beat_random_codes_on_multi_label_grids():
         database, _ = encode(codes, splits.database)
         score = mean_average_precision(query, database, query_labels, db_labels)
         assert score > chance + margin, (variant, score, chance)
+
+
+def test_list_methods_points_to_the_training_free_encoder(capsys):
+    """Not a registered method (no loss), but ``hashguard list methods`` names the command that builds one."""
+    from hashguard.cli import main
+
+    assert main(["list", "methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "python -m hashguard.activation_codes" in lines[-1]
+    assert not any(line.startswith("activation") for line in lines)  # no method entry of that name
+    assert main(["list", "methods", "csq"]) == 0  # a filtered listing shows the matches alone
+    assert "activation_codes" not in capsys.readouterr().out

@@ -113,6 +113,13 @@ class OpenedCheckpoint:
         from hashguard.methods import build_method
 
         method = self.meta.get("method") or {}
+        if not method.get("name") and "activation_codes" in self.meta:
+            base = (self.meta["activation_codes"].get("base") or {}).get("checkpoint") or "the source network"
+            raise CheckpointError(
+                f"{self.path}: an activation-code model has no hashing loss to train or harden; harden the network "
+                f"it was read from ({base}), then read its activation codes again "
+                "(python -m hashguard.activation_codes)"
+            )
         if not method.get("name"):
             raise CheckpointError(f"{self.path}: model.json names no hashing method; cannot rebuild its loss")
         classes = num_classes if num_classes is not None else self.num_classes
