@@ -185,9 +185,9 @@ def attack(
 
 
 def list_plugins(kind: str | None = None, pattern: str | None = None) -> dict[str, list[str]]:
-    """The registered names, ``{kind: [name, ...]}`` for every kind (sources, backbones, methods, optimizers,
-    attacks, defenses; third-party plug-ins included), or for one ``kind``. ``pattern`` (a glob such as
-    ``"*pgd*"`` or a substring) keeps the matching names."""
+    """The registered names, ``{kind: [name, ...]}`` for every kind (sources, backbones, code heads, methods,
+    optimizers, attacks, defenses, detectors; third-party plug-ins included), or for one ``kind``. ``pattern``
+    (a glob such as ``"*pgd*"`` or a substring) keeps the matching names."""
     chosen = plugin_registries(kind)
     return {key: [name for name in entries if matches(name, pattern)] for key, entries in chosen.items()}
 

@@ -50,8 +50,8 @@ class ModelConfig(StrictModel):
     pretrained: str | None = None
     #: ``batchnorm``: BatchNorm1d on the code logits before tanh (the from-scratch recipe of docs/methods.md);
     #: a method that needs it (OrthoHash) sets it whatever this says; ``bn-sign``: BatchNorm1d, then sign with a
-    #: straight-through gradient (HashVFL, Qiu et al., IEEE TIFS 2024; docs/detection.md)
-    hash_norm: Literal["none", "batchnorm", "bn-sign"] = "none"
+    #: straight-through gradient (HashVFL, Qiu et al., IEEE TIFS 2024; docs/detection.md); any registered head
+    hash_norm: str = "none"  # a registered code head (hashguard list heads), checked when the model is built
 
 
 class MethodConfig(StrictModel):

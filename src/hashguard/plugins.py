@@ -1,9 +1,10 @@
 """Every plug-in registry of hashguard in one place: what ``hashguard list`` shows and the contract tests walk.
 
-Kinds, in the order a study uses them: ``sources`` (dataset sources), ``backbones``, ``methods`` (hashing
-objectives), ``optimizers`` (perturbation optimizers), ``attacks`` (attack objectives with their budgets),
-``defenses`` and ``detectors`` (query detectors, which reject queries and leave the model alone). Each is a
-:class:`hashguard.registry.Registry`; a new entry registers itself in its own file.
+Kinds, in the order a study uses them: ``sources`` (dataset sources), ``backbones``, ``heads`` (code heads, the
+values of ``model.hash_norm``), ``methods`` (hashing objectives), ``optimizers`` (perturbation optimizers),
+``attacks`` (attack objectives with their budgets), ``defenses`` and ``detectors`` (query detectors, which reject
+queries and leave the model alone). Each is a :class:`hashguard.registry.Registry`; a new entry registers itself
+in its own file.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ ENTRY_POINT_GROUP = "hashguard.plugins"
 #: environment variable naming plug-in modules to import, comma-separated (no packaging needed)
 PLUGINS_VARIABLE = "HASHGUARD_PLUGINS"
 
-KINDS = ("sources", "backbones", "methods", "optimizers", "attacks", "defenses", "detectors")
+KINDS = ("sources", "backbones", "heads", "methods", "optimizers", "attacks", "defenses", "detectors")
 
 
 _loaded = False
@@ -54,11 +55,13 @@ def registries() -> dict[str, Registry]:
     from hashguard.detectors import DETECTORS
     from hashguard.methods import METHODS
     from hashguard.models.backbones import BACKBONES
+    from hashguard.models.heads import HEADS
 
     load_plugins()
     found = {
         "sources": SOURCES,
         "backbones": BACKBONES,
+        "heads": HEADS,
         "methods": METHODS,
         "optimizers": OPTIMIZERS,
         "attacks": ATTACKS,

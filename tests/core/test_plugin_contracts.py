@@ -20,6 +20,8 @@ from hashguard.defenses.trainer import run_inner_attack
 from hashguard.errors import ConfigError, DataError
 from hashguard.methods import METHODS
 from hashguard.models import HashModel, ModelSpec
+from hashguard.models.checkpoint import load_model, save_model
+from hashguard.models.heads import HEADS
 from hashguard.plugins import load_plugins, registries
 
 load_plugins()  # third-party plug-ins ($HASHGUARD_PLUGINS, entry points) are held to the same contracts
@@ -52,6 +54,35 @@ def test_method_contract(name):
 def _tiny_model() -> HashModel:
     torch.manual_seed(0)
     return HashModel(ModelSpec(backbone="small_cnn", bits=BITS, in_channels=1, image_size=16, mean=[0.5], std=[0.5]))
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_head_contract(name, tmp_path):
+    """A code head keeps the K logits' shape; its attributes say what it holds (a BatchNorm1d under ``hash_norm``
+    exactly when ``batchnorm``); relaxed codes are the straight-through sign of the head's logits or tanh(alpha z');
+    the retrieval codes are their signs; gradients reach the backbone; the model survives a checkpoint."""
+    attributes = HEADS.entry(name).attributes
+    torch.manual_seed(0)
+    model = HashModel(ModelSpec(backbone="small_cnn", bits=BITS, in_channels=1, image_size=16, mean=[0.5],
+                                std=[0.5], hash_norm=name))
+    assert isinstance(model.hash_norm, torch.nn.BatchNorm1d) == bool(attributes["batchnorm"])
+    images = torch.rand(6, 1, 16, 16)
+    model.train()
+    u = model(images, alpha=2.0)
+    z = model.logits(images)
+    assert u.shape == (6, BITS)
+    if attributes["straight_through"]:
+        assert torch.equal(u, torch.where(z >= 0, 1.0, -1.0))
+    else:
+        torch.testing.assert_close(u, torch.tanh(2.0 * z))
+    u.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.backbone.parameters())
+    model.eval()
+    codes = model.encode(images)
+    assert torch.equal(codes, torch.where(model.logits(images) >= 0, 1, -1).to(torch.int8))
+    save_model(tmp_path / "run", model)
+    again, _ = load_model(tmp_path / "run")
+    assert torch.equal(again.encode(images), codes)
 
 
 @pytest.mark.parametrize("name", list(DEFENSES))

@@ -121,7 +121,7 @@ def test_attack_and_build_attack():
 
 def test_list_plugins():
     everything = hg.list_plugins()
-    assert set(everything) == {"sources", "backbones", "methods", "optimizers", "attacks", "defenses",
+    assert set(everything) == {"sources", "backbones", "heads", "methods", "optimizers", "attacks", "defenses",
                                "detectors"}
     assert hg.list_plugins("datasets") == {"sources": everything["sources"]}
     assert hg.list_plugins("attacks", "*-targeted") == {"attacks": ["mainstay-targeted", "sdha-targeted"]}

@@ -1,4 +1,5 @@
-"""``hashguard list``: the registered dataset sources, backbones, methods, optimizers, attacks and defenses.
+"""``hashguard list``: the registered dataset sources, backbones, code heads, methods, optimizers, attacks, defenses and
+detectors.
 
     hashguard list                    # every kind, one line per entry (name, summary, paper)
     hashguard list attacks -v         # with each entry's parameters, defaults, ranges and presets
@@ -22,7 +23,7 @@ from hashguard.registry import Entry, Registry
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "list",
-        help="list the registered sources, backbones, methods, optimizers, attacks and defenses",
+        help="list the registered sources, backbones, code heads, methods, optimizers, attacks, defenses and detectors",
         description="List what this installation can build, with parameters (defaults, ranges), presets and "
         "the paper of each entry. KIND is one of " + ", ".join(KINDS) + " (datasets = sources; default: all); "
         "PATTERN keeps the entries whose name matches (a glob such as '*pgd*', or a substring) and shows "

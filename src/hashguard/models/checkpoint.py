@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save
 from hashguard.errors import CheckpointError, ConfigError
 from hashguard.io_utils import atomic_write, atomic_write_many, ensure_directory, json_text
 from hashguard.models.hash_model import HashModel, ModelSpec
+from hashguard.models.heads import HEADS, holds_batchnorm
 from hashguard.versions import environment_versions
 
 WEIGHTS_FILE = "model.safetensors"
@@ -167,7 +168,7 @@ def _refuse_other_architecture(directory: Path, described: dict[str, Any], state
             )
     norm = described.get("hash_norm", "none")
     has_norm = any(key.startswith(HEAD_NORM_PREFIX) for key in state)
-    if norm in ("none", "batchnorm", "bn-sign") and has_norm != (norm in ("batchnorm", "bn-sign")):
+    if norm in HEADS and has_norm != holds_batchnorm(norm):
         held = "a batch-norm hash head" if has_norm else "no batch-norm hash head"
         raise CheckpointError(
             f"{config}: model.json says hash_norm {norm} but the weights in {WEIGHTS_FILE} hold {held}"

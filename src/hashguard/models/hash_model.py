@@ -17,15 +17,11 @@ from torch import nn
 
 from hashguard.errors import ConfigError
 from hashguard.models.backbones import BACKBONES, build_backbone, wants_rgb_imagenet
+from hashguard.models.heads import HEADS, is_straight_through
 from hashguard.precision import current_runtime
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: code heads: ``none`` tanh(alpha z); ``batchnorm`` tanh(alpha BN(z)); ``bn-sign`` sign(BN(z)) with a
-#: straight-through gradient (HashVFL: BatchNorm for bit balance, sign with the identity backward for learnability)
-HASH_NORMS = ("none", "batchnorm", "bn-sign")
-#: the heads that hold a BatchNorm1d on the code logits
-BATCHNORM_HEADS = ("batchnorm", "bn-sign")
 
 
 @dataclass
@@ -48,8 +44,7 @@ class ModelSpec:
             raise ConfigError(f"code length must be positive, got {self.bits}")
         if self.in_channels not in (1, 3):
             raise ConfigError(f"images must have 1 or 3 channels, got {self.in_channels}")
-        if self.hash_norm not in HASH_NORMS:
-            raise ConfigError(f"hash_norm must be one of {HASH_NORMS}, got {self.hash_norm!r}")
+        HEADS.key(self.hash_norm)  # unknown names: one line listing the registered code heads
         channels = self.network_channels
         if len(self.mean) != channels or len(self.std) != channels:
             raise ConfigError(
@@ -145,14 +140,8 @@ class HashModel(CodesFromLogits):
         self.backbone = build_backbone(
             spec.backbone, spec.bits, spec.network_channels, spec.image_size, spec.pretrained
         )
-        if spec.hash_norm == "bn-sign":
-            # no affine map: its scale changes no sign and its shift is exactly what would unbalance the bits
-            self.hash_norm: nn.Module = nn.BatchNorm1d(spec.bits, affine=False)
-        elif spec.hash_norm == "batchnorm":
-            self.hash_norm = nn.BatchNorm1d(spec.bits)
-        else:
-            self.hash_norm = nn.Identity()
-        self.straight_through = spec.hash_norm == "bn-sign"
+        self.hash_norm: nn.Module = HEADS.build(spec.hash_norm, spec.bits)  # hashguard.models.heads
+        self.straight_through = is_straight_through(spec.hash_norm)
         self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1))
 
