@@ -224,15 +224,16 @@ def test_checkpoint_round_trip(trained, tmp_path, variant):
         load_model(tmp_path / "ac")
 
 
-def test_defend_refuses_an_activation_code_model_naming_its_source(trained, tiny_splits, tmp_path):
-    """No loss to harden: one error line that names the source network, and nothing written."""
+def test_defend_refuses_a_code_whose_network_method_is_unknown(trained, tiny_splits, tmp_path):
+    """A code saved without its network's hashing method cannot be hardened: one error line that names the
+    source network, and nothing written."""
     from hashguard.defenses import defend
 
     model, images = trained
     codes = fit_activation_codes(model, images[:100], BITS, layers=[FC])
-    base_meta = {"num_classes": 10, "data": {"source": "demo-mnist", "seed": 0}, "method": {"name": "csq"}}
+    base_meta = {"num_classes": 10, "data": {"source": "demo-mnist", "seed": 0}}
     save_activation_code_model(tmp_path / "ac", codes, base_meta=base_meta, source=str(tmp_path / "csq-run"))
-    with pytest.raises(CheckpointError, match=r"activation-code model .*harden the network .*csq-run") as caught:
+    with pytest.raises(CheckpointError, match=r"records no hashing method .*harden the network") as caught:
         defend(tmp_path / "ac", "saat", tmp_path / "out", {"epochs": 1, "progress": False}, preset="demo",
                train_set=tiny_splits.train, device="cpu", log=None)
     assert "\n" not in str(caught.value)
@@ -331,15 +332,3 @@ def test_activation_codes_beat_random_codes_on_multi_label_grids():
         database, _ = encode(codes, splits.database)
         score = mean_average_precision(query, database, query_labels, db_labels)
         assert score > chance + margin, (variant, score, chance)
-
-
-def test_list_methods_points_to_the_training_free_encoder(capsys):
-    """Not a registered method (no loss), but ``hashguard list methods`` names the command that builds one."""
-    from hashguard.cli import main
-
-    assert main(["list", "methods"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert "python -m hashguard.activation_codes" in lines[-1]
-    assert not any(line.startswith("activation") for line in lines)  # no method entry of that name
-    assert main(["list", "methods", "csq"]) == 0  # a filtered listing shows the matches alone
-    assert "activation_codes" not in capsys.readouterr().out

@@ -39,9 +39,11 @@ def save_activation_code_model(
     *,
     base_meta: dict[str, Any] | None = None,
     source: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` as a checkpoint directory; ``base_meta`` is the source checkpoint's ``model.json``
-    (its data description, class count and training record are carried over), ``source`` its path."""
+    (its data description, class count and training record are carried over), ``source`` its path; ``extra``
+    further top-level ``model.json`` fields (a defense's provenance, the method the run was trained as)."""
     base_meta = base_meta or {}
     carried = {key: base_meta[key] for key in CARRIED if key in base_meta}
     extra = {
@@ -51,6 +53,7 @@ def save_activation_code_model(
             "base": {"checkpoint": None if source is None else str(source), "method": base_meta.get("method") or {}},
         },
         **carried,
+        **(extra or {}),
     }
     return save_model(
         directory,

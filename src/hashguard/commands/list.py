@@ -107,14 +107,6 @@ def entry_json(entry: Entry[Any]) -> dict[str, Any]:
     }
 
 
-#: printed after the methods when they are listed unfiltered: the training-free encoder has no loss, so it is no
-#: registered method, but a user looking for what can be trained should find it
-TRAINING_FREE = (
-    "(training-free, no loss, hence no method: activation codes, python -m hashguard.activation_codes CHECKPOINT "
-    "--out DIR --bits K reads a trained network's ReLU pattern as a K-bit code; He et al., arXiv 2101.05490)"
-)
-
-
 def run(args: argparse.Namespace) -> int:
     found, filtered = select(args.kind, args.pattern)
     if args.json:
@@ -124,14 +116,10 @@ def run(args: argparse.Namespace) -> int:
     one_kind = args.kind is not None and args.kind.lower() not in ("all", "*") and (args.pattern or not filtered)
     if one_kind:  # `list methods`, `list methods dpsh`: no heading
         print("\n".join(entry.describe(verbose=verbose) for entries in found.values() for entry in entries))
-        if "methods" in found and not filtered:
-            print(TRAINING_FREE)
         return 0
     for key, entries in found.items():
         print(f"{key}:")
         for entry in entries:
             for line in entry.describe(verbose=verbose).splitlines():
                 print(f"  {line}")
-        if key == "methods" and not filtered:
-            print(f"  {TRAINING_FREE}")
     return 0

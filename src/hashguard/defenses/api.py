@@ -20,7 +20,7 @@ from hashguard.defenses.config import DefenseConfig
 from hashguard.defenses.registry import DEFENSES
 from hashguard.defenses.trainer import DefenseResult, adversarial_train
 from hashguard.errors import ConfigError
-from hashguard.models.checkpoint import WEIGHTS_FILE
+from hashguard.models.checkpoint import WEIGHTS_FILE, read_model_config
 from hashguard.pipeline.checkpoint import open_checkpoint
 from hashguard.training.state import latest_checkpoint
 
@@ -101,6 +101,13 @@ def defend(
     settings = build_defense_config(defense, config, overrides, preset)
     checkpoint = Path(checkpoint_dir)
     check_output(checkpoint, Path(out_dir))
+    from hashguard.activation_codes.harden import defend_activation_codes, is_activation_code_checkpoint
+
+    if is_activation_code_checkpoint(read_model_config(checkpoint)):  # no loss: harden its network, read it again
+        return defend_activation_codes(
+            checkpoint, settings, Path(out_dir), defend, resume=resume, device=device, train_set=train_set,
+            data=data, stop_after_epoch=stop_after_epoch, log=log,
+        )
     opened = open_checkpoint(checkpoint, device=device, data=data, with_data=train_set is None)
     model, meta = opened.model, opened.meta
     if train_set is not None:

@@ -4,7 +4,7 @@ from hashguard.methods import csq, dph, dpn, dpsh, hashnet, hashvfl, hswd, ortho
 
 # isort: split
 # methods whose training is not a per-batch loss, listed after the per-batch losses
-from hashguard.methods import adsh, ddsh, nmlayer  # noqa: F401  (register)
+from hashguard.methods import activation_codes, adsh, ddsh, nmlayer  # noqa: F401  (register)
 
 # isort: split
 # methods trained without labels

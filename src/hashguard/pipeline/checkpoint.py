@@ -116,9 +116,8 @@ class OpenedCheckpoint:
         if not method.get("name") and "activation_codes" in self.meta:
             base = (self.meta["activation_codes"].get("base") or {}).get("checkpoint") or "the source network"
             raise CheckpointError(
-                f"{self.path}: an activation-code model has no hashing loss to train or harden; harden the network "
-                f"it was read from ({base}), then read its activation codes again "
-                "(python -m hashguard.activation_codes)"
+                f"{self.path}: an activation-code model has no hashing loss of its own; `hashguard defend` hardens "
+                f"the network it reads ({base}) and reads its activation codes again"
             )
         if not method.get("name"):
             raise CheckpointError(f"{self.path}: model.json names no hashing method; cannot rebuild its loss")
