@@ -15,7 +15,13 @@ codes like any other method:
 * **defenses** harden the embedded network with that base loss and read the code again with the same settings
   (:func:`hashguard.defenses.api.defend`), since the code itself has no loss.
 
-As a loss (``method(u, labels, index)``) the method is the base loss.
+With z(x) the network's K code logits and a(x) the pre-activations of its ReLU units, training minimises the base
+loss and the code is read from the trained network:
+
+    L = L_base(tanh(alpha * z(x)), y),        b(x) = sign(S a(x))
+
+where S selects K non-constant units (balanced or random variant) or projects the standardised ReLU outputs onto K
+seeded directions (projection variant). As a loss (``method(u, labels, index)``) the method is the base loss.
 """
 
 from __future__ import annotations
