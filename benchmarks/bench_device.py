@@ -1,6 +1,6 @@
 """Every command of hashguard on an accelerator beside the same work on the CPU, in one table.
 
-    python benchmarks/bench_device.py [--device cuda] [--out DIR] [--quick] [--keep]
+    python benchmarks/bench_device.py [--device auto|cuda|cuda:N|mps|cpu] [--out DIR] [--quick] [--keep]
 
 What it runs, on the embedded demo digits (the CPU recipe of ``configs/train-demo.yaml``), through the command
 line exactly as a user would:
@@ -79,7 +79,8 @@ def codes(path: Path) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cuda", help="the accelerator (default cuda)")
+    parser.add_argument("--device", default="auto",
+                        help="the accelerator (default auto: CUDA, then MPS; without one, the CPU against itself)")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--quick", action="store_true", help="fewer queries and epochs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -89,7 +90,11 @@ def main() -> None:
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-device-"))
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
-    dev = args.device
+    from hashguard.devices import resolve_device
+
+    dev = str(resolve_device(args.device))
+    if dev == "cpu":
+        print("no accelerator: the CPU is compared with itself (a check of the script and of determinism)")
     epochs = "1" if args.quick else "2"
     queries = "64" if args.quick else "256"
     rows: list[dict] = []
