@@ -13,6 +13,7 @@ from hashguard.io_utils import atomic_write_text
 from hashguard.methods import build_method, method_class
 from hashguard.models.backbones import wants_rgb_imagenet
 from hashguard.models.hash_model import IMAGENET_MEAN, IMAGENET_STD, HashModel, ModelSpec
+from hashguard.models.heads import HEADS, holds_batchnorm
 from hashguard.retrieval.health import CodeHealth, code_health
 from hashguard.training import TrainResult, train_model
 from hashguard.training.state import existing_run
@@ -51,8 +52,10 @@ def model_spec_for(config: ExperimentConfig, splits: DatasetSplits) -> ModelSpec
         hash_norm=config.model.hash_norm,
     )
     overrides = dict(method_class(config.method.name).model_overrides())
-    if overrides.get("hash_norm") == "batchnorm" and fields["hash_norm"] == "bn-sign":
-        overrides.pop("hash_norm")  # the bn-sign head already has the BatchNorm such a method asks for
+    if overrides.get("hash_norm") == "batchnorm" and fields["hash_norm"] in HEADS and holds_batchnorm(
+        fields["hash_norm"]
+    ):
+        overrides.pop("hash_norm")  # the chosen head (bn-sign, say) already has the BatchNorm such a method asks for
     fields.update(overrides)
     spec = ModelSpec(**fields)
     spec.validate()
