@@ -29,8 +29,22 @@ __all__ = ["KEY", "save_activation_code_model", "model_from_checkpoint", "build_
 #: the ``model.json`` key that marks an activation-code checkpoint
 KEY = "activation_codes"
 #: the top-level fields of a source checkpoint's ``model.json`` carried over besides ``num_classes`` and
-#: ``dataset`` (its data and training record, so that commands re-open the same data and fitting split)
-CARRIED = ("data", "training")
+#: ``dataset`` (its data, training record and scarce-label record, so that commands re-open the same data and
+#: fitting split, with the propagated labels of a scarce-label run: see :func:`copy_labels`)
+CARRIED = ("data", "training", "labels")
+
+
+def copy_labels(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Copy a scarce-label run's propagated labels (``labels.safetensors``) from checkpoint directory ``source``
+    to ``target``, where the carried ``labels`` record expects them; nothing when ``source`` has none."""
+    import shutil
+
+    from hashguard.io_utils import atomic_write
+    from hashguard.labeling.store import LABELS_FILE
+
+    path = Path(source) / LABELS_FILE
+    if path.is_file() and Path(source).resolve() != Path(target).resolve():
+        atomic_write(Path(target) / LABELS_FILE, lambda temporary: shutil.copyfile(path, temporary))
 
 
 def save_activation_code_model(
@@ -136,4 +150,5 @@ def build_from_checkpoint(
         batch_size=batch_size,
     )
     save_activation_code_model(out, model, base_meta=opened.meta, source=str(checkpoint))
+    copy_labels(checkpoint, out)
     return model

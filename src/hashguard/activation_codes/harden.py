@@ -13,12 +13,11 @@ an activation-code checkpoint) does what a user would do by hand, in one resumab
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hashguard.activation_codes.checkpoint import KEY, save_activation_code_model
+from hashguard.activation_codes.checkpoint import CARRIED, KEY, copy_labels, save_activation_code_model
 from hashguard.activation_codes.model import ActivationCodeModel, fit_activation_codes
 from hashguard.config import DataConfig
 from hashguard.data.base import HashingDataset
@@ -33,8 +32,6 @@ __all__ = ["NETWORK_BASE", "NETWORK", "defend_activation_codes", "is_activation_
 #: subdirectories of the output: the embedded network as a checkpoint, and the hardened network
 NETWORK_BASE = "network-base"
 NETWORK = "network"
-#: the source checkpoint's ``model.json`` fields the embedded network keeps (data, training record, labels)
-CARRIED = ("data", "training")
 
 
 def is_activation_code_checkpoint(meta: dict[str, Any]) -> bool:
@@ -76,9 +73,7 @@ def defend_activation_codes(
         carried = {key: opened.meta[key] for key in CARRIED if key in opened.meta}
         save_model(base_dir, code_model.base_model, method=base_method, num_classes=opened.num_classes,
                    dataset=opened.meta.get("dataset"), extra={**carried, "read_from": str(checkpoint)})
-        labels = checkpoint / "labels.safetensors"  # a scarce-label run's propagated labels
-        if labels.is_file():
-            shutil.copyfile(labels, base_dir / labels.name)
+        copy_labels(checkpoint, base_dir)  # a scarce-label run's propagated labels
     result = defend_network(
         base_dir, settings.defense, network_dir, settings, None, resume=resume, device=device,
         train_set=train_set, data=data, stop_after_epoch=stop_after_epoch, log=log,
@@ -98,6 +93,7 @@ def defend_activation_codes(
     if "trained_as" in opened.meta:
         extra["trained_as"] = opened.meta["trained_as"]
     save_activation_code_model(out, model, base_meta=meta, source=str(network_dir), extra=extra)
+    copy_labels(checkpoint, out)
     if log is not None:
         log(f"wrote {out} (the {code.bits}-bit {code.variant} activation code of the hardened network "
             f"{network_dir})")
