@@ -74,8 +74,8 @@ def test_a_budgeted_run_trains_on_the_propagated_labels(tmp_path: Path, monkeypa
 
 
 def test_activation_codes_keep_the_propagated_labels_through_a_defense(tmp_path: Path) -> None:
-    """An activation-code run on a label budget, and its hardened code, open the same fitted split with the
-    propagated labels (the labels record and file travel with the code)."""
+    """An activation-code run on a label budget, its hardened network and its hardened code open the same fitted
+    split with the propagated labels (the labels record and file travel with the code and the defense)."""
     from hashguard.defenses.api import defend
     from hashguard.pipeline.checkpoint import open_checkpoint
     from hashguard.pipeline.train import run_training
@@ -89,8 +89,9 @@ def test_activation_codes_keep_the_propagated_labels_through_a_defense(tmp_path:
     assert isinstance(fitted.parent, RelabeledDataset)
     defend(tmp_path / "run", "saat", tmp_path / "saat", {"epochs": 1, "progress": False, "train_items": 16},
            preset="demo", device="cpu", log=None)
-    again = open_checkpoint(tmp_path / "saat", device="cpu").training_split()
-    assert np.array_equal(again.indices, fitted.indices) and np.array_equal(again.labels, fitted.labels)
+    for hardened in (tmp_path / "saat", tmp_path / "saat" / "network"):  # the code, and the hardened network
+        again = open_checkpoint(hardened, device="cpu").training_split()
+        assert np.array_equal(again.indices, fitted.indices) and np.array_equal(again.labels, fitted.labels)
 
 
 def test_no_budget_leaves_the_labels_alone(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import torch
 
 from hashguard.activation_codes.model import ActivationCodeModel, ActivationCodeSpec, Variant, fit_activation_codes
 from hashguard.errors import CheckpointError, ConfigError
+from hashguard.labeling.store import copy_labels
 from hashguard.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_fitting_state, save_model
 from hashguard.models.hash_model import HashModel, ModelSpec
 
@@ -30,21 +31,9 @@ __all__ = ["KEY", "save_activation_code_model", "model_from_checkpoint", "build_
 KEY = "activation_codes"
 #: the top-level fields of a source checkpoint's ``model.json`` carried over besides ``num_classes`` and
 #: ``dataset`` (its data, training record and scarce-label record, so that commands re-open the same data and
-#: fitting split, with the propagated labels of a scarce-label run: see :func:`copy_labels`)
+#: fitting split, with the propagated labels of a scarce-label run: see :func:`hashguard.labeling.store.copy_labels`)
 CARRIED = ("data", "training", "labels")
 
-
-def copy_labels(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """Copy a scarce-label run's propagated labels (``labels.safetensors``) from checkpoint directory ``source``
-    to ``target``, where the carried ``labels`` record expects them; nothing when ``source`` has none."""
-    import shutil
-
-    from hashguard.io_utils import atomic_write
-    from hashguard.labeling.store import LABELS_FILE
-
-    path = Path(source) / LABELS_FILE
-    if path.is_file() and Path(source).resolve() != Path(target).resolve():
-        atomic_write(Path(target) / LABELS_FILE, lambda temporary: shutil.copyfile(path, temporary))
 
 
 def save_activation_code_model(

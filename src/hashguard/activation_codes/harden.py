@@ -17,13 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hashguard.activation_codes.checkpoint import CARRIED, KEY, copy_labels, save_activation_code_model
+from hashguard.activation_codes.checkpoint import CARRIED, KEY, save_activation_code_model
 from hashguard.activation_codes.model import ActivationCodeModel, fit_activation_codes
 from hashguard.config import DataConfig
 from hashguard.data.base import HashingDataset
 from hashguard.defenses.config import DefenseConfig
 from hashguard.defenses.trainer import DefenseResult
 from hashguard.errors import CheckpointError
+from hashguard.labeling.store import copy_labels
 from hashguard.models.checkpoint import WEIGHTS_FILE, save_model
 from hashguard.pipeline.checkpoint import open_checkpoint
 

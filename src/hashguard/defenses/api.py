@@ -136,6 +136,7 @@ def defend(
         "weights_sha256": _sha256(weights),
         "method": method_meta,
         "training_seed": training.get("seed"),
+        "val_fraction": opened.val_fraction,
         "dataset_fingerprint": (meta.get("dataset") or {}).get("fingerprint"),
     }
     describe: dict[str, Any] = {"base": base, "dataset": meta.get("dataset")}
@@ -146,6 +147,8 @@ def defend(
     describe["train_source"] = train_source
     if asymmetric:
         describe["adsh"] = asymmetric
+    if meta.get("labels"):  # a scarce-label base: its labels record (and file, below) travel with the hardened model
+        describe["labels"] = meta["labels"]
     defense_obj = build_defense(settings.defense, settings)
     if from_database:  # the code bank is V (its first train_items rows, as installed in the method) and the labels
         defense_obj.use_learned_codes(method.V, method.Y)  # type: ignore[attr-defined]
@@ -165,4 +168,8 @@ def defend(
         from hashguard.methods.adsh import DATABASE_CODES_FILE
 
         shutil.copyfile(checkpoint / DATABASE_CODES_FILE, Path(out_dir) / DATABASE_CODES_FILE)
+    if meta.get("labels") and result.finished:
+        from hashguard.labeling.store import copy_labels
+
+        copy_labels(checkpoint, out_dir)
     return result

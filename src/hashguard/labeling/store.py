@@ -38,3 +38,16 @@ def relabeled_split(directory: str | Path, train: HashingDataset) -> RelabeledDa
         shape = None if labels is None else tuple(labels.shape)
         raise CheckpointError(f"{path}: labels of shape {shape} do not fit the training split {train.labels.shape}")
     return RelabeledDataset(train, labels.numpy())
+
+
+def copy_labels(source: str | Path, target: str | Path) -> None:
+    """Copy a scarce-label run's propagated labels (:data:`LABELS_FILE`) from checkpoint directory ``source`` to
+    ``target`` (a hardened model, an activation code read from it), where its carried ``labels`` record expects
+    them; nothing when ``source`` has none."""
+    import shutil
+
+    from hashguard.io_utils import atomic_write
+
+    path = Path(source) / LABELS_FILE
+    if path.is_file() and Path(source).resolve() != Path(target).resolve():
+        atomic_write(Path(target) / LABELS_FILE, lambda temporary: shutil.copyfile(path, temporary))

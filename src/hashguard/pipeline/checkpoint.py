@@ -61,8 +61,17 @@ class OpenedCheckpoint:
 
     @property
     def training(self) -> dict[str, Any]:
-        """The ``training`` record of ``model.json`` (seed and trainer configuration); empty when absent."""
-        return dict(self.meta.get("training") or {})
+        """The ``training`` record of ``model.json`` (seed and trainer configuration). A hardened checkpoint has
+        none of its own: its base model's seed and validation fraction, as its ``defense.base`` records them,
+        stand in (the hashing loss is rebuilt with the base's seed, and the fitted split is the base's). Empty
+        when neither is recorded."""
+        record = self.meta.get("training")
+        if record:
+            return dict(record)
+        base = (self.meta.get("defense") or {}).get("base") or {}
+        if base.get("training_seed") is None:
+            return {}
+        return {"seed": base["training_seed"], "config": {"val_fraction": base.get("val_fraction", 0.0)}}
 
     @property
     def training_seed(self) -> int:
