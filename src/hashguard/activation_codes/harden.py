@@ -23,6 +23,8 @@ from hashguard.config import DataConfig
 from hashguard.data.base import HashingDataset
 from hashguard.defenses.config import DefenseConfig
 from hashguard.defenses.trainer import DefenseResult
+from hashguard.distributed.collectives import barrier
+from hashguard.distributed.world import current_world
 from hashguard.errors import CheckpointError
 from hashguard.labeling.store import copy_labels
 from hashguard.models.checkpoint import WEIGHTS_FILE, save_model
@@ -75,6 +77,7 @@ def defend_activation_codes(
         save_model(base_dir, code_model.base_model, method=base_method, num_classes=opened.num_classes,
                    dataset=opened.meta.get("dataset"), extra={**carried, "read_from": str(checkpoint)})
         copy_labels(checkpoint, base_dir)  # a scarce-label run's propagated labels
+    barrier(current_world())  # under torchrun rank 0 alone writes; every rank then reads the network from there
     result = defend_network(
         base_dir, settings.defense, network_dir, settings, None, resume=resume, device=device,
         train_set=train_set, data=data, stop_after_epoch=stop_after_epoch, log=log,
