@@ -14,6 +14,10 @@ The public Python surface (imported on first use, so ``import hashguard`` stays 
     adv = hg.attack(model, images, labels, name="hag", eps=8 / 255)
     index = hg.HammingIndex(bits=32)                  # exact / FAISS Hamming search
     hg.list_plugins("attacks")                        # registered names of every kind
+    hg.fingerprint(model).digest                      # functional fingerprint (docs/fingerprints.md)
+    hg.defend("runs/csq", "saat", "runs/csq-saat", preset="demo")   # harden a checkpoint (docs/defenses.md)
+    hg.label_pool(splits.train, "5%")                 # representative labelling + propagation (docs/labeling.md)
+    hg.fit_activation_codes(model, splits.train, 16)  # a trained network's ReLU pattern as a code (docs/methods.md)
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ _LAZY = {
     "HammingIndex": "hashguard.retrieval",
     "HashModel": "hashguard.models",
     "DatasetSplits": "hashguard.data",
+    "defend": "hashguard.defenses",
+    "fingerprint": "hashguard.models.fingerprint",
+    "label_pool": "hashguard.labeling",
+    "fit_activation_codes": "hashguard.activation_codes",
 }
 
 __all__ = [
@@ -57,12 +65,20 @@ __all__ = [
     "HammingIndex",
     "HashModel",
     "DatasetSplits",
+    "defend",
+    "fingerprint",
+    "label_pool",
+    "fit_activation_codes",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily through __getattr__
+    from hashguard.activation_codes import fit_activation_codes
     from hashguard.api import attack, build_attack, create_model, encode, evaluate, list_plugins, load_model
     from hashguard.data import DatasetSplits, open_dataset
+    from hashguard.defenses import defend
+    from hashguard.labeling import label_pool
     from hashguard.models import HashModel
+    from hashguard.models.fingerprint import fingerprint
     from hashguard.retrieval import HammingIndex
 
 
