@@ -104,7 +104,9 @@ def main() -> None:
         rows.append({"work": work_name, "cpu": cpu, "device": device, "note": note})
         print(f"  {work_name}: cpu {cpu} | {dev} {device} | {note}", flush=True)
 
-    run = lambda *a, **k: hashguard(*a, cwd=work, env=env, **k)  # noqa: E731
+    def run(*command: str, launcher: list[str] | None = None) -> tuple[float, str]:
+        return hashguard(*command, cwd=work, env=env, launcher=launcher)
+
     train = ["train", "--config", str(TRAIN_CONFIG), "--set", f"train.epochs={epochs}"]
 
     def train_csq() -> None:

@@ -9,14 +9,8 @@ import sys
 from collections.abc import Sequence
 
 from hashguard.activation_codes.model import VARIANTS
+from hashguard.activation_codes.patterns import site_key
 from hashguard.errors import HashguardError
-
-
-def _layer(text: str) -> str | int:
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bits", type=int, required=True, help="code length K")
     parser.add_argument("--variant", choices=VARIANTS, default="balanced", help="reduction to K bits")
     parser.add_argument(
-        "--layer", dest="layers", action="append", type=_layer, metavar="NAME|INDEX",
+        "--layer", dest="layers", action="append", type=site_key, metavar="NAME|INDEX",
         help="ReLU site or module of the backbone (repeatable; default: every ReLU site)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random and projection variants")

@@ -25,7 +25,10 @@ from hashguard.labeling.store import copy_labels
 from hashguard.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_fitting_state, save_model
 from hashguard.models.hash_model import HashModel, ModelSpec
 
-__all__ = ["KEY", "save_activation_code_model", "model_from_checkpoint", "build_from_checkpoint"]
+__all__ = [
+    "KEY", "is_activation_code_checkpoint", "save_activation_code_model", "model_from_checkpoint",
+    "build_from_checkpoint",
+]
 
 #: the ``model.json`` key that marks an activation-code checkpoint
 KEY = "activation_codes"
@@ -34,6 +37,11 @@ KEY = "activation_codes"
 #: fitting split, with the propagated labels of a scarce-label run: see :func:`hashguard.labeling.store.copy_labels`)
 CARRIED = ("data", "training", "labels")
 
+
+
+def is_activation_code_checkpoint(meta: dict[str, Any]) -> bool:
+    """Whether a parsed ``model.json`` describes an activation-code model."""
+    return isinstance(meta.get(KEY), dict)
 
 
 def save_activation_code_model(

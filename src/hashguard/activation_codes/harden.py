@@ -30,16 +30,11 @@ from hashguard.labeling.store import copy_labels
 from hashguard.models.checkpoint import WEIGHTS_FILE, save_model
 from hashguard.pipeline.checkpoint import open_checkpoint
 
-__all__ = ["NETWORK_BASE", "NETWORK", "defend_activation_codes", "is_activation_code_checkpoint"]
+__all__ = ["NETWORK_BASE", "NETWORK", "defend_activation_codes"]
 
 #: subdirectories of the output: the embedded network as a checkpoint, and the hardened network
 NETWORK_BASE = "network-base"
 NETWORK = "network"
-
-
-def is_activation_code_checkpoint(meta: dict[str, Any]) -> bool:
-    """Whether a parsed ``model.json`` describes an activation-code model."""
-    return isinstance(meta.get(KEY), dict)
 
 
 def defend_activation_codes(

@@ -25,7 +25,7 @@ from torch import nn
 
 from hashguard.errors import ConfigError
 
-__all__ = ["trunk_of", "relu_modules", "find_sites", "resolve_sites", "tap_sites", "unit_states"]
+__all__ = ["trunk_of", "relu_modules", "find_sites", "resolve_sites", "site_key", "tap_sites", "unit_states"]
 
 #: a callback ``(site name, pre-activation flattened to (B, units)) -> None``
 SiteFn = Callable[[str, torch.Tensor], None]
@@ -98,6 +98,14 @@ def find_sites(network: nn.Module, example: torch.Tensor) -> list[tuple[str, int
     if not found:
         raise ConfigError(f"{type(network).__name__} has no nn.ReLU module called in its forward: no activation code")
     return found
+
+
+def site_key(text: str) -> str | int:
+    """A layer as written by a user: a position (``"-1"`` -> -1) or a site or module name (``"fc.2"``)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def resolve_sites(available: Sequence[tuple[str, int]], layers: Sequence[str | int] | None) -> list[tuple[str, int]]:

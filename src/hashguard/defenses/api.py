@@ -101,7 +101,8 @@ def defend(
     settings = build_defense_config(defense, config, overrides, preset)
     checkpoint = Path(checkpoint_dir)
     check_output(checkpoint, Path(out_dir))
-    from hashguard.activation_codes.harden import defend_activation_codes, is_activation_code_checkpoint
+    from hashguard.activation_codes.checkpoint import is_activation_code_checkpoint
+    from hashguard.activation_codes.harden import defend_activation_codes
 
     if is_activation_code_checkpoint(read_model_config(checkpoint)):  # no loss: harden its network, read it again
         return defend_activation_codes(

@@ -28,32 +28,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import torch
-
 from hashguard.activation_codes.model import VARIANTS, Variant
-from hashguard.errors import ConfigError
-from hashguard.methods.base import HashingMethod
-from hashguard.methods.nmlayer import parse_base_params
-from hashguard.methods.registry import METHODS, build_method, method_class
+from hashguard.activation_codes.patterns import site_key
+from hashguard.methods.base_loss import BaseLossMethod
+from hashguard.methods.registry import METHODS
 from hashguard.registry import Choices, Range
 from hashguard.training.clean_step import CleanStep
 
 
 def parse_layers(text: str) -> list[str | int] | None:
     """``"fc.2,-1"`` -> ``["fc.2", -1]``; empty text -> None (every ReLU site)."""
-    layers: list[str | int] = []
-    for item in (part.strip() for part in str(text).split(",")):
-        if not item:
-            continue
-        try:
-            layers.append(int(item))
-        except ValueError:
-            layers.append(item)
-    return layers or None
+    return [site_key(item.strip()) for item in str(text).split(",") if item.strip()] or None
 
 
 @METHODS.register("activation-codes", reference="He et al., arXiv 2101.05490, 2021", aliases=("actcodes",))
-class ActivationCodes(HashingMethod):
+class ActivationCodes(BaseLossMethod):
     """Activation codes: train a network with a base hashing loss, then read its ReLU pattern as the K-bit code
     (He et al., arXiv 2101.05490, 2021)."""
 
@@ -72,38 +61,14 @@ class ActivationCodes(HashingMethod):
         corr_weight: Annotated[float, Range(0), "weight of the correlation term of the balanced selection"] = 1.0,
     ) -> None:
         super().__init__(bits, num_classes, num_train, seed)
-        base = str(base).lower()
-        if base == self.name:
-            raise ConfigError("method activation-codes: base cannot be activation-codes itself")
-        if method_class(base).training_step is not None:  # unknown names: one line listing the methods
-            raise ConfigError(
-                f"method activation-codes: base {base} has its own training step; choose a per-batch loss such as "
-                "csq or dpsh"
-            )
-        self.base = base
-        self.base_params = base_params
         self.variant = variant
         self.layers = layers
         self.corr_weight = float(corr_weight)
-        self.base_loss = build_method(base, bits, num_classes, num_train, seed=seed, **parse_base_params(base_params))
-        self.uses_memory_bank = self.base_loss.uses_memory_bank
-
-    @classmethod
-    def model_overrides(cls) -> dict[str, Any]:
-        return {}
+        self.use_base(base, base_params)
 
     def base_record(self) -> dict[str, Any]:
         """``{"name", "params"}`` of the base loss: the hashing method of the embedded network."""
-        return {"name": self.base, "params": self.base_loss.params()}
-
-    def alpha(self, step: int) -> float:
-        return self.base_loss.alpha(step)
-
-    def preinstall(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
-        self.base_loss.preinstall(codes, labels)
-
-    def forward(self, u: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return self.base_loss(u, labels, index)
+        return {"name": self.base, "params": self.loss_at_bits.params()}
 
 
 class ActivationCodesStep(CleanStep):
@@ -123,16 +88,13 @@ class ActivationCodesStep(CleanStep):
         method: ActivationCodes = self.method  # type: ignore[assignment]
         variant: Variant = method.variant  # type: ignore[assignment]
         out = self.plan.out_dir
-        network_meta = dict(read_model_config(out)) if self.plan.is_main else {}
-        network_meta["method"] = method.base_record()
-        network_meta.pop("format", None)
         code_model = fit_activation_codes(
             self.model, self.train_set, method.bits, variant=variant, layers=parse_layers(method.layers),
             seed=self.seed, corr_weight=method.corr_weight,
         )
-        if self.plan.is_main:
-            save_activation_code_model(out, code_model, base_meta=network_meta,
-                                       extra={"trained_as": {"name": method.name, "params": method.params()}})
+        network_meta = {**read_model_config(out), "method": method.base_record()}  # one process: the file is here
+        save_activation_code_model(out, code_model, base_meta=network_meta,
+                                   extra={"trained_as": {"name": method.name, "params": method.params()}})
         code = code_model.code
         self.plan.log(
             f"wrote {out} ({code.bits}-bit {code.variant} activation code from {len(code.sites)} ReLU sites of the "

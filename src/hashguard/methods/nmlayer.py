@@ -43,7 +43,8 @@ from hashguard.data.base import HashingDataset
 from hashguard.encoding import encode_dataset
 from hashguard.errors import ConfigError
 from hashguard.methods.base import HashingMethod
-from hashguard.methods.registry import METHODS, build_method, method_class
+from hashguard.methods.base_loss import BaseLossMethod
+from hashguard.methods.registry import METHODS, method_class
 from hashguard.models.checkpoint import save_model
 from hashguard.models.hash_model import HashModel
 from hashguard.models.nmlayer import MergedHashModel, NeuronPartition, fold, hash_layer, widen
@@ -56,21 +57,8 @@ from hashguard.training.loop import Plan, StepOutput, derived_seed
 STAGE_PREFIX = "nmlayer_stage_method."
 
 
-def parse_base_params(text: str) -> dict[str, str]:
-    """``"pairs=batch,eta=0.1"`` -> ``{"pairs": "batch", "eta": "0.1"}`` (the registry converts the values)."""
-    params: dict[str, str] = {}
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"method nmlayer: base_params must be KEY=VALUE[,KEY=VALUE...], got {text!r}")
-        params[key.strip()] = value.strip()
-    return params
-
-
 @METHODS.register(reference="Fu et al., IJCAI 2019")
-class NMLayer(HashingMethod):
+class NMLayer(BaseLossMethod):
     """NMLayer: train a wide hash layer, merge redundant neurons stage by stage, end with a plain short head."""
 
     name = "nmlayer"
@@ -92,44 +80,18 @@ class NMLayer(HashingMethod):
         max_items: Annotated[int, Range(2), "training items whose pre-activations choose the merges"] = 1000,
     ) -> None:
         super().__init__(bits, num_classes, num_train, seed)
-        base = str(base).lower()
-        if base == self.name:
-            raise ConfigError("method nmlayer: base cannot be nmlayer itself")
-        base_class = method_class(base)  # unknown names: one line listing the methods
-        if base_class.training_step is not None:
-            raise ConfigError(
-                f"method nmlayer: base {base} has its own training step; choose a per-batch loss such as dpsh or csq"
-            )
         if start_bits <= bits:
             raise ConfigError(f"method nmlayer: start_bits ({start_bits}) must be larger than bits ({bits})")
-        self.base = base
-        self.base_params = base_params
         self.start_bits = int(start_bits)
         self.stage_ratio = float(stage_ratio)
         self.stage_epochs = int(stage_epochs)
         self.redundancy = redundancy
         self.max_items = int(max_items)
-        self.loss_at_bits = self.base_loss(bits)
-        self.uses_memory_bank = self.loss_at_bits.uses_memory_bank
-
-    def base_loss(self, bits: int) -> HashingMethod:
-        """The base hashing loss built for ``bits`` bits."""
-        return build_method(
-            self.base, bits, self.num_classes, self.num_train, seed=self.seed, **parse_base_params(self.base_params)
-        )
+        self.use_base(base, base_params)
 
     def stages(self) -> list[int]:
         """The bit count after each stage, ending at ``bits``."""
         return stage_schedule(self.start_bits, self.bits, self.stage_ratio)
-
-    def alpha(self, step: int) -> float:
-        return self.loss_at_bits.alpha(step)
-
-    def preinstall(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
-        self.loss_at_bits.preinstall(codes, labels)
-
-    def forward(self, u: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return self.loss_at_bits(u, labels, index)
 
 
 class NMLayerStep(CleanStep):

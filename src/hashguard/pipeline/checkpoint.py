@@ -122,8 +122,10 @@ class OpenedCheckpoint:
         from hashguard.methods import build_method
 
         method = self.meta.get("method") or {}
-        if not method.get("name") and "activation_codes" in self.meta:
-            base = (self.meta["activation_codes"].get("base") or {}).get("checkpoint") or "the source network"
+        from hashguard.activation_codes.checkpoint import KEY, is_activation_code_checkpoint
+
+        if not method.get("name") and is_activation_code_checkpoint(self.meta):
+            base = (self.meta[KEY].get("base") or {}).get("checkpoint") or "the source network"
             raise CheckpointError(
                 f"{self.path}: an activation-code model has no hashing loss of its own; `hashguard defend` hardens "
                 f"the network it reads ({base}) and reads its activation codes again"

@@ -45,19 +45,24 @@ if HAVE_NUMBA:
     from hashguard.retrieval._kernels import _popcnt
 
     @numba.njit(cache=True, nogil=True)
+    def _kth_distance(cnt, kk, K, none):
+        """The smallest d < K with cnt[0] + ... + cnt[d] >= kk and that sum; ``(none, the total)`` when no d
+        reaches kk. ``cnt[d]`` counts the buffered items at distance d."""
+        acc = 0
+        for d in range(K):
+            acc += cnt[d]
+            if acc >= kk:
+                return d, acc
+        return none, acc
+
+    @numba.njit(cache=True, nogil=True)
     def _emit(bd, bi, f, kk, K1, qi, out_d, out_i):
         """Write the first ``kk`` buffered items in (distance, index) order; ``-1`` past them. The sort key
         ``(distance << 40) | index`` orders by (distance, index) for databases under 2^40 items."""
         cnt = np.zeros(K1 + 1, np.int64)
         for t in range(f):
             cnt[bd[t]] += 1
-        acc = 0
-        thr = K1
-        for d in range(K1):
-            acc += cnt[d]
-            if acc >= kk:
-                thr = d
-                break
+        thr, _ = _kth_distance(cnt, kk, K1, K1)
         n = 0
         for t in range(f):
             if bd[t] <= thr:
@@ -151,13 +156,7 @@ if HAVE_NUMBA:
                             f += 1
                     wi = _next_hit(tw, nw, wi + 1, add)
                 if f >= kk and f > fill[j]:
-                    acc = 0
-                    thr = K1 - 1
-                    for d in range(K1):
-                        acc += cnt[j, d]
-                        if acc >= kk:
-                            thr = d
-                            break
+                    thr, acc = _kth_distance(cnt[j], kk, K1, K1 - 1)
                     lim[j] = thr
                     if f + _TILE > cap:
                         # keep d < thr and the first (by index) items at thr, k in all
@@ -231,12 +230,7 @@ if HAVE_NUMBA:
                         if d > thr:
                             continue
                         if f == cap:
-                            acc = 0
-                            for t in range(K1):
-                                acc += cnt[t]
-                                if acc >= kk:
-                                    thr = t
-                                    break
+                            thr, _ = _kth_distance(cnt, kk, K1, thr)
                             g = 0
                             for t in range(f):
                                 if bd[t] <= thr:
