@@ -42,11 +42,6 @@ def bn_sign_head(bits: int) -> nn.Module:
     return nn.BatchNorm1d(bits, affine=False)
 
 
-def head_names() -> tuple[str, ...]:
-    """The registered head names (third-party plug-ins included once loaded)."""
-    return tuple(HEADS)
-
-
 def holds_batchnorm(name: str) -> bool:
     """Whether the head ``name`` keeps a BatchNorm1d under ``hash_norm``."""
     return bool(HEADS.entry(name).attributes.get("batchnorm"))
