@@ -48,15 +48,9 @@ def refuse_detector(name: str) -> None:
     from hashguard.detectors import DETECTORS
     from hashguard.errors import ConfigError
 
-    try:
-        DEFENSES.key(name)
-        return
-    except ConfigError:
-        pass
-    try:
-        detector = DETECTORS.key(name)
-    except ConfigError:
-        return  # neither: the defense registry's own message follows
+    if name in DEFENSES or name not in DETECTORS:
+        return  # a defense, or neither (the defense registry's own message follows)
+    detector = DETECTORS.key(name)
     raise ConfigError(
         f"{name!r} is a query detector, not a defense (it changes no weight, it rejects queries): run "
         f"`hashguard detect CHECKPOINT_DIR --attack-result DIR --detector {detector}` (docs/detection.md)"
