@@ -119,11 +119,10 @@ class OpenedCheckpoint:
     def hashing_method(self, num_train: int, num_classes: int | None = None) -> HashingMethod:
         """The checkpoint's hashing method (name and parameters of ``model.json``), rebuilt for ``num_train``
         training items with the training seed (CSQ / DPN centres are then the trained model's)."""
+        from hashguard.activation_codes.checkpoint import KEY, is_activation_code_checkpoint
         from hashguard.methods import build_method
 
         method = self.meta.get("method") or {}
-        from hashguard.activation_codes.checkpoint import KEY, is_activation_code_checkpoint
-
         if not method.get("name") and is_activation_code_checkpoint(self.meta):
             base = (self.meta[KEY].get("base") or {}).get("checkpoint") or "the source network"
             raise CheckpointError(
